@@ -1,0 +1,87 @@
+// The Datapath seam: moves packets between the TUN device and the UDP socket.
+// Two engines implement it: `native` (C threads in the addon) and `js` (node:dgram).
+import type { Subnet } from '../net/cidr.js';
+
+/** Every reason a packet can be dropped. The same names are used by both engines and in metrics. */
+export const DROP_REASONS = [
+  'no-route', // encap: destination in no lease (ICMP net-unreachable sent back)
+  'unknown-peer', // decap: outer source is not the PublicIP of a current lease
+  'spoofed-source', // decap: inner source outside the sending lease's subnet
+  'malformed', // not a valid IPv4 packet (version, header length, checksum, total length)
+  'truncated', // shorter than its headers claim
+  'ttl-expired', // TTL ran out (ICMP time-exceeded sent back on encap)
+  'oversize', // larger than the tunnel MTU (ICMP frag-needed when DF set) or the receive buffer
+  'not-ipv4', // not IPv4 (e.g. IPv6 on the TUN)
+  'send-error', // the UDP send failed
+  'tun-write-error', // writing into the TUN failed
+  'own-subnet', // encap: destination is in our own subnet (would loop)
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export type DropCounters = Record<DropReason, number>;
+
+export interface Route {
+  subnet: Subnet;
+  /** Underlay IPv4 address of the peer (unsigned 32-bit). */
+  publicIP: number;
+}
+
+export interface DirectionCounters {
+  packets: number;
+  bytes: number;
+}
+
+export interface PeerStats {
+  /** Underlay address, dotted. */
+  publicIP: string;
+  tx: DirectionCounters;
+  rx: DirectionCounters;
+  /** ms since epoch of the last packet each way, 0 if none. */
+  lastTxAt: number;
+  lastRxAt: number;
+  drops: Partial<DropCounters>;
+}
+
+export interface DatapathStats {
+  engine: 'native' | 'js';
+  /** TUN -> UDP (encap) and UDP -> TUN (decap) totals. */
+  encap: DirectionCounters;
+  decap: DirectionCounters;
+  /** ICMP errors the agent wrote back into the TUN. */
+  icmpSent: number;
+  drops: { encap: DropCounters; decap: DropCounters };
+  /** Keyed by the peer's dotted PublicIP. */
+  peers: Record<string, PeerStats>;
+  /** Free-form engine facts (offloads in use, batch sizes...). */
+  features: Record<string, unknown>;
+}
+
+export interface DatapathConfig {
+  /** TUN device name, e.g. flannel0. */
+  tunName: string;
+  /** TUN MTU = underlay MTU - 28. */
+  mtu: number;
+  /** The whole overlay network (route `<network> dev <tun>`). */
+  network: Subnet;
+  /** This node's lease subnet; its .0 goes on the TUN as a /32. */
+  localSubnet: Subnet;
+  /** Underlay address the UDP socket binds to (the interface address, as flannel). */
+  bindIP: number;
+  /** UDP port, shared by all nodes (8285 default). */
+  port: number;
+}
+
+export interface Datapath {
+  readonly engine: 'native' | 'js';
+  /** Creates and configures the TUN device, binds the socket, starts moving packets. */
+  start(): Promise<void>;
+  /** Replaces the whole route table atomically (cheap: called on every lease change). */
+  setRoutes(routes: Route[]): void;
+  stats(): DatapathStats;
+  /** Stops the threads, removes the TUN device (and its route). Idempotent. */
+  stop(): Promise<void>;
+}
+
+export function emptyDropCounters(): DropCounters {
+  return Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as DropCounters;
+}

@@ -1,0 +1,87 @@
+// The LeaseStore seam: where subnet leases live (etcd, or the Kubernetes API).
+// Nothing outside src/lease/ talks to etcd or the Kubernetes API directly.
+import type { Subnet } from '../net/cidr.js';
+
+/** Network configuration after flannel's defaults and checks are applied. */
+export interface NetworkConfig {
+  network: Subnet;
+  subnetLen: number;
+  subnetMin: number;
+  subnetMax: number;
+  /** Lower-cased backend type; a missing Backend means "udp". */
+  backendType: string;
+  /** UDP port of the backend (Backend.Port), 8285 by default. */
+  port: number;
+  /** The raw JSON the config was parsed from (for the debug endpoint and logs). */
+  raw: unknown;
+}
+
+/** A subnet lease: one node's subnet and the address its peers send to. */
+export interface Lease {
+  subnet: Subnet;
+  /** Dotted IPv4 address of the node's underlay interface (its identity in flannel). */
+  publicIP: string;
+  /** When the lease expires if not renewed (ms since epoch); undefined when unknown/none. */
+  expiresAt?: number;
+  /** Where the lease came from, for the debug endpoint. */
+  source: LeaseSource;
+  /** The value as stored (flannel's LeaseAttrs JSON), for the debug endpoint. */
+  attrs: Record<string, unknown>;
+}
+
+export type LeaseSource =
+  | { kind: 'etcd'; key: string; modRevision: string; etcdLeaseId?: string }
+  | { kind: 'kube'; node: string; resourceVersion?: string };
+
+export type LeaseEvent =
+  | { type: 'added'; lease: Lease }
+  | { type: 'removed'; lease: Lease };
+
+/**
+ * What the watch delivers: either a full snapshot (initial list, or a relist after a
+ * disconnect/compaction; the consumer diffs it against what it knows) or incremental events.
+ */
+export type LeaseUpdate =
+  | { kind: 'snapshot'; leases: Lease[]; revision: string }
+  | { kind: 'events'; events: LeaseEvent[]; revision: string };
+
+export interface StoreStatus {
+  backend: 'etcd' | 'kube';
+  connected: boolean;
+  /** Last revision (etcd) or resourceVersion (kube) the watch has seen. */
+  lastRevision?: string;
+  /** When the last full relist happened (ms since epoch). */
+  lastRelistAt?: number;
+  relists: number;
+  errors: number;
+  renewals: number;
+  renewalFailures: number;
+  lastError?: string;
+}
+
+export interface AcquireOptions {
+  /** The subnet this node had before (from subnet.env), tried if still free. */
+  previousSubnet?: Subnet;
+}
+
+export interface Watcher {
+  stop(): Promise<void>;
+}
+
+export interface LeaseStore {
+  /** Reads and validates the network config (flannel defaults applied). */
+  getNetworkConfig(): Promise<NetworkConfig>;
+  /** Takes a lease for this node: reuse by PublicIP, else previous subnet if free, else a free one. */
+  acquire(publicIP: string, options?: AcquireOptions): Promise<Lease>;
+  /** Extends our lease (etcd: new 24 h TTL). Returns the refreshed lease. */
+  renew(lease: Lease): Promise<Lease>;
+  /** Every current lease, with the revision the list was taken at. */
+  list(): Promise<{ leases: Lease[]; revision: string }>;
+  /**
+   * Delivers a snapshot first, then events from the snapshot's revision on. After a disconnect
+   * or compaction it relists and delivers a new snapshot, so nothing is ever missed.
+   */
+  watch(onUpdate: (update: LeaseUpdate) => void): Watcher;
+  status(): StoreStatus;
+  close(): Promise<void>;
+}
