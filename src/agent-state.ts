@@ -1,0 +1,33 @@
+// What the running agent exposes to the debug server (/leases, /metrics, /healthz, /readyz).
+import type { Lease, StoreStatus, LeaseEvent } from './lease/types.js';
+import type { DatapathStats } from './datapath/types.js';
+
+export interface AgentSnapshot {
+  /** This node: its lease and data-path settings. Undefined until a lease is held. */
+  self?: {
+    lease: Lease;
+    publicIP: string;
+    tunName: string;
+    engine: 'native' | 'js';
+    mtu: number;
+    network: string;
+    port: number;
+  };
+  /** Every known lease (ours included), sorted by subnet. */
+  leases: Lease[];
+  /** Data-path counters; undefined before the data path runs. */
+  datapath?: DatapathStats;
+  store: StoreStatus;
+  /** Lease events applied to the table since start, by type; plus own-lease re-acquisitions. */
+  leaseEvents: { added: number; removed: number; snapshots: number; reacquired: number };
+  startedAt: number;
+}
+
+/** Implemented by the agent; the debug server only reads through it. */
+export interface AgentState {
+  /** True once subnet.env is written and the data path runs. */
+  ready(): boolean;
+  snapshot(): AgentSnapshot;
+  /** Called for every lease event the table applies (metrics count them). */
+  onLeaseEvent?(listener: (event: LeaseEvent) => void): void;
+}
