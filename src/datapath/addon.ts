@@ -32,7 +32,8 @@ export interface TunReader {
 
 /**
  * A batch delivered by a TUN reader thread: `count` packets packed into `data` as
- * [u16 big-endian length][packet bytes] records, back to back.
+ * [u16 big-endian length][packet bytes] records, back to back. Each batch Buffer is freshly
+ * allocated and owned by the handler from then on (the js engine sends views of it without copying).
  */
 export type TunBatchHandler = (data: Buffer, count: number) => void;
 
@@ -51,6 +52,59 @@ export interface FeltAddon {
   tunStartReader(fd: number, onBatch: TunBatchHandler): TunReader;
   /** Writes one packet into the TUN device; returns false (not throws) when the kernel refuses it. */
   tunWrite(fd: number, packet: Buffer): boolean;
+
+  // ---- native engine (src/datapath/native.ts) ----
+  /**
+   * Starts the engine's threads on a TUN fd opened with `vnetHdr: true` (the engine owns it from
+   * then on and closes it in engineStop) and a UDP socket it binds to bindIP:port. Throws with the
+   * operation and strerror, e.g. `bind 192.168.77.2:8285: Address already in use`.
+   */
+  engineStart(config: NativeEngineConfig): NativeEngineHandle;
+  /** Publishes a new route table: `[network, prefixLen, publicIP]` triples (unsigned 32-bit). */
+  engineSetRoutes(handle: NativeEngineHandle, routes: Uint32Array): void;
+  engineStats(handle: NativeEngineHandle): NativeEngineRawStats;
+  /** Stops and joins the threads, closes the socket and the TUN fd. Idempotent. */
+  engineStop(handle: NativeEngineHandle): void;
+  /** The C side's drop reason names, in the index order of the raw stats arrays. */
+  engineDropReasons(): string[];
+}
+
+export interface NativeEngineConfig {
+  tunFd: number;
+  mtu: number;
+  /** Our lease (its .0 is the ICMP source address). */
+  localNetwork: number;
+  localPrefixLen: number;
+  bindIP: number;
+  port: number;
+}
+
+/** Opaque handle of a running engine. */
+export type NativeEngineHandle = { readonly __nativeEngine: unique symbol };
+
+export interface NativeEngineRawPeer {
+  publicIP: number;
+  txPackets: number;
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  lastTxAt: number;
+  lastRxAt: number;
+  /** Indexed like engineDropReasons(). */
+  drops: number[];
+}
+
+export interface NativeEngineRawStats {
+  encap: { packets: number; bytes: number };
+  decap: { packets: number; bytes: number };
+  /** Indexed like engineDropReasons(). */
+  encapDrops: number[];
+  decapDrops: number[];
+  icmpSent: number;
+  icmpRateLimited: number;
+  peers: NativeEngineRawPeer[];
+  /** Offloads in use and batching counters. */
+  features: Record<string, number | boolean>;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -49,6 +49,8 @@ export interface DatapathStats {
   decap: DirectionCounters;
   /** ICMP errors the agent wrote back into the TUN. */
   icmpSent: number;
+  /** ICMP errors suppressed by the rate limit. */
+  icmpRateLimited: number;
   drops: { encap: DropCounters; decap: DropCounters };
   /** Keyed by the peer's dotted PublicIP. */
   peers: Record<string, PeerStats>;
