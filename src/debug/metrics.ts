@@ -1,0 +1,166 @@
+// /metrics: Prometheus text from prom-client, on a registry of our own (never the global one).
+// Every felt_* value is read from one AgentSnapshot taken at scrape time: the data path and the
+// store keep the monotonic counts, the metrics only mirror them, so nothing is double counted and
+// a counter here moves exactly as its source does.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AgentSnapshot, AgentState } from '../agent-state.js';
+import { DROP_REASONS } from '../datapath/types.js';
+import { formatSubnet } from '../net/cidr.js';
+
+type Labels = Record<string, string>;
+type Series = Array<[Labels, number]>;
+
+export interface AgentMetrics {
+  registry: Registry;
+  contentType: string;
+  /** Takes one snapshot and renders every metric from it. */
+  render(): Promise<string>;
+}
+
+/** Direction label values: tx = encap (TUN -> UDP), rx = decap (UDP -> TUN). */
+const DIRECTIONS = [
+  ['tx', 'encap'],
+  ['rx', 'decap'],
+] as const;
+
+export function createAgentMetrics(state: AgentState): AgentMetrics {
+  const registry = new Registry();
+  let scrapeSnapshot: AgentSnapshot | undefined;
+  // Within render() every collector sees the same snapshot; a direct registry.metrics() call
+  // (e.g. from a test) still works and takes its own.
+  const snap = (): AgentSnapshot => scrapeSnapshot ?? state.snapshot();
+
+  const counter = (name: string, help: string, labelNames: string[], series: (s: AgentSnapshot) => Series) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect(this: Counter) {
+        this.reset();
+        for (const [labels, value] of series(snap())) {
+          if (Number.isFinite(value) && value >= 0) this.inc(labels, value);
+        }
+      },
+    });
+  const gauge = (name: string, help: string, labelNames: string[], series: (s: AgentSnapshot) => Series) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const [labels, value] of series(snap())) {
+          if (Number.isFinite(value)) this.set(labels, value);
+        }
+      },
+    });
+
+  gauge('felt_ready', 'Whether the agent is ready (subnet.env written, data path running): 1 or 0.', [], () => [[{}, state.ready() ? 1 : 0]]);
+  gauge('felt_engine_info', 'Data-path engine in use (value is always 1).', ['engine'], (s) => {
+    const engine = s.datapath?.engine ?? s.self?.engine;
+    return engine ? [[{ engine }, 1]] : [];
+  });
+  gauge('felt_node_info', "This node's lease and tunnel (value is always 1).", ['subnet', 'public_ip', 'tun', 'network'], (s) =>
+    s.self ? [[{ subnet: formatSubnet(s.self.lease.subnet), public_ip: s.self.publicIP, tun: s.self.tunName, network: s.self.network }, 1]] : [],
+  );
+
+  // Data path totals.
+  counter('felt_datapath_packets_total', 'Packets carried through the tunnel; direction tx = encap (TUN to UDP), rx = decap (UDP to TUN).', ['direction'], (s) =>
+    s.datapath ? DIRECTIONS.map(([dir, key]) => [{ direction: dir }, s.datapath![key].packets]) : [],
+  );
+  counter('felt_datapath_bytes_total', 'Inner-packet bytes carried through the tunnel, by direction (tx = encap, rx = decap).', ['direction'], (s) =>
+    s.datapath ? DIRECTIONS.map(([dir, key]) => [{ direction: dir }, s.datapath![key].bytes]) : [],
+  );
+  counter('felt_datapath_drops_total', 'Packets dropped by the data path, by direction (tx = encap, rx = decap) and reason.', ['direction', 'reason'], (s) => {
+    const d = s.datapath;
+    if (!d) return [];
+    const out: Series = [];
+    for (const [dir, key] of DIRECTIONS) {
+      for (const reason of DROP_REASONS) out.push([{ direction: dir, reason }, d.drops[key][reason] ?? 0]);
+    }
+    return out;
+  });
+  counter('felt_icmp_sent_total', 'ICMP errors the agent wrote back into the TUN device.', [], (s) => (s.datapath ? [[{}, s.datapath.icmpSent]] : []));
+
+  // Per peer, keyed by the peer's PublicIP (join with felt_lease_info on public_ip for the subnet).
+  const peers = (s: AgentSnapshot) => Object.values(s.datapath?.peers ?? {});
+  counter('felt_peer_packets_total', 'Packets exchanged with one peer, by direction (tx = sent to it, rx = received from it).', ['peer', 'direction'], (s) =>
+    peers(s).flatMap((p): Series => [
+      [{ peer: p.publicIP, direction: 'tx' }, p.tx.packets],
+      [{ peer: p.publicIP, direction: 'rx' }, p.rx.packets],
+    ]),
+  );
+  counter('felt_peer_bytes_total', 'Inner-packet bytes exchanged with one peer, by direction.', ['peer', 'direction'], (s) =>
+    peers(s).flatMap((p): Series => [
+      [{ peer: p.publicIP, direction: 'tx' }, p.tx.bytes],
+      [{ peer: p.publicIP, direction: 'rx' }, p.rx.bytes],
+    ]),
+  );
+  counter('felt_peer_drops_total', 'Drops attributed to one peer, by reason (only reasons that occurred).', ['peer', 'reason'], (s) =>
+    peers(s).flatMap((p): Series =>
+      Object.entries(p.drops ?? {})
+        .filter(([, n]) => typeof n === 'number' && n > 0)
+        .map(([reason, n]) => [{ peer: p.publicIP, reason }, n as number]),
+    ),
+  );
+  gauge('felt_peer_last_packet_timestamp_seconds', 'Unix time of the last packet exchanged with one peer, by direction (absent if none).', ['peer', 'direction'], (s) =>
+    peers(s).flatMap((p): Series => {
+      const out: Series = [];
+      if (p.lastTxAt > 0) out.push([{ peer: p.publicIP, direction: 'tx' }, p.lastTxAt / 1000]);
+      if (p.lastRxAt > 0) out.push([{ peer: p.publicIP, direction: 'rx' }, p.lastRxAt / 1000]);
+      return out;
+    }),
+  );
+
+  // Leases.
+  gauge('felt_leases', 'Subnet leases currently known (ours included).', [], (s) => [[{}, s.leases.length]]);
+  gauge('felt_lease_info', 'One series per known lease (value is always 1); self="true" marks our own.', ['subnet', 'public_ip', 'self'], (s) => {
+    const own = s.self ? formatSubnet(s.self.lease.subnet) : undefined;
+    return s.leases.map((l) => {
+      const subnet = formatSubnet(l.subnet);
+      return [{ subnet, public_ip: l.publicIP, self: String(subnet === own) }, 1];
+    });
+  });
+  gauge('felt_lease_expiry_timestamp_seconds', 'Unix time at which a lease expires unless renewed (absent when it has no expiry).', ['subnet', 'public_ip'], (s) =>
+    s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: formatSubnet(l.subnet), public_ip: l.publicIP }, l.expiresAt! / 1000]),
+  );
+  counter('felt_lease_events_total', 'Lease events applied to the table, by type (added, removed, snapshot, reacquired = own lease taken again).', ['type'], (s) => [
+    [{ type: 'added' }, s.leaseEvents.added],
+    [{ type: 'removed' }, s.leaseEvents.removed],
+    [{ type: 'snapshot' }, s.leaseEvents.snapshots],
+    [{ type: 'reacquired' }, s.leaseEvents.reacquired],
+  ]);
+  counter('felt_lease_renewals_total', 'Successful renewals of our own lease.', [], (s) => [[{}, s.store.renewals]]);
+  counter('felt_lease_renewal_failures_total', 'Failed attempts to renew our own lease.', [], (s) => [[{}, s.store.renewalFailures]]);
+
+  // Lease store (etcd or Kubernetes).
+  counter('felt_store_errors_total', 'Errors talking to the lease store (etcd or the Kubernetes API).', ['backend'], (s) => [[{ backend: s.store.backend }, s.store.errors]]);
+  counter('felt_store_relists_total', 'Full relists of the lease store after disconnects and compactions.', ['backend'], (s) => [[{ backend: s.store.backend }, s.store.relists]]);
+  gauge('felt_store_connected', 'Whether the lease store connection is up: 1 or 0.', ['backend'], (s) => [[{ backend: s.store.backend }, s.store.connected ? 1 : 0]]);
+  gauge('felt_store_last_relist_timestamp_seconds', 'Unix time of the last full list of the lease store, initial or relist (absent before the first).', ['backend'], (s) =>
+    s.store.lastRelistAt ? [[{ backend: s.store.backend }, s.store.lastRelistAt / 1000]] : [],
+  );
+
+  collectDefaultMetrics({ register: registry });
+  let queue: Promise<unknown> = Promise.resolve();
+
+  return {
+    registry,
+    contentType: registry.contentType,
+    render() {
+      // Scrapes run one after another so each renders from its own single snapshot.
+      const run = queue.then(async () => {
+        scrapeSnapshot = state.snapshot();
+        try {
+          return await registry.metrics();
+        } finally {
+          scrapeSnapshot = undefined;
+        }
+      });
+      queue = run.catch(() => undefined);
+      return run;
+    },
+  };
+}

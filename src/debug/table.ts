@@ -1,0 +1,118 @@
+// /leases?format=table and `felt leases`: the lease document as aligned plain text for a terminal.
+import type { LeaseView, LeasesView, PeerView, SourceView } from './view.js';
+import { alignColumns, formatAgo, formatBytes, formatCount, formatDuration } from './format.js';
+
+function sourceText(s: SourceView): string {
+  if (s.kind === 'etcd') return `etcd rev ${s.modRevision}${s.etcdLeaseId ? ` lease ${s.etcdLeaseId}` : ' no-lease'}`;
+  return `kube node ${s.node}`;
+}
+
+export function expiresText(l: Pick<LeaseView, 'expiryState' | 'expiresInSeconds'>): string {
+  switch (l.expiryState) {
+    case 'none':
+      return 'never';
+    case 'expired':
+      return 'EXPIRED';
+    case 'expiring':
+      return `${formatDuration(l.expiresInSeconds ?? 0)} (!)`;
+    default:
+      return formatDuration(l.expiresInSeconds ?? 0);
+  }
+}
+
+function dropsText(drops: Record<string, number>): string {
+  const parts = Object.entries(drops)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${formatCount(n)}`);
+  return parts.length ? parts.join(', ') : 'none';
+}
+
+function peerCells(p: PeerView | null): string[] {
+  if (!p) return ['-', '-', '-', '-', '-', '-', '-'];
+  return [
+    formatCount(p.tx.packets),
+    formatBytes(p.tx.bytes),
+    formatCount(p.rx.packets),
+    formatBytes(p.rx.bytes),
+    p.dropsTotal > 0 ? `${formatCount(p.dropsTotal)} (${dropsText(p.drops)})` : '0',
+    formatAgo(p.lastTxSecondsAgo),
+    formatAgo(p.lastRxSecondsAgo),
+  ];
+}
+
+function summaryLines(v: LeasesView): string[] {
+  const rows: string[][] = [];
+  if (v.node) {
+    const n = v.node;
+    rows.push([
+      'node',
+      `${n.subnet} public ${n.publicIP}  tun ${n.tunName} mtu ${n.mtu} port ${n.port}  engine ${n.engine}` +
+        (v.ready !== null ? `  ${v.ready ? 'ready' : 'NOT READY'}` : '') +
+        (v.uptimeSeconds !== null ? `  up ${formatDuration(v.uptimeSeconds)}` : ''),
+    ]);
+    rows.push(['network', n.network]);
+  } else if (v.ready !== null) {
+    rows.push(['node', `no lease yet  ${v.ready ? 'ready' : 'NOT READY'}`]);
+  }
+  const s = v.store;
+  if (v.ready === null) {
+    // Not an agent's view (e.g. `felt leases` reading etcd): only the list revision means anything.
+    rows.push(['store', `${s.backend}${s.lastRevision !== null ? ` revision ${s.lastRevision}` : ''}`]);
+    return alignColumns(rows.map(([k, val]) => [`${k}:`, val!]));
+  }
+  rows.push([
+    'store',
+    `${s.backend} ${s.connected ? 'connected' : 'DISCONNECTED'}` +
+      (s.lastRevision !== null ? `  revision ${s.lastRevision}` : '') +
+      `${s.lastRelistSecondsAgo !== null ? `  listed ${formatAgo(s.lastRelistSecondsAgo)}` : '  not listed yet'}  relists ${s.relists}` +
+      `  errors ${s.errors}  renewals ${s.renewals} (${s.renewalFailures} failed)`,
+  ]);
+  if (s.lastError) rows.push(['last error', s.lastError]);
+  const e = v.leaseEvents;
+  rows.push(['events', `added ${e.added}  removed ${e.removed}  snapshots ${e.snapshots}  reacquired ${e.reacquired}`]);
+  const d = v.datapath;
+  if (d) {
+    rows.push([
+      'traffic',
+      `tx ${formatCount(d.encap.packets)} pkts ${formatBytes(d.encap.bytes)}  rx ${formatCount(d.decap.packets)} pkts ${formatBytes(d.decap.bytes)}` +
+        `  icmp sent ${formatCount(d.icmpSent)}${d.icmpRateLimited !== null ? ` (rate-limited ${formatCount(d.icmpRateLimited)})` : ''}`,
+    ]);
+    rows.push(['drops tx', dropsText(d.drops.encap)]);
+    rows.push(['drops rx', dropsText(d.drops.decap)]);
+  }
+  return alignColumns(rows.map(([k, val]) => [`${k}:`, val!]));
+}
+
+/** Renders the lease document as aligned text (one line per lease, numbers right-aligned). */
+export function formatLeaseTable(v: LeasesView): string {
+  const withPath = v.datapath !== null;
+  const header = ['', 'SUBNET', 'PUBLIC IP', 'EXPIRES IN'];
+  if (withPath) header.push('TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'DROPS', 'LAST TX', 'LAST RX');
+  header.push('SOURCE');
+  const rows = [header];
+  for (const l of v.leases) {
+    const row = [l.self ? '*' : '', l.subnet, l.publicIP, expiresText(l)];
+    if (withPath) row.push(...peerCells(l.datapath));
+    row.push(sourceText(l.source));
+    rows.push(row);
+  }
+  const right = new Set(withPath ? [3, 4, 5, 6, 7] : [3]);
+
+  const out = summaryLines(v);
+  out.push('');
+  if (v.leases.length === 0) {
+    out.push('no leases');
+  } else {
+    out.push(...alignColumns(rows, right));
+    out.push('', `${v.leases.length} lease${v.leases.length === 1 ? '' : 's'}${v.leases.some((l) => l.self) ? '; * = this node' : ''}`);
+  }
+
+  const strays = v.datapath?.unmatchedPeers ?? [];
+  if (strays.length > 0) {
+    out.push('', 'counters of peers with no current lease:');
+    const prow = [['PUBLIC IP', 'TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'DROPS', 'LAST TX', 'LAST RX']];
+    for (const p of strays) prow.push([p.publicIP, ...peerCells(p)]);
+    out.push(...alignColumns(prow, new Set([1, 2, 3, 4])));
+  }
+  return `${out.join('\n')}\n`;
+}

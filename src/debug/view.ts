@@ -1,0 +1,262 @@
+// The /leases document: an AgentSnapshot turned into plain JSON with stable field names.
+// The HTML page, the plain-text table and `felt leases --agent` all read this one shape;
+// docs/debug.md documents every field. Add fields freely, never rename or repurpose one.
+import type { AgentSnapshot } from '../agent-state.js';
+import type { DirectionCounters, DropCounters, PeerStats } from '../datapath/types.js';
+import { DROP_REASONS } from '../datapath/types.js';
+import type { Lease, StoreStatus } from '../lease/types.js';
+import { formatSubnet } from '../net/cidr.js';
+
+export const LEASES_VIEW_VERSION = 1;
+
+/** A lease with fewer seconds than this left is flagged "expiring" (a healthy peer renews long before). */
+export const EXPIRING_SECONDS = 10 * 60;
+
+export type ExpiryState = 'ok' | 'expiring' | 'expired' | 'none';
+
+export type SourceView =
+  | { kind: 'etcd'; key: string; modRevision: string; etcdLeaseId: string | null }
+  | { kind: 'kube'; node: string; resourceVersion: string | null };
+
+export interface PeerView {
+  tx: DirectionCounters;
+  rx: DirectionCounters;
+  lastTxAt: string | null;
+  lastRxAt: string | null;
+  lastTxSecondsAgo: number | null;
+  lastRxSecondsAgo: number | null;
+  /** Non-zero drop counters of this peer, by reason. */
+  drops: Record<string, number>;
+  dropsTotal: number;
+}
+
+export interface LeaseView {
+  subnet: string;
+  publicIP: string;
+  /** True for this node's own lease. */
+  self: boolean;
+  expiresAt: string | null;
+  expiresInSeconds: number | null;
+  expiryState: ExpiryState;
+  source: SourceView;
+  attrs: Record<string, unknown>;
+  /** This peer's data-path counters (joined by PublicIP); null when the data path has none. */
+  datapath: PeerView | null;
+}
+
+export interface DatapathView {
+  engine: string;
+  /** TUN -> UDP. */
+  encap: DirectionCounters;
+  /** UDP -> TUN. */
+  decap: DirectionCounters;
+  icmpSent: number;
+  /** ICMP errors suppressed by the rate limiter, when the engine reports it. */
+  icmpRateLimited: number | null;
+  /** Every reason, zeros included. */
+  drops: { encap: DropCounters; decap: DropCounters };
+  dropsTotal: { encap: number; decap: number };
+  features: Record<string, unknown>;
+  /** Counters of peers whose PublicIP is in no current lease (e.g. a lease that went away). */
+  unmatchedPeers: Array<PeerView & { publicIP: string }>;
+}
+
+export interface StoreView {
+  backend: string;
+  connected: boolean;
+  lastRevision: string | null;
+  lastRelistAt: string | null;
+  lastRelistSecondsAgo: number | null;
+  relists: number;
+  errors: number;
+  renewals: number;
+  renewalFailures: number;
+  lastError: string | null;
+}
+
+export interface NodeView {
+  subnet: string;
+  publicIP: string;
+  tunName: string;
+  engine: string;
+  mtu: number;
+  network: string;
+  port: number;
+  expiresAt: string | null;
+  expiresInSeconds: number | null;
+}
+
+export interface LeasesView {
+  formatVersion: number;
+  generatedAt: string;
+  /** Null when the document was not made by an agent (e.g. `felt leases` reading etcd). */
+  ready: boolean | null;
+  startedAt: string | null;
+  uptimeSeconds: number | null;
+  node: NodeView | null;
+  leaseCount: number;
+  leases: LeaseView[];
+  datapath: DatapathView | null;
+  store: StoreView;
+  leaseEvents: { added: number; removed: number; snapshots: number; reacquired: number };
+}
+
+function iso(ms: number | undefined): string | null {
+  return ms === undefined || !Number.isFinite(ms) || ms <= 0 ? null : new Date(ms).toISOString();
+}
+
+function secondsBetween(later: number, earlier: number): number {
+  return Math.round((later - earlier) / 1000);
+}
+
+function expiryState(secondsLeft: number | null): ExpiryState {
+  if (secondsLeft === null) return 'none';
+  if (secondsLeft <= 0) return 'expired';
+  if (secondsLeft < EXPIRING_SECONDS) return 'expiring';
+  return 'ok';
+}
+
+function sourceView(lease: Lease): SourceView {
+  const s = lease.source;
+  if (s.kind === 'etcd') return { kind: 'etcd', key: s.key, modRevision: s.modRevision, etcdLeaseId: s.etcdLeaseId ?? null };
+  return { kind: 'kube', node: s.node, resourceVersion: s.resourceVersion ?? null };
+}
+
+function nonZeroDrops(drops: Partial<DropCounters>): { drops: Record<string, number>; total: number } {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [reason, n] of Object.entries(drops)) {
+    if (typeof n === 'number' && n > 0) {
+      out[reason] = n;
+      total += n;
+    }
+  }
+  return { drops: out, total };
+}
+
+function peerView(p: PeerStats, now: number): PeerView {
+  const { drops, total } = nonZeroDrops(p.drops ?? {});
+  return {
+    tx: { packets: p.tx.packets, bytes: p.tx.bytes },
+    rx: { packets: p.rx.packets, bytes: p.rx.bytes },
+    lastTxAt: iso(p.lastTxAt),
+    lastRxAt: iso(p.lastRxAt),
+    lastTxSecondsAgo: p.lastTxAt > 0 ? secondsBetween(now, p.lastTxAt) : null,
+    lastRxSecondsAgo: p.lastRxAt > 0 ? secondsBetween(now, p.lastRxAt) : null,
+    drops,
+    dropsTotal: total,
+  };
+}
+
+function fullDrops(d: Partial<DropCounters> | undefined): DropCounters {
+  return Object.fromEntries(DROP_REASONS.map((r) => [r, d?.[r] ?? 0])) as DropCounters;
+}
+
+function sum(d: DropCounters): number {
+  return Object.values(d).reduce((a, b) => a + b, 0);
+}
+
+function storeView(s: StoreStatus, now: number): StoreView {
+  return {
+    backend: s.backend,
+    connected: s.connected,
+    lastRevision: s.lastRevision ?? null,
+    lastRelistAt: iso(s.lastRelistAt),
+    lastRelistSecondsAgo: s.lastRelistAt ? secondsBetween(now, s.lastRelistAt) : null,
+    relists: s.relists,
+    errors: s.errors,
+    renewals: s.renewals,
+    renewalFailures: s.renewalFailures,
+    lastError: s.lastError ?? null,
+  };
+}
+
+function isSelf(lease: Lease, snap: AgentSnapshot): boolean {
+  const own = snap.self?.lease;
+  return !!own && own.subnet.ip === lease.subnet.ip && own.subnet.prefixLen === lease.subnet.prefixLen;
+}
+
+/**
+ * Builds the /leases document. `ready` is null when there is no agent (the caller then passes a
+ * snapshot holding only leases and store state).
+ */
+export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now: number = Date.now()): LeasesView {
+  const stats = snap.datapath;
+  const peers = stats?.peers ?? {};
+  const leasedIPs = new Set<string>();
+
+  const leases: LeaseView[] = snap.leases.map((lease) => {
+    leasedIPs.add(lease.publicIP);
+    const secondsLeft = lease.expiresAt !== undefined ? secondsBetween(lease.expiresAt, now) : null;
+    const peer = peers[lease.publicIP];
+    return {
+      subnet: formatSubnet(lease.subnet),
+      publicIP: lease.publicIP,
+      self: isSelf(lease, snap),
+      expiresAt: iso(lease.expiresAt),
+      expiresInSeconds: secondsLeft,
+      expiryState: expiryState(secondsLeft),
+      source: sourceView(lease),
+      attrs: lease.attrs ?? {},
+      datapath: peer ? peerView(peer, now) : null,
+    };
+  });
+
+  let datapath: DatapathView | null = null;
+  if (stats) {
+    const encapDrops = fullDrops(stats.drops?.encap);
+    const decapDrops = fullDrops(stats.drops?.decap);
+    // The data-path docs count rate-limited ICMP; engines may report it top-level or in features.
+    const limited = (stats as { icmpRateLimited?: unknown }).icmpRateLimited ?? stats.features?.icmpRateLimited;
+    datapath = {
+      engine: stats.engine,
+      encap: { packets: stats.encap.packets, bytes: stats.encap.bytes },
+      decap: { packets: stats.decap.packets, bytes: stats.decap.bytes },
+      icmpSent: stats.icmpSent,
+      icmpRateLimited: typeof limited === 'number' ? limited : null,
+      drops: { encap: encapDrops, decap: decapDrops },
+      dropsTotal: { encap: sum(encapDrops), decap: sum(decapDrops) },
+      features: stats.features ?? {},
+      unmatchedPeers: Object.entries(peers)
+        .filter(([ip]) => !leasedIPs.has(ip))
+        .map(([ip, p]) => ({ publicIP: ip, ...peerView(p, now) })),
+    };
+  }
+
+  let node: NodeView | null = null;
+  if (snap.self) {
+    const s = snap.self;
+    node = {
+      subnet: formatSubnet(s.lease.subnet),
+      publicIP: s.publicIP,
+      tunName: s.tunName,
+      engine: s.engine,
+      mtu: s.mtu,
+      network: s.network,
+      port: s.port,
+      expiresAt: iso(s.lease.expiresAt),
+      expiresInSeconds: s.lease.expiresAt !== undefined ? secondsBetween(s.lease.expiresAt, now) : null,
+    };
+  }
+
+  return {
+    formatVersion: LEASES_VIEW_VERSION,
+    generatedAt: new Date(now).toISOString(),
+    ready,
+    startedAt: ready === null ? null : iso(snap.startedAt),
+    uptimeSeconds: ready === null ? null : secondsBetween(now, snap.startedAt),
+    node,
+    leaseCount: leases.length,
+    leases,
+    datapath,
+    store: storeView(snap.store, now),
+    leaseEvents: { ...snap.leaseEvents },
+  };
+}
+
+/** Checks that a document fetched from an agent has the shape this version reads. */
+export function isLeasesView(value: unknown): value is LeasesView {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Partial<LeasesView>;
+  return typeof v.formatVersion === 'number' && Array.isArray(v.leases) && typeof v.store === 'object' && v.store !== null;
+}

@@ -1,0 +1,105 @@
+// `felt leases` straight from a real etcd on loopback (needs the etcd binary; no root): the table
+// and JSON show flannel-layout keys with their revision, etcd lease and expiry; an unreachable or
+// frozen etcd gives one line and exit code 1 in bounded time.
+import { PassThrough } from 'node:stream';
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LeasesView } from '../../src/debug/view.js';
+import { parseFlags } from '../../src/flags.js';
+import { runLeasesCommand } from '../../src/leases-cmd.js';
+import { freePort, startEtcd, type EtcdServer } from '../testbed/etcd.js';
+
+const PREFIX = '/felt-test/network';
+let etcd: EtcdServer;
+let client: Etcd3;
+const revisions: Record<string, string> = {};
+const leaseIds: Record<string, string> = {};
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  client = new Etcd3({ hosts: etcd.clientURL });
+  await client.put(`${PREFIX}/config`).value(JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'udp' } }));
+  for (const [subnet, ip] of [
+    ['10.244.1.0-24', '192.168.77.11'],
+    ['10.244.2.0-24', '192.168.77.12'],
+  ] as const) {
+    const lease = client.lease(3600, { autoKeepAlive: false });
+    leaseIds[subnet] = await lease.grant();
+    const res = await lease.put(`${PREFIX}/subnets/${subnet}`).value(JSON.stringify({ PublicIP: ip, PublicIPv6: null })).exec();
+    revisions[subnet] = res.header.revision;
+  }
+  // A reservation: no etcd lease, never expires.
+  const res = await client.put(`${PREFIX}/subnets/10.244.3.0-24`).value(JSON.stringify({ PublicIP: '192.168.77.13' })).exec();
+  revisions['10.244.3.0-24'] = res.header.revision;
+});
+
+afterAll(async () => {
+  await client?.close();
+  await etcd?.stop();
+});
+
+async function run(argv: string[], timeoutMs?: number): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let outText = '';
+  let errText = '';
+  out.on('data', (c: Buffer) => (outText += c.toString()));
+  err.on('data', (c: Buffer) => (errText += c.toString()));
+  const code = await runLeasesCommand(parseFlags('leases', argv, {}), out, { err, timeoutMs });
+  return { code, out: outText, err: errText };
+}
+
+describe('felt leases from etcd (needs etcd binary)', () => {
+  it('prints every lease with revision, etcd lease and expiry', async () => {
+    const r = await run(['--etcd-endpoints', etcd.clientURL, '--etcd-prefix', PREFIX]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.split('\n');
+    expect(lines[0]).toMatch(/^store:\s+etcd revision \d+$/);
+    const rows = lines.filter((l) => /^\s+10\.244\.\d\.0\/24\s/.test(l));
+    expect(rows).toHaveLength(3);
+    // Granted with a 3600 s TTL a moment ago.
+    expect(rows[0]).toMatch(/10\.244\.1\.0\/24 +192\.168\.77\.11 +(59m\d\ds|1h00m) /);
+    expect(rows[0]).toContain(`etcd rev ${revisions['10.244.1.0-24']} lease ${leaseIds['10.244.1.0-24']}`);
+    expect(rows[1]).toContain('192.168.77.12');
+    expect(rows[2]).toMatch(/10\.244\.3\.0\/24 +192\.168\.77\.13 +never +etcd rev \d+ no-lease/);
+    expect(r.out).toContain('3 leases');
+  });
+
+  it('prints JSON with the same leases (--json)', async () => {
+    const r = await run(['--etcd-endpoints', etcd.clientURL, '--etcd-prefix', PREFIX, '--json']);
+    expect(r.code).toBe(0);
+    const v = JSON.parse(r.out) as LeasesView;
+    expect(v).toMatchObject({ ready: null, node: null, datapath: null, leaseCount: 3 });
+    expect(v.leases.map((l) => [l.subnet, l.publicIP])).toEqual([
+      ['10.244.1.0/24', '192.168.77.11'],
+      ['10.244.2.0/24', '192.168.77.12'],
+      ['10.244.3.0/24', '192.168.77.13'],
+    ]);
+    const first = v.leases[0]!;
+    expect(first.source).toEqual({ kind: 'etcd', key: `${PREFIX}/subnets/10.244.1.0-24`, modRevision: revisions['10.244.1.0-24'], etcdLeaseId: leaseIds['10.244.1.0-24'] });
+    expect(first.expiresInSeconds).toBeGreaterThan(3000);
+    expect(first.expiresInSeconds).toBeLessThanOrEqual(3600);
+    expect(v.leases[2]!.expiryState).toBe('none');
+    expect(Number(v.store.lastRevision)).toBeGreaterThanOrEqual(Number(revisions['10.244.3.0-24']));
+  });
+
+  it('fails with one line and exit code 1 when etcd is unreachable', async () => {
+    const port = await freePort();
+    const r = await run(['--etcd-endpoints', `http://127.0.0.1:${port}`, '--etcd-prefix', PREFIX], 2000);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(new RegExp(`^felt leases: cannot list leases from etcd at http://127\\.0\\.0\\.1:${port}: .+\\n$`));
+  });
+
+  it('gives up on a frozen etcd (bounded time)', async () => {
+    etcd.pause();
+    try {
+      const r = await run(['--etcd-endpoints', etcd.clientURL, '--etcd-prefix', PREFIX], 1000);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/^felt leases: cannot list leases from etcd at .+\n$/);
+    } finally {
+      etcd.resume();
+    }
+  });
+});
