@@ -121,10 +121,10 @@ export class Agent implements AgentState {
       this.log.info({ subnet: formatSubnet(this.lease.subnet), previous: previousSubnet && formatSubnet(previousSubnet) }, 'lease acquired');
 
       await this.startDatapath(this.lease.subnet);
+      // Peers first: the watch fills the route table while the rest of start-up runs.
+      this.watcher = this.store.watch((update) => this.onUpdate(update));
       await this.startMasquerade();
       await this.writeSubnetFile();
-
-      this.watcher = this.store.watch((update) => this.onUpdate(update));
       this.scheduleRenewal();
       this.isReady = true;
       await this.store.markNetworkAvailable?.();

@@ -1,0 +1,120 @@
+// Helpers for the end-to-end suite: reading an agent's /leases document, waiting for conditions,
+// watching etcd for a new lease, and polling reachability with short pings.
+import type { Etcd3 } from 'etcd3';
+import type { AgentHandle } from '../testbed/agent.js';
+import { ping, sleep, type Netns, type PingResult } from '../testbed/netns.js';
+
+/** The parts of the /leases document the suite relies on (see src/debug/view.ts). */
+export interface LeasesDoc {
+  node?: { subnet: string; publicIP: string } | null;
+  /** Older/lighter shape named in the brief; accepted too. */
+  self?: { subnet: string; publicIP: string } | null;
+  leases: Array<{ subnet: string; publicIP: string; self?: boolean }>;
+  datapath?: { drops?: { encap?: Record<string, number>; decap?: Record<string, number> } } | null;
+}
+
+export async function leasesDoc(agent: AgentHandle): Promise<LeasesDoc> {
+  return agent.fetchJSON<LeasesDoc>('/leases');
+}
+
+/** The subnets an agent knows a lease for (its own included). */
+export async function knownSubnets(agent: AgentHandle): Promise<string[]> {
+  return (await leasesDoc(agent)).leases.map((l) => l.subnet).sort();
+}
+
+/** The encap `no-route` drop counter of an agent's data path. */
+export async function noRouteDrops(agent: AgentHandle): Promise<number> {
+  const doc = await leasesDoc(agent);
+  const n = doc.datapath?.drops?.encap?.['no-route'];
+  if (typeof n !== 'number') throw new Error(`/leases of ${agent.node.name} has no datapath.drops.encap["no-route"]`);
+  return n;
+}
+
+/** Polls `check` every `intervalMs` until it returns a truthy value; throws `what` on timeout. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+/** "10.244.5.0/24" -> "10.244.5.0-24", flannel's key form. */
+export function subnetKey(subnet: string): string {
+  return subnet.replace('/', '-');
+}
+
+/** "10.244.5.0/24" -> "10.244.5.<host>" */
+export function hostIn(subnet: string, host: number): string {
+  return subnet.replace(/\.\d+\/\d+$/, `.${host}`);
+}
+
+export interface NewLease {
+  key: string;
+  /** "10.244.5.0/24" */
+  subnet: string;
+  value: string;
+  /** Date.now() when the put event reached this process. */
+  at: number;
+}
+
+/**
+ * Watches `<prefix>/subnets/` and resolves on the first put of a key not in `known`.
+ * Resolves `ready` once the watch is established (start the agent after that).
+ */
+export async function watchForNewLease(client: Etcd3, etcdPrefix: string, known: Set<string>): Promise<{ lease: Promise<NewLease>; cancel: () => Promise<void> }> {
+  const dir = `${etcdPrefix}/subnets/`;
+  const watcher = await client.watch().prefix(dir).create();
+  const lease = new Promise<NewLease>((resolve, reject) => {
+    watcher.on('put', (kv) => {
+      const at = Date.now();
+      const key = kv.key.toString();
+      if (known.has(key)) return;
+      const m = /(\d+\.\d+\.\d+\.\d+)-(\d+)$/.exec(key);
+      if (!m) return;
+      resolve({ key, subnet: `${m[1]}/${m[2]}`, value: kv.value.toString(), at });
+    });
+    watcher.on('error', reject);
+  });
+  lease.catch(() => undefined);
+  return { lease, cancel: () => watcher.cancel() };
+}
+
+export interface ReachResult {
+  /** ms from `since` to the end of the first successful ping (may lie past the deadline). */
+  afterMs?: number;
+  /** A ping was answered before `deadline`. */
+  withinDeadline: boolean;
+  /** ping processes run (each probes every 50 ms until a reply, an ICMP error or its -w). */
+  attempts: number;
+  last?: PingResult;
+}
+
+/**
+ * Probes `target` from `from` every 50 ms until it answers or `deadline` passes. One ping process
+ * keeps probing until a reply comes back; an ICMP error (e.g. net-unreachable while the route is
+ * still missing) ends it early, and then the next one starts.
+ */
+export async function pollReachable(from: Netns, target: string, since: number, deadline: number): Promise<ReachResult> {
+  let attempts = 0;
+  let last: PingResult | undefined;
+  while (Date.now() < deadline) {
+    attempts++;
+    const remainingS = Math.ceil((deadline - Date.now()) / 1000);
+    last = await ping(from, target, { count: 1, intervalS: 0.05, waitS: 0.2, deadlineS: remainingS });
+    const now = Date.now();
+    if (last.ok) return { afterMs: now - since, withinDeadline: now <= deadline, attempts, last };
+    await sleep(20);
+  }
+  return { withinDeadline: false, attempts, last };
+}
