@@ -2,7 +2,25 @@
   "targets": [
     {
       "target_name": "felt",
-      "sources": ["native/addon.c"],
+      "sources": [
+        "native/addon.c",
+        "native/addon_engine.c",
+        "native/addon_util.c",
+        "native/csum.c",
+        "native/engine.c",
+        "native/err.c",
+        "native/gro.c",
+        "native/gso.c",
+        "native/ipv4.c",
+        "native/netlink.c",
+        "native/reader.c",
+        "native/routes.c",
+        "native/stats.c",
+        "native/tun.c",
+        "native/u32map.c",
+        "native/udp.c"
+      ],
+      "defines": ["_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],
       "libraries": ["-lpthread"]
     }

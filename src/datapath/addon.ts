@@ -77,6 +77,10 @@ export interface NativeEngineConfig {
   localPrefixLen: number;
   bindIP: number;
   port: number;
+  /** Use UDP GSO when the kernel has it (default true; false forces one datagram per send). */
+  udpGso?: boolean;
+  /** TUN offloads to ask for: 2 = checksum + TSO (+ USO), 1 = checksum only, 0 = none (default 2). */
+  tunOffload?: 0 | 1 | 2;
 }
 
 /** Opaque handle of a running engine. */

@@ -1,0 +1,618 @@
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gro.h"
+#include "gso.h"
+#include "ipv4.h"
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
+#define OFFLINE UINT64_MAX
+#define TUN_READ_BURST 64     /* reads per wake-up before the send batch is flushed */
+#define TX_MAX_SEGS 64        /* UDP_MAX_SEGMENTS on older kernels */
+#define TX_MAX_BYTES 65507    /* largest IPv4 UDP payload */
+#define RX_MSGS 16            /* recvmmsg batch */
+#define RX_BUF 65536          /* never truncates a (GRO) datagram */
+#define RX_ROUNDS 8           /* recvmmsg calls per wake-up */
+#define ICMP_RATE 100
+#define ICMP_BURST 100
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int is_stopping(const engine *e) { return __atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE); }
+
+/* Blocks until fd has `events` or the engine stops. Returns 0, or -1 when stopping. */
+static int wait_fd(engine *e, int fd, short events, uint64_t *seen) {
+  if (seen) __atomic_store_n(seen, OFFLINE, __ATOMIC_SEQ_CST);
+  for (;;) {
+    struct pollfd pfd[2] = {{.fd = fd, .events = events}, {.fd = e->wake_fd, .events = POLLIN}};
+    int n = poll(pfd, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 || pfd[1].revents || is_stopping(e)) return -1;
+    if (pfd[0].revents & POLLNVAL) return -1;
+    return 0;
+  }
+}
+
+/* Takes the current table after announcing the generation it is read at. */
+static const route_table *enter_table(engine *e, uint64_t *seen) {
+  __atomic_store_n(seen, __atomic_load_n(&e->gen, __ATOMIC_SEQ_CST), __ATOMIC_SEQ_CST);
+  return __atomic_load_n(&e->table, __ATOMIC_SEQ_CST);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encap: TUN -> UDP                                                                          */
+
+typedef struct {
+  uint8_t buf[TX_MAX_BYTES + 1];
+  uint32_t len;
+  uint32_t seg_len[TX_MAX_SEGS];
+  uint32_t nsegs;
+  uint32_t segsize;
+  int closed; /* a short segment ended the GSO train */
+  peer *peer;
+} tx_batch;
+
+typedef struct enc_thread {
+  engine *e;
+  const route_table *table;
+  peer *cur; /* destination peer of the packet being split */
+  uint64_t now_ms;
+  token_bucket icmp;
+  tx_batch tx;
+  struct mmsghdr mmsg[TX_MAX_SEGS];
+  struct iovec miov[TX_MAX_SEGS];
+  uint8_t rbuf[VNET_HDR_LEN + 65535 + 1];
+} enc_thread;
+
+static void enc_drop(enc_thread *t, drop_reason r, peer *p, uint64_t n) {
+  ctr_add(&t->e->enc_ctr.drops[r], n);
+  if (p) ctr_add(&p->tx.drops[r], n);
+}
+
+static void enc_icmp(enc_thread *t, const uint8_t *ip, size_t len, uint8_t type, uint8_t code, uint32_t rest) {
+  engine *e = t->e;
+  if (!icmp_error_allowed(ip, len)) return;
+  if (!bucket_take(&t->icmp, mono_ns())) {
+    ctr_add(&e->enc_ctr.icmp_rate_limited, 1);
+    return;
+  }
+  uint8_t out[VNET_HDR_LEN + ICMP_ERR_MAX];
+  memset(out, 0, VNET_HDR_LEN);
+  size_t n = VNET_HDR_LEN + icmp_build_error(out + VNET_HDR_LEN, ip, len, type, code, rest, e->cfg.local_net);
+  if (write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
+  else enc_drop(t, DROP_TUN_WRITE_ERROR, NULL, 1); /* the ICMP error itself could not be written */
+}
+
+/* One sendmsg carrying the whole batch as equal-size datagrams. 0, or the errno. */
+static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
+  engine *e = t->e;
+  tx_batch *b = &t->tx;
+  struct iovec iov = {b->buf, b->len};
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct msghdr msg = {
+      .msg_name = (void *)to,
+      .msg_namelen = sizeof *to,
+      .msg_iov = &iov,
+      .msg_iovlen = 1,
+      .msg_control = ctl.buf,
+      .msg_controllen = sizeof ctl.buf,
+  };
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_SEGMENT;
+  cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t seg = (uint16_t)b->segsize;
+  memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+  for (;;) {
+    ctr_add(&e->enc_ctr.udp_sends, 1);
+    if (sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
+    return errno;
+  }
+}
+
+/* One datagram per segment through sendmmsg. Returns the bytes sent; *sent / *failed count them. */
+static uint64_t send_each(enc_thread *t, const struct sockaddr_in *to, uint32_t *sent, uint32_t *failed) {
+  engine *e = t->e;
+  tx_batch *b = &t->tx;
+  uint32_t off = 0;
+  for (uint32_t i = 0; i < b->nsegs; i++) {
+    t->miov[i] = (struct iovec){b->buf + off, b->seg_len[i]};
+    t->mmsg[i].msg_hdr = (struct msghdr){
+        .msg_name = (void *)to, .msg_namelen = sizeof *to, .msg_iov = &t->miov[i], .msg_iovlen = 1};
+    off += b->seg_len[i];
+  }
+  uint64_t bytes = 0;
+  uint32_t i = 0;
+  while (i < b->nsegs) {
+    ctr_add(&e->enc_ctr.udp_sends, 1);
+    int n = sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
+      if (errno == EAGAIN) { /* stopping: the rest is lost */
+        *failed += b->nsegs - i;
+        break;
+      }
+      (*failed)++; /* this datagram was refused; carry on with the next */
+      i++;
+      continue;
+    }
+    for (int k = 0; k < n; k++) bytes += b->seg_len[i + (uint32_t)k];
+    *sent += (uint32_t)n;
+    i += (uint32_t)n;
+  }
+  return bytes;
+}
+
+static void enc_flush(enc_thread *t) {
+  engine *e = t->e;
+  tx_batch *b = &t->tx;
+  if (b->nsegs == 0) return;
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(e->cfg.port),
+                           .sin_addr = {.s_addr = htonl(b->peer->public_ip)}};
+  uint32_t sent = 0, failed = 0;
+  uint64_t bytes = 0;
+  int done = 0;
+  if (b->nsegs > 1 && __atomic_load_n(&e->features.udp_gso, __ATOMIC_RELAXED)) {
+    int rc = send_gso(t, &to);
+    if (rc == 0) {
+      sent = b->nsegs;
+      bytes = b->len;
+      done = 1;
+    } else if (rc == EIO) {
+      /* The egress device cannot checksum-offload: GSO is off for good, this batch goes one by one. */
+      __atomic_store_n(&e->features.udp_gso, 0, __ATOMIC_RELAXED);
+      __atomic_store_n(&e->features.udp_gso_disabled_errno, EIO, __ATOMIC_RELAXED);
+    } else if (rc != EINVAL && rc != EMSGSIZE) {
+      failed = b->nsegs;
+      done = 1;
+    }
+  }
+  if (!done) bytes = send_each(t, &to, &sent, &failed);
+  ctr_add(&e->enc_ctr.udp_send_datagrams, sent);
+  if (sent) {
+    ctr_add(&e->enc_ctr.packets, sent);
+    ctr_add(&e->enc_ctr.bytes, bytes);
+    ctr_add(&b->peer->tx.packets, sent);
+    ctr_add(&b->peer->tx.bytes, bytes);
+    ctr_set(&b->peer->tx.last_ms, t->now_ms);
+  }
+  if (failed) enc_drop(t, DROP_SEND_ERROR, b->peer, failed);
+  b->len = 0;
+  b->nsegs = 0;
+  b->closed = 0;
+  b->peer = NULL;
+}
+
+/* Space for the next outgoing datagram: batches consecutive datagrams to one peer into one
+ * UDP GSO send (equal sizes, a shorter one last, <= 64 segments and <= 65,507 bytes). */
+static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
+  enc_thread *t = ctx;
+  tx_batch *b = &t->tx;
+  int gso = __atomic_load_n(&t->e->features.udp_gso, __ATOMIC_RELAXED);
+  if (b->nsegs > 0 &&
+      (b->peer != t->cur || b->nsegs == TX_MAX_SEGS || b->len + seg_len > TX_MAX_BYTES ||
+       (gso && (b->closed || seg_len > b->segsize))))
+    enc_flush(t);
+  if (b->nsegs == 0) {
+    b->peer = t->cur;
+    b->segsize = (uint32_t)seg_len;
+  }
+  uint8_t *out = b->buf + b->len;
+  b->seg_len[b->nsegs++] = (uint32_t)seg_len;
+  b->len += (uint32_t)seg_len;
+  if (seg_len < b->segsize) b->closed = 1;
+  return out;
+}
+
+/* docs/datapath.md "Encap" for one TUN read (a packet or a TSO/USO super-packet). */
+static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
+  engine *e = t->e;
+  if (n < VNET_HDR_LEN) {
+    enc_drop(t, DROP_TRUNCATED, NULL, 1);
+    return;
+  }
+  vnet_hdr h;
+  vnet_parse(buf, &h);
+  uint8_t *pkt = buf + VNET_HDR_LEN;
+  size_t len = n - VNET_HDR_LEN;
+  int gso = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
+  drop_reason v = ipv4_validate(pkt, len, 0, gso);
+  if (v != DROP_NONE) {
+    enc_drop(t, v, NULL, 1);
+    return;
+  }
+  gso_plan plan;
+  uint32_t nsegs = 1;
+  size_t biggest;
+  if (gso) {
+    if (gso_make_plan(pkt, len, h.gso_type, h.gso_size, &plan) < 0) {
+      enc_drop(t, DROP_MALFORMED, NULL, 1);
+      return;
+    }
+    nsegs = plan.nsegs;
+    biggest = plan.seg_len;
+    ctr_add(&e->enc_ctr.gso_reads, 1);
+  } else {
+    len = ip_total(pkt); /* bytes past the total length are ignored */
+    if ((h.flags & VNET_F_NEEDS_CSUM) && vnet_finish_csum(pkt, len, h.csum_start, h.csum_offset) < 0) {
+      enc_drop(t, DROP_MALFORMED, NULL, 1);
+      return;
+    }
+    biggest = len;
+  }
+  ctr_add(&e->enc_ctr.tun_read_segments, nsegs);
+
+  uint32_t dst = ip_dst(pkt);
+  if ((dst & e->local_mask) == e->cfg.local_net) {
+    enc_drop(t, DROP_OWN_SUBNET, NULL, nsegs); /* sending it to ourselves would loop */
+    return;
+  }
+  rt_peer *rp = rt_lookup(t->table, dst);
+  if (!rp) {
+    enc_drop(t, DROP_NO_ROUTE, NULL, nsegs);
+    enc_icmp(t, pkt, len, 3, 0, 0);
+    return;
+  }
+  if (pkt[8] <= 1) {
+    enc_drop(t, DROP_TTL_EXPIRED, rp->peer, nsegs);
+    enc_icmp(t, pkt, len, 11, 0, 0);
+    return;
+  }
+  if (biggest > e->cfg.mtu) {
+    enc_drop(t, DROP_OVERSIZE, rp->peer, nsegs);
+    if (rd16(pkt + 6) & IP_DF) enc_icmp(t, pkt, len, 3, 4, e->cfg.mtu & 0xffff);
+    return;
+  }
+  ipv4_dec_ttl(pkt);
+  t->cur = rp->peer;
+  if (gso) {
+    gso_split(pkt, &plan, enc_reserve, t);
+  } else {
+    memcpy(enc_reserve(t, len), pkt, len);
+  }
+}
+
+static void *enc_main(void *arg) {
+  enc_thread *t = arg;
+  engine *e = t->e;
+  bucket_init(&t->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
+  while (wait_fd(e, e->cfg.tun_fd, POLLIN, &e->enc_seen) == 0) {
+    t->table = enter_table(e, &e->enc_seen);
+    t->now_ms = now_ms();
+    for (int i = 0; i < TUN_READ_BURST; i++) {
+      ssize_t n = read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break; /* EAGAIN: drained; anything else: poll reports it */
+      }
+      ctr_add(&e->enc_ctr.tun_reads, 1);
+      enc_packet(t, t->rbuf, (size_t)n);
+    }
+    enc_flush(t);
+  }
+  __atomic_store_n(&e->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decap: UDP -> TUN                                                                          */
+
+typedef struct dec_thread {
+  engine *e;
+  const route_table *table;
+  uint64_t now_ms;
+  struct mmsghdr msgs[RX_MSGS];
+  struct iovec iov[RX_MSGS];
+  struct sockaddr_in from[RX_MSGS];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl[RX_MSGS];
+  gro_batch gro;
+  uint8_t bufs[RX_MSGS][RX_BUF];
+} dec_thread;
+
+static void dec_drop(dec_thread *t, drop_reason r, peer *p, uint64_t n) {
+  ctr_add(&t->e->dec_ctr.drops[r], n);
+  if (p) ctr_add(&p->rx.drops[r], n);
+}
+
+static int dec_write(void *ctx, const struct iovec *iov, int iovcnt, uint32_t nsegs, uint32_t bytes, void *owner) {
+  dec_thread *t = ctx;
+  engine *e = t->e;
+  peer *p = owner;
+  ssize_t n;
+  do n = writev(e->cfg.tun_fd, iov, iovcnt);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    dec_drop(t, DROP_TUN_WRITE_ERROR, p, nsegs);
+    return -1;
+  }
+  ctr_add(&e->dec_ctr.tun_writes, 1);
+  ctr_add(&e->dec_ctr.tun_write_packets, nsegs);
+  ctr_add(&e->dec_ctr.packets, nsegs);
+  ctr_add(&e->dec_ctr.bytes, bytes);
+  ctr_add(&p->rx.packets, nsegs);
+  ctr_add(&p->rx.bytes, bytes);
+  ctr_set(&p->rx.last_ms, t->now_ms);
+  return 0;
+}
+
+/* docs/datapath.md "Decap" steps 2-5 for one inner packet from a known peer. */
+static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
+  drop_reason v = ipv4_validate(p, len, 1, 0);
+  if (v != DROP_NONE) {
+    dec_drop(t, v, rp->peer, 1);
+    return;
+  }
+  if (!rt_peer_admits(t->table, rp, ip_src(p))) {
+    dec_drop(t, DROP_SPOOFED_SOURCE, rp->peer, 1);
+    return;
+  }
+  if (p[8] == 0) {
+    dec_drop(t, DROP_TTL_EXPIRED, rp->peer, 1);
+    return;
+  }
+  if (gro_full(&t->gro)) gro_flush(&t->gro, dec_write, t);
+  gro_add(&t->gro, p, ip_total(p), rp->peer); /* trailing bytes past the total length are cut */
+}
+
+/* The GRO segment size of a received message, or 0 when it carries a single datagram. */
+static size_t gro_segment_size(const struct msghdr *msg) {
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int v;
+      memcpy(&v, CMSG_DATA(cm), sizeof v);
+      return v > 0 ? (size_t)v : 0;
+    }
+  }
+  return 0;
+}
+
+static void dec_message(dec_thread *t, int i) {
+  struct msghdr *msg = &t->msgs[i].msg_hdr;
+  size_t len = t->msgs[i].msg_len;
+  size_t seg = gro_segment_size(msg);
+  if (seg == 0 || seg > len) seg = len ? len : 1;
+  uint64_t ndgrams = (len + seg - 1) / seg;
+  if (ndgrams == 0) ndgrams = 1;
+  ctr_add(&t->e->dec_ctr.udp_recv_datagrams, ndgrams);
+
+  const rt_peer *rp = rt_find_peer(t->table, ntohl(t->from[i].sin_addr.s_addr));
+  if (!rp) {
+    dec_drop(t, DROP_UNKNOWN_PEER, NULL, ndgrams); /* the source port is not checked: NAT */
+    return;
+  }
+  if (msg->msg_flags & MSG_TRUNC) {
+    dec_drop(t, DROP_OVERSIZE, rp->peer, 1);
+    return;
+  }
+  if (len == 0) {
+    dec_drop(t, DROP_TRUNCATED, rp->peer, 1);
+    return;
+  }
+  for (size_t off = 0; off < len; off += seg) dec_packet(t, rp, t->bufs[i] + off, len - off < seg ? len - off : seg);
+}
+
+static void *dec_main(void *arg) {
+  dec_thread *t = arg;
+  engine *e = t->e;
+  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) {
+    t->table = enter_table(e, &e->dec_seen);
+    t->now_ms = now_ms();
+    for (int round = 0; round < RX_ROUNDS; round++) {
+      for (int i = 0; i < RX_MSGS; i++) {
+        t->iov[i] = (struct iovec){t->bufs[i], RX_BUF};
+        t->msgs[i].msg_hdr = (struct msghdr){
+            .msg_name = &t->from[i],
+            .msg_namelen = sizeof t->from[i],
+            .msg_iov = &t->iov[i],
+            .msg_iovlen = 1,
+            .msg_control = t->ctl[i].buf,
+            .msg_controllen = sizeof t->ctl[i].buf,
+        };
+      }
+      int n = recvmmsg(e->udp.fd, t->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break; /* EAGAIN: drained */
+      }
+      ctr_add(&e->dec_ctr.udp_recv_calls, 1);
+      ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
+      for (int i = 0; i < n; i++) dec_message(t, i);
+      gro_flush(&t->gro, dec_write, t);
+      if (n < RX_MSGS) break;
+    }
+  }
+  __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Control                                                                                    */
+
+/* Asks for checksum + TSO (+ USO where the kernel has it), as far as the config allows; records
+ * what was accepted. Whatever is refused, packets still flow (the kernel then segments and
+ * checksums before handing them over). */
+static void setup_offloads(engine *e) {
+  int fd = e->cfg.tun_fd;
+  int level = e->cfg.tun_offload;
+  e->features.vnet_hdr = 1;
+  if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6)) == 0) {
+    e->features.csum = e->features.tso4 = e->features.uso = 1;
+  } else if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4)) == 0) {
+    e->features.csum = e->features.tso4 = 1;
+  } else if (level >= 1 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)TUN_F_CSUM) == 0) {
+    e->features.csum = 1;
+  } else {
+    ioctl(fd, TUNSETOFFLOAD, 0UL);
+  }
+}
+
+static void free_threads(engine *e) {
+  free(e->enc);
+  free(e->dec);
+  e->enc = NULL;
+  e->dec = NULL;
+}
+
+engine *engine_start(const engine_config *cfg, felt_err *err) {
+  if (cfg->local_prefix > 32) return felt_errmsg(err, "engineStart: invalid local prefix length"), NULL;
+  if (cfg->mtu < 68 || cfg->mtu > 65535 - 28) return felt_errmsg(err, "engineStart: invalid MTU %u", cfg->mtu), NULL;
+  engine *e = calloc(1, sizeof *e);
+  if (!e) return felt_errno(err, ENOMEM, "engineStart"), NULL;
+  e->cfg = *cfg;
+  e->local_mask = prefix_mask(cfg->local_prefix);
+  e->cfg.local_net &= e->local_mask;
+  e->wake_fd = -1;
+  e->udp.fd = -1;
+  e->enc_seen = e->dec_seen = OFFLINE;
+
+  if (udp_open(&e->udp, cfg->bind_ip, cfg->port, err) < 0) goto fail;
+  e->features.udp_gso = e->udp.gso && cfg->udp_gso;
+  e->features.udp_gro = e->udp.gro;
+  e->features.sndbuf = e->udp.sndbuf;
+  e->features.rcvbuf = e->udp.rcvbuf;
+  e->features.buffers_forced = e->udp.forced;
+  setup_offloads(e);
+
+  e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (e->wake_fd < 0) {
+    felt_errno(err, errno, "engineStart: eventfd");
+    goto fail;
+  }
+  e->table = rt_build(NULL, 0, &e->registry, err);
+  e->enc = calloc(1, sizeof *e->enc);
+  e->dec = calloc(1, sizeof *e->dec);
+  if (!e->table || !e->enc || !e->dec) {
+    felt_errno(err, ENOMEM, "engineStart");
+    goto fail;
+  }
+  e->enc->e = e;
+  e->dec->e = e;
+  gro_init(&e->dec->gro);
+
+  int rc = pthread_create(&e->enc_tid, NULL, enc_main, e->enc);
+  if (rc != 0) {
+    felt_errno(err, rc, "engineStart: pthread_create");
+    goto fail;
+  }
+  e->enc_started = 1;
+  rc = pthread_create(&e->dec_tid, NULL, dec_main, e->dec);
+  if (rc != 0) {
+    felt_errno(err, rc, "engineStart: pthread_create");
+    goto fail;
+  }
+  e->dec_started = 1;
+  return e;
+
+fail:
+  if (e->enc_started) {
+    __atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    if (write(e->wake_fd, &one, sizeof one) < 0) { /* cannot fail on a fresh eventfd */
+    }
+    pthread_join(e->enc_tid, NULL);
+  }
+  if (e->wake_fd >= 0) close(e->wake_fd);
+  if (e->udp.fd >= 0) close(e->udp.fd);
+  rt_free(e->table);
+  registry_free(&e->registry);
+  free_threads(e);
+  free(e);
+  return NULL;
+}
+
+int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *err) {
+  route_table *t = rt_build(routes, n, &e->registry, err);
+  if (!t) return -1;
+  route_table *old = __atomic_exchange_n(&e->table, t, __ATOMIC_SEQ_CST);
+  old->retired_gen = __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
+  old->retired_next = e->retired;
+  e->retired = old;
+  engine_reclaim(e);
+  return 0;
+}
+
+/* A thread is past generation g when it is blocked (OFFLINE) or has re-read the table since. */
+static int past(const uint64_t *seen, uint64_t g) {
+  uint64_t s = __atomic_load_n(seen, __ATOMIC_SEQ_CST);
+  return s == OFFLINE || s >= g;
+}
+
+void engine_reclaim(engine *e) {
+  route_table **link = &e->retired;
+  while (*link) {
+    route_table *r = *link;
+    if (past(&e->enc_seen, r->retired_gen) && past(&e->dec_seen, r->retired_gen)) {
+      *link = r->retired_next;
+      rt_free(r);
+    } else {
+      link = &r->retired_next;
+    }
+  }
+}
+
+void engine_stop(engine *e) {
+  __atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
+  uint64_t one = 1;
+  if (write(e->wake_fd, &one, sizeof one) < 0) { /* an eventfd write only fails on overflow */
+  }
+  if (e->enc_started) pthread_join(e->enc_tid, NULL);
+  if (e->dec_started) pthread_join(e->dec_tid, NULL);
+  close(e->wake_fd);
+  close(e->udp.fd);
+  close(e->cfg.tun_fd); /* a non-persistent TUN disappears with its address and route */
+  rt_free(e->table);
+  while (e->retired) {
+    route_table *r = e->retired;
+    e->retired = r->retired_next;
+    rt_free(r);
+  }
+  registry_free(&e->registry);
+  free_threads(e);
+  free(e);
+}

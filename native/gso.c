@@ -1,0 +1,103 @@
+#include "gso.h"
+
+#include <string.h>
+
+#include "csum.h"
+#include "ipv4.h"
+
+void vnet_parse(const uint8_t *p, vnet_hdr *h) {
+  h->flags = p[0];
+  h->gso_type = p[1];
+  memcpy(&h->hdr_len, p + 2, 2);
+  memcpy(&h->gso_size, p + 4, 2);
+  memcpy(&h->csum_start, p + 6, 2);
+  memcpy(&h->csum_offset, p + 8, 2);
+}
+
+void vnet_write(uint8_t *p, const vnet_hdr *h) {
+  p[0] = h->flags;
+  p[1] = h->gso_type;
+  memcpy(p + 2, &h->hdr_len, 2);
+  memcpy(p + 4, &h->gso_size, 2);
+  memcpy(p + 6, &h->csum_start, 2);
+  memcpy(p + 8, &h->csum_offset, 2);
+}
+
+int vnet_finish_csum(uint8_t *pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) {
+  if ((size_t)csum_start + csum_offset + 2 > len) return -1;
+  /* The region must start at an even offset for the native-order sum; L4 headers always do. */
+  if (csum_start & 1) return -1;
+  uint16_t c = csum_finish(csum_add(0, pkt + csum_start, len - csum_start));
+  csum_store(pkt + csum_start + csum_offset, c ? c : 0xffff);
+  return 0;
+}
+
+int gso_make_plan(const uint8_t *pkt, size_t len, uint8_t gso_type, uint16_t gso_size, gso_plan *plan) {
+  unsigned ihl = ip_hlen(pkt);
+  uint8_t proto = pkt[9];
+  gso_type &= (uint8_t)~VNET_GSO_ECN;
+  if (gso_size == 0 || len > 65535) return -1; /* no BIG TCP through TUN */
+  if (rd16(pkt + 6) & (IP_MF | IP_OFFMASK)) return -1; /* a fragment cannot be a TSO packet */
+  uint32_t l4;
+  if (gso_type == VNET_GSO_TCPV4 && proto == IPPROTO_TCP_) {
+    if (len < ihl + 20) return -1;
+    l4 = (pkt[ihl + 12] >> 4) * 4u;
+    if (l4 < 20) return -1;
+  } else if (gso_type == VNET_GSO_UDP_L4 && proto == IPPROTO_UDP_) {
+    l4 = 8;
+  } else {
+    return -1;
+  }
+  if (len < ihl + l4) return -1;
+  plan->hdr_len = ihl + l4;
+  plan->l4_hlen = l4;
+  plan->payload = (uint32_t)(len - plan->hdr_len);
+  plan->gso_size = gso_size;
+  plan->nsegs = plan->payload == 0 ? 1 : (plan->payload + gso_size - 1) / gso_size;
+  plan->seg_len = plan->hdr_len + (plan->payload < gso_size ? plan->payload : gso_size);
+  plan->proto = proto;
+  return 0;
+}
+
+uint32_t gso_split(const uint8_t *pkt, const gso_plan *plan, seg_reserve_fn reserve, void *ctx) {
+  unsigned ihl = ip_hlen(pkt);
+  const uint8_t *l4 = pkt + ihl;
+  const uint8_t *payload = pkt + plan->hdr_len;
+  uint16_t id0 = rd16(pkt + 4);
+  uint32_t seq0 = plan->proto == IPPROTO_TCP_ ? rd32(l4 + 4) : 0;
+  uint32_t off = 0;
+  for (uint32_t i = 0; i < plan->nsegs; i++) {
+    uint32_t pl = plan->payload - off < plan->gso_size ? plan->payload - off : plan->gso_size;
+    uint32_t seg_len = plan->hdr_len + pl;
+    uint8_t *out = reserve(ctx, seg_len);
+    if (!out) return i;
+    int last = i + 1 == plan->nsegs;
+
+    memcpy(out, pkt, ihl);
+    wr16(out + 2, (uint16_t)seg_len);
+    wr16(out + 4, (uint16_t)(id0 + i));
+    ipv4_set_csum(out);
+
+    uint8_t *o4 = out + ihl;
+    memcpy(o4, l4, plan->l4_hlen);
+    uint16_t l4_len = (uint16_t)(plan->l4_hlen + pl);
+    uint64_t sum = csum_pseudo(out + 12, out + 16, plan->proto, l4_len);
+    uint8_t *csum_field;
+    if (plan->proto == IPPROTO_TCP_) {
+      wr32(o4 + 4, seq0 + off);
+      if (!last) o4[13] &= (uint8_t)~0x09; /* FIN and PSH only on the last segment */
+      if (i > 0) o4[13] &= (uint8_t)~0x80; /* CWR only on the first */
+      csum_field = o4 + 16;
+    } else {
+      wr16(o4 + 4, l4_len);
+      csum_field = o4 + 6;
+    }
+    csum_store(csum_field, 0);
+    sum = csum_add(sum, o4, plan->l4_hlen);
+    sum = csum_copy(o4 + plan->l4_hlen, payload + off, pl, sum);
+    uint16_t c = csum_finish(sum);
+    csum_store(csum_field, c == 0 && plan->proto == IPPROTO_UDP_ ? 0xffff : c);
+    off += pl;
+  }
+  return plan->nsegs;
+}

@@ -1,0 +1,20 @@
+/* rtnetlink requests for the TUN device: link settings, its address, and routes through it.
+ * Addresses are IPv4 in host byte order. Every call waits for the kernel's ACK. */
+#ifndef FELT_NETLINK_H
+#define FELT_NETLINK_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+/* Sets MTU (and txqueuelen when txqlen > 0), adds address/prefix_len, sets the link up. */
+int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, uint32_t address, uint8_t prefix_len,
+                  felt_err *err);
+
+/* Adds `network/prefix_len dev ifname` to the main table; an existing route is not an error. */
+int nl_route_add(const char *ifname, uint32_t network, uint8_t prefix_len, felt_err *err);
+
+/* Removes that route; a missing route is not an error. */
+int nl_route_del(const char *ifname, uint32_t network, uint8_t prefix_len, felt_err *err);
+
+#endif

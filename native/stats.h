@@ -1,0 +1,51 @@
+/* Counters of the native engine. Each counter has exactly one writer thread, so updates are a
+ * relaxed load + store (no locked instructions); the stats reader loads them relaxed. */
+#ifndef FELT_STATS_H
+#define FELT_STATS_H
+
+#include <stdint.h>
+
+/* Same order and names as DROP_REASONS in src/datapath/types.ts (checked at load time). */
+typedef enum {
+  DROP_NO_ROUTE,
+  DROP_UNKNOWN_PEER,
+  DROP_SPOOFED_SOURCE,
+  DROP_MALFORMED,
+  DROP_TRUNCATED,
+  DROP_TTL_EXPIRED,
+  DROP_OVERSIZE,
+  DROP_NOT_IPV4,
+  DROP_SEND_ERROR,
+  DROP_TUN_WRITE_ERROR,
+  DROP_OWN_SUBNET,
+  DROP_COUNT,
+  DROP_NONE = -1,
+} drop_reason;
+
+extern const char *const drop_reason_names[DROP_COUNT];
+
+typedef uint64_t counter;
+
+static inline void ctr_add(counter *c, uint64_t n) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
+}
+static inline void ctr_set(counter *c, uint64_t v) { __atomic_store_n(c, v, __ATOMIC_RELAXED); }
+static inline uint64_t ctr_get(const counter *c) { return __atomic_load_n(c, __ATOMIC_RELAXED); }
+
+/* One direction of one peer: written only by that direction's thread. */
+typedef struct {
+  counter packets;
+  counter bytes;
+  counter last_ms;
+  counter drops[DROP_COUNT];
+} dir_counters;
+
+/* A peer's counters live as long as the engine (peers are never freed while threads run). */
+typedef struct peer {
+  uint32_t public_ip;
+  dir_counters tx; /* encap thread */
+  dir_counters rx; /* decap thread */
+  struct peer *next_registered;
+} peer;
+
+#endif

@@ -1,0 +1,256 @@
+// The `native` engine: the per-packet path runs in the addon's C threads (native/engine.c), one
+// per direction, with TUN offloads (IFF_VNET_HDR, TSO) and UDP GSO/GRO. This class only creates
+// and configures the device, pushes route tables, and shapes the counters. docs/datapath.md is
+// the contract; the js engine (js.ts) implements the same one.
+import { writeFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import { formatIPv4, formatSubnet } from '../net/cidr.js';
+import {
+  loadAddon,
+  type FeltAddon,
+  type NativeEngineHandle,
+  type NativeEngineRawStats,
+  type TunHandle,
+} from './addon.js';
+import { nonZeroDrops } from './stats.js';
+import {
+  DROP_REASONS,
+  emptyDropCounters,
+  type Datapath,
+  type DatapathConfig,
+  type DatapathStats,
+  type DropCounters,
+  type Route,
+} from './types.js';
+
+/** TUN transmit queue: the kernel default (500) is short for bursts of super-packets. */
+const TUN_TX_QUEUE_LEN = 1000;
+
+/** DatapathStats plus the ICMP suppression count docs/datapath.md asks for. */
+export type NativeDatapathStats = DatapathStats & { icmpRateLimited: number };
+
+const ENGINE_FUNCTIONS = [
+  'tunOpen',
+  'tunClose',
+  'linkSetup',
+  'routeAdd',
+  'engineStart',
+  'engineSetRoutes',
+  'engineStats',
+  'engineStop',
+  'engineDropReasons',
+] as const;
+
+/** [network, prefixLen, publicIP] triples, the form engineSetRoutes takes. */
+export function encodeRoutes(routes: readonly Route[]): Uint32Array {
+  const out = new Uint32Array(routes.length * 3);
+  routes.forEach((r, i) => {
+    out[i * 3] = r.subnet.ip >>> 0;
+    out[i * 3 + 1] = r.subnet.prefixLen;
+    out[i * 3 + 2] = r.publicIP >>> 0;
+  });
+  return out;
+}
+
+/** Switches for the engine's offloads; the defaults use everything the kernel offers. */
+export interface NativeDatapathOptions {
+  /** UDP GSO on send (default true). */
+  udpGso?: boolean;
+  /** TUN offloads: 'full' = checksum + TSO (+ USO), 'csum' = checksum only, 'none' (default 'full'). */
+  tunOffload?: 'full' | 'csum' | 'none';
+}
+
+const TUN_OFFLOAD_LEVEL = { none: 0, csum: 1, full: 2 } as const;
+
+export class NativeDatapath implements Datapath {
+  readonly engine = 'native' as const;
+  private addon: FeltAddon | undefined;
+  /** The C side's drop reason order (checked against DROP_REASONS at start). */
+  private reasons: string[] = [];
+  private handle: NativeEngineHandle | undefined;
+  private tun: TunHandle | undefined;
+  private routes: Uint32Array = new Uint32Array(0);
+  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  private stopping: Promise<void> | undefined;
+  private lastStats: NativeDatapathStats | undefined;
+  private gsoFallbackLogged = false;
+
+  constructor(
+    private readonly config: DatapathConfig,
+    private readonly log?: Logger,
+    private readonly options: NativeDatapathOptions = {},
+  ) {}
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`native datapath: start() called twice (state ${this.state})`);
+    this.state = 'starting';
+    const { tunName, mtu, network, localSubnet, bindIP, port } = this.config;
+    try {
+      const addon = loadAddon();
+      this.addon = addon;
+      for (const fn of ENGINE_FUNCTIONS) {
+        if (typeof addon[fn] !== 'function') throw new Error(`the native addon lacks ${fn}() (rebuild it)`);
+      }
+      this.reasons = addon.engineDropReasons();
+      if (this.reasons.join() !== DROP_REASONS.join()) {
+        const got = this.reasons.join(', ');
+        throw new Error(`the native addon's drop reasons [${got}] differ from DROP_REASONS (rebuild it)`);
+      }
+      this.tun = addon.tunOpen(tunName, { vnetHdr: true });
+      // The engine owns the fd from here on (engineStop closes it); it binds the socket first,
+      // so a port in use fails before the device is configured.
+      this.handle = addon.engineStart({
+        tunFd: this.tun.fd,
+        mtu,
+        localNetwork: localSubnet.ip,
+        localPrefixLen: localSubnet.prefixLen,
+        bindIP,
+        port,
+        udpGso: this.options.udpGso ?? true,
+        tunOffload: TUN_OFFLOAD_LEVEL[this.options.tunOffload ?? 'full'],
+      });
+      addon.engineSetRoutes(this.handle, this.routes);
+      addon.linkSetup(this.tun.name, { mtu, address: localSubnet.ip, prefixLen: 32, txQueueLen: TUN_TX_QUEUE_LEN });
+      addon.routeAdd(this.tun.name, network.ip, network.prefixLen);
+      acceptLocalSource(this.tun.name, this.log);
+    } catch (err) {
+      this.teardown();
+      this.state = 'stopped';
+      const what = `native datapath: cannot start (tun ${tunName}, udp ${formatIPv4(bindIP)}:${port})`;
+      throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
+    }
+    this.state = 'running';
+    this.log?.info(
+      {
+        tun: this.tun.name,
+        mtu,
+        network: formatSubnet(network),
+        subnet: formatSubnet(localSubnet),
+        port,
+        features: this.stats().features,
+      },
+      'native datapath started',
+    );
+  }
+
+  setRoutes(routes: Route[]): void {
+    this.routes = encodeRoutes(routes);
+    if (this.handle && this.addon) this.addon.engineSetRoutes(this.handle, this.routes);
+  }
+
+  stats(): NativeDatapathStats {
+    if (!this.handle || !this.addon) return this.lastStats ?? emptyStats(this.tun?.name);
+    const stats = shapeStats(this.addon.engineStats(this.handle), this.reasons, this.tun?.name);
+    if (stats.features.udpGso === false && stats.features.udpGsoDisabledErrno && !this.gsoFallbackLogged) {
+      this.gsoFallbackLogged = true;
+      this.log?.warn(
+        { errno: stats.features.udpGsoDisabledErrno },
+        'native datapath: UDP GSO refused, sending datagrams one by one',
+      );
+    }
+    return stats;
+  }
+
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        if (this.handle) this.lastStats = this.stats();
+        this.teardown();
+        this.state = 'stopped';
+        this.log?.info('native datapath stopped');
+      })();
+    }
+    return this.stopping;
+  }
+
+  /** Releases whatever start() created; safe on a half-started engine. */
+  private teardown(): void {
+    const addon = this.addon;
+    if (this.handle && addon) {
+      addon.engineStop(this.handle); // joins the threads, closes the socket and the TUN fd
+    } else if (this.tun && addon) {
+      try {
+        addon.tunClose(this.tun.fd);
+      } catch (err) {
+        this.log?.warn({ err }, 'native datapath: closing the TUN device failed');
+      }
+    }
+    this.handle = undefined;
+    this.tun = undefined;
+  }
+}
+
+function dropsFrom(raw: number[], reasons: string[]): DropCounters {
+  const out = emptyDropCounters();
+  reasons.forEach((reason, i) => {
+    if (reason in out) out[reason as keyof DropCounters] = raw[i] ?? 0;
+  });
+  return out;
+}
+
+function ratio(a: unknown, b: unknown): number {
+  return typeof a === 'number' && typeof b === 'number' && b > 0 ? Math.round((a / b) * 100) / 100 : 0;
+}
+
+/** The addon's raw counters in the DatapathStats shape. */
+export function shapeStats(raw: NativeEngineRawStats, reasons: string[], tunName?: string): NativeDatapathStats {
+  const peers: DatapathStats['peers'] = {};
+  for (const p of raw.peers) {
+    const address = formatIPv4(p.publicIP);
+    peers[address] = {
+      publicIP: address,
+      tx: { packets: p.txPackets, bytes: p.txBytes },
+      rx: { packets: p.rxPackets, bytes: p.rxBytes },
+      lastTxAt: p.lastTxAt,
+      lastRxAt: p.lastRxAt,
+      drops: nonZeroDrops(dropsFrom(p.drops, reasons)),
+    };
+  }
+  const f = raw.features;
+  return {
+    engine: 'native',
+    encap: raw.encap,
+    decap: raw.decap,
+    icmpSent: raw.icmpSent,
+    icmpRateLimited: raw.icmpRateLimited,
+    drops: { encap: dropsFrom(raw.encapDrops, reasons), decap: dropsFrom(raw.decapDrops, reasons) },
+    peers,
+    features: {
+      tun: tunName,
+      ...f,
+      // Batch sizes: how much each syscall carried on average.
+      segmentsPerTunRead: ratio(f.tunReadSegments, f.tunReads),
+      datagramsPerUdpSend: ratio(f.udpSendDatagrams, f.udpSends),
+      datagramsPerUdpRecvCall: ratio(f.udpRecvDatagrams, f.udpRecvCalls),
+      packetsPerTunWrite: ratio(f.tunWritePackets, f.tunWrites),
+    },
+  };
+}
+
+function emptyStats(tunName?: string): NativeDatapathStats {
+  return {
+    engine: 'native',
+    encap: { packets: 0, bytes: 0 },
+    decap: { packets: 0, bytes: 0 },
+    icmpSent: 0,
+    icmpRateLimited: 0,
+    drops: { encap: emptyDropCounters(), decap: emptyDropCounters() },
+    peers: {},
+    features: { tun: tunName, vnetHdr: true },
+  };
+}
+
+/**
+ * Our ICMP errors come from the TUN's own address (the lease's .0). Linux drops packets arriving
+ * with a local source address as martians unless accept_local is set on the receiving device.
+ */
+function acceptLocalSource(tunName: string, log?: Logger): void {
+  try {
+    writeFileSync(`/proc/sys/net/ipv4/conf/${tunName}/accept_local`, '1');
+  } catch (err) {
+    log?.warn(
+      { err, tun: tunName },
+      'cannot set accept_local: ICMP errors from the agent will be dropped by the kernel',
+    );
+  }
+}

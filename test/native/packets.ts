@@ -1,0 +1,33 @@
+// Minimal IPv4/ICMP packet building for the native tests.
+import { internetChecksum } from '../../src/datapath/packet.js';
+
+const inetChecksum = (data: Buffer): number => internetChecksum(data, 0, data.length);
+
+function ipBytes(dotted: string): number[] {
+  return dotted.split('.').map(Number);
+}
+
+/** An IPv4 header (20 bytes, checksum filled) followed by `payload`. */
+export function ipv4(src: string, dst: string, proto: number, payload: Buffer, ttl = 64): Buffer {
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + payload.length, 2);
+  h.writeUInt16BE(0x4000, 6); // DF
+  h[8] = ttl;
+  h[9] = proto;
+  Buffer.from(ipBytes(src)).copy(h, 12);
+  Buffer.from(ipBytes(dst)).copy(h, 16);
+  h.writeUInt16BE(inetChecksum(h), 10);
+  return Buffer.concat([h, payload]);
+}
+
+/** ICMP echo request (type 8) with id/seq and payload, checksum filled. */
+export function icmpEcho(id: number, seq: number, data: Buffer): Buffer {
+  const m = Buffer.alloc(8 + data.length);
+  m[0] = 8;
+  m.writeUInt16BE(id, 4);
+  m.writeUInt16BE(seq, 6);
+  data.copy(m, 8);
+  m.writeUInt16BE(inetChecksum(m), 2);
+  return m;
+}
