@@ -5,9 +5,9 @@
 // ICMP, counters) against a small PacketIO interface, so it can be tested without root;
 // JsDatapath owns the device and the socket and feeds the forwarder.
 import dgram from 'node:dgram';
-import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { formatIPv4, formatSubnet, subnetContainsIP, type Subnet } from '../net/cidr.js';
+import { configureTun } from './tundevice.js';
 import { loadAddon, type FeltAddon, type TunHandle, type TunReader } from './addon.js';
 import {
   buildFragNeeded,
@@ -300,9 +300,7 @@ export class JsDatapath implements Datapath {
       this.socket.on('error', (err) => this.log?.error({ err }, 'js datapath: UDP socket error'));
 
       this.tun = this.addon.tunOpen(tunName, { vnetHdr: false });
-      this.addon.linkSetup(this.tun.name, { mtu, address: localSubnet.ip, prefixLen: 32 });
-      this.addon.routeAdd(this.tun.name, network.ip, network.prefixLen);
-      acceptLocalSource(this.tun.name, this.log);
+      configureTun(this.addon, this.tun.name, this.config, this.log);
       this.reader = this.addon.tunStartReader(this.tun.fd, (data, count) => {
         this.tunBatches++;
         this.forwarder.encapBatch(data, count);
@@ -402,14 +400,3 @@ function bindSocket(bindIP: number, port: number): Promise<dgram.Socket> {
   });
 }
 
-/**
- * Our ICMP errors come from the TUN's own address (the lease's .0). Linux drops packets arriving
- * with a local source address as martians unless accept_local is set on the receiving device.
- */
-function acceptLocalSource(tunName: string, log?: Logger): void {
-  try {
-    writeFileSync(`/proc/sys/net/ipv4/conf/${tunName}/accept_local`, '1');
-  } catch (err) {
-    log?.warn({ err, tun: tunName }, 'cannot set accept_local: ICMP errors from the agent will be dropped by the kernel');
-  }
-}

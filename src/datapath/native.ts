@@ -2,7 +2,6 @@
 // per direction, with TUN offloads (IFF_VNET_HDR, TSO) and UDP GSO/GRO. This class only creates
 // and configures the device, pushes route tables, and shapes the counters. docs/datapath.md is
 // the contract; the js engine (js.ts) implements the same one.
-import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { formatIPv4, formatSubnet } from '../net/cidr.js';
 import {
@@ -13,6 +12,7 @@ import {
   type TunHandle,
 } from './addon.js';
 import { nonZeroDrops } from './stats.js';
+import { configureTun } from './tundevice.js';
 import {
   DROP_REASONS,
   emptyDropCounters,
@@ -110,9 +110,7 @@ export class NativeDatapath implements Datapath {
         tunOffload: TUN_OFFLOAD_LEVEL[this.options.tunOffload ?? 'full'],
       });
       addon.engineSetRoutes(this.handle, this.routes);
-      addon.linkSetup(this.tun.name, { mtu, address: localSubnet.ip, prefixLen: 32, txQueueLen: TUN_TX_QUEUE_LEN });
-      addon.routeAdd(this.tun.name, network.ip, network.prefixLen);
-      acceptLocalSource(this.tun.name, this.log);
+      configureTun(addon, this.tun.name, this.config, this.log, TUN_TX_QUEUE_LEN);
     } catch (err) {
       this.teardown();
       this.state = 'stopped';
@@ -240,17 +238,3 @@ function emptyStats(tunName?: string): NativeDatapathStats {
   };
 }
 
-/**
- * Our ICMP errors come from the TUN's own address (the lease's .0). Linux drops packets arriving
- * with a local source address as martians unless accept_local is set on the receiving device.
- */
-function acceptLocalSource(tunName: string, log?: Logger): void {
-  try {
-    writeFileSync(`/proc/sys/net/ipv4/conf/${tunName}/accept_local`, '1');
-  } catch (err) {
-    log?.warn(
-      { err, tun: tunName },
-      'cannot set accept_local: ICMP errors from the agent will be dropped by the kernel',
-    );
-  }
-}
