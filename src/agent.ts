@@ -8,7 +8,8 @@ import type { Lease, LeaseEvent, LeaseStore, LeaseUpdate, NetworkConfig, Watcher
 import type { Datapath, DatapathConfig } from './datapath/types.js';
 import { createDatapath, type EngineName } from './datapath/index.js';
 import { LeaseTable } from './lease/table.js';
-import { EtcdLeaseStore } from './lease/etcd.js';
+import { EtcdLeaseStore, LeaseLostError, SubnetsExhaustedError } from './lease/etcd.js';
+import { ConfigError } from './lease/config.js';
 import { chooseInterface, type UnderlayInterface } from './net/iface.js';
 import { formatSubnet, parseIPv4, type Subnet } from './net/cidr.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
@@ -200,7 +201,9 @@ export class Agent implements AgentState {
         return await step();
       } catch (err) {
         const message = (err as Error).message;
-        if ((err as { fatal?: boolean }).fatal || Date.now() >= deadline || this.stopping) {
+        // A bad config or a full network will not fix itself: fail now rather than at the deadline.
+        const hopeless = err instanceof ConfigError || err instanceof SubnetsExhaustedError;
+        if (hopeless || Date.now() >= deadline || this.stopping) {
           throw new StartupError(`could not ${what}: ${message}`);
         }
         this.log.warn({ attempt, err: message }, `could not ${what}, retrying`);
@@ -342,6 +345,11 @@ export class Agent implements AgentState {
       this.log.info({ subnet: formatSubnet(this.lease.subnet), expiresAt: this.lease.expiresAt && new Date(this.lease.expiresAt).toISOString() }, 'lease renewed');
       this.scheduleRenewal();
     } catch (err) {
+      if (err instanceof LeaseLostError) {
+        this.log.error({ err: err.message }, 'OUR LEASE WAS TAKEN by another node while renewing: re-acquiring now');
+        this.startReacquire();
+        return;
+      }
       const remaining = (this.lease.expiresAt ?? Date.now()) - Date.now();
       const retry = Math.max(1000, Math.min(60_000, remaining / 4));
       this.log.error({ err: (err as Error).message, retryInMs: Math.round(retry) }, 'renewing the lease failed; retrying');
