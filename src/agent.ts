@@ -28,6 +28,7 @@ interface Closable {
 /** The pieces of a Kubernetes-mode store the agent uses beyond LeaseStore. */
 interface KubeExtras {
   markNetworkAvailable?(): Promise<void>;
+  getNodePublicIP?(): Promise<string | undefined>;
 }
 
 interface Masquerade {
@@ -111,6 +112,11 @@ export class Agent implements AgentState {
       this.log.info({ iface: this.iface.name, address: this.iface.address, publicIP: this.publicIP, mtu: this.iface.mtu }, 'using interface');
 
       this.store = await this.createStore();
+      if (!this.flag<string>('public-ip')) {
+        // Kubernetes mode: flannel's node-public-ip annotation stands in for --public-ip.
+        const annotated = await this.store.getNodePublicIP?.();
+        if (annotated) this.publicIP = annotated;
+      }
       const deadline = Date.now() + this.flag<number>('startup-timeout') * 1000;
       this.config = await this.retryUntil(deadline, 'read the network config', () => this.store!.getNetworkConfig());
       this.log.info({ network: formatSubnet(this.config.network), subnetLen: this.config.subnetLen, port: this.config.port }, 'network config');
@@ -247,6 +253,7 @@ export class Agent implements AgentState {
       masquerade: ipMasq,
       forwardRules: forward,
       resyncSeconds: this.flag<number>('iptables-resync'),
+      randomFully: !this.flag<boolean>('ip-masq-fully-random-disable'),
     }, this.log);
     try {
       await masq.setup();
@@ -280,7 +287,8 @@ export class Agent implements AgentState {
     }
     if (!this.lease) return;
     const own = this.table.get(this.lease.subnet);
-    if (!own || own.publicIP !== this.publicIP) {
+    // Compare with what our lease advertises (Kubernetes' public-ip-overwrite may differ from ours).
+    if (!own || own.publicIP !== this.lease.publicIP) {
       this.log.error({ subnet: formatSubnet(this.lease.subnet), holder: own?.publicIP },
         'OUR LEASE IS GONE from the store (deleted, expired or taken over): re-acquiring now');
       this.startReacquire();

@@ -35,6 +35,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'subnet-file', type: 'string', default: '/run/flannel/subnet.env', help: 'file the CNI plugin reads the subnet from' },
   { name: 'subnet-lease-renew-margin', type: 'number', default: 60, range: [1, 1439], help: 'renew the lease this many minutes before it expires' },
   { name: 'ip-masq', type: 'boolean', default: false, help: 'masquerade traffic leaving the overlay network' },
+  { name: 'ip-masq-fully-random-disable', type: 'boolean', default: false, help: 'do not use --random-fully for MASQUERADE even where iptables supports it' },
   { name: 'iptables-forward-rules', type: 'boolean', default: true, help: 'add FORWARD accept rules for the overlay network' },
   { name: 'iptables-resync', type: 'number', default: 5, range: [1, 3600], help: 'seconds between checks that the iptables rules are in place' },
   { name: 'healthz-ip', type: 'string', default: '0.0.0.0', help: 'address of the /healthz and /readyz server' },

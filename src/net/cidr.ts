@@ -12,7 +12,7 @@ const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 
 /** Parses a dotted IPv4 address; throws a clear error on anything else. */
 export function parseIPv4(text: string): number {
-  const m = IPV4_RE.exec(text.trim());
+  const m = IPV4_RE.exec(text);
   if (!m) throw new Error(`invalid IPv4 address "${text}"`);
   let value = 0;
   for (let i = 1; i <= 4; i++) {
