@@ -34,7 +34,6 @@ const ICMP_RATE_PER_SECOND = 100;
 const ICMP_BURST = 100;
 
 /** DatapathStats plus the ICMP suppression count docs/datapath.md asks for. */
-export type JsDatapathStats = DatapathStats & { icmpRateLimited: number };
 
 /** Where the forwarder's packets go. */
 export interface PacketIO {
@@ -96,7 +95,7 @@ export class JsForwarder {
     this.peersByAddress = byAddress;
   }
 
-  stats(features: Record<string, unknown>): JsDatapathStats {
+  stats(features: Record<string, unknown>): DatapathStats {
     const c = this.counters;
     const peers: DatapathStats['peers'] = {};
     for (const peer of this.peersByIP.values()) peers[peer.counters.address] = peer.counters.snapshot();
@@ -322,7 +321,7 @@ export class JsDatapath implements Datapath {
     this.forwarder.setRoutes(routes);
   }
 
-  stats(): JsDatapathStats {
+  stats(): DatapathStats {
     return this.forwarder.stats({
       tun: this.tun?.name,
       vnetHdr: false,

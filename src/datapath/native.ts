@@ -27,7 +27,6 @@ import {
 const TUN_TX_QUEUE_LEN = 1000;
 
 /** DatapathStats plus the ICMP suppression count docs/datapath.md asks for. */
-export type NativeDatapathStats = DatapathStats & { icmpRateLimited: number };
 
 const ENGINE_FUNCTIONS = [
   'tunOpen',
@@ -72,7 +71,7 @@ export class NativeDatapath implements Datapath {
   private routes: Uint32Array = new Uint32Array(0);
   private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
-  private lastStats: NativeDatapathStats | undefined;
+  private lastStats: DatapathStats | undefined;
   private gsoFallbackLogged = false;
 
   constructor(
@@ -136,7 +135,7 @@ export class NativeDatapath implements Datapath {
     if (this.handle && this.addon) this.addon.engineSetRoutes(this.handle, this.routes);
   }
 
-  stats(): NativeDatapathStats {
+  stats(): DatapathStats {
     if (!this.handle || !this.addon) return this.lastStats ?? emptyStats(this.tun?.name);
     const stats = shapeStats(this.addon.engineStats(this.handle), this.reasons, this.tun?.name);
     if (stats.features.udpGso === false && stats.features.udpGsoDisabledErrno && !this.gsoFallbackLogged) {
@@ -191,7 +190,7 @@ function ratio(a: unknown, b: unknown): number {
 }
 
 /** The addon's raw counters in the DatapathStats shape. */
-export function shapeStats(raw: NativeEngineRawStats, reasons: string[], tunName?: string): NativeDatapathStats {
+export function shapeStats(raw: NativeEngineRawStats, reasons: string[], tunName?: string): DatapathStats {
   const peers: DatapathStats['peers'] = {};
   for (const p of raw.peers) {
     const address = formatIPv4(p.publicIP);
@@ -225,7 +224,7 @@ export function shapeStats(raw: NativeEngineRawStats, reasons: string[], tunName
   };
 }
 
-function emptyStats(tunName?: string): NativeDatapathStats {
+function emptyStats(tunName?: string): DatapathStats {
   return {
     engine: 'native',
     encap: { packets: 0, bytes: 0 },

@@ -83,6 +83,7 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
     return out;
   });
   counter('felt_icmp_sent_total', 'ICMP errors the agent wrote back into the TUN device.', [], (s) => (s.datapath ? [[{}, s.datapath.icmpSent]] : []));
+  counter('felt_icmp_rate_limited_total', 'ICMP errors suppressed by the rate limit (100/s per engine).', [], (s) => (s.datapath ? [[{}, s.datapath.icmpRateLimited]] : []));
 
   // Per peer, keyed by the peer's PublicIP (join with felt_lease_info on public_ip for the subnet).
   const peers = (s: AgentSnapshot) => Object.values(s.datapath?.peers ?? {});
