@@ -5,6 +5,7 @@
       "sources": [
         "native/addon.c",
         "native/addon_engine.c",
+        "native/addon_jsio.c",
         "native/addon_util.c",
         "native/csum.c",
         "native/engine.c",
@@ -18,7 +19,8 @@
         "native/stats.c",
         "native/tun.c",
         "native/u32map.c",
-        "native/udp.c"
+        "native/udp.c",
+        "native/writer.c"
       ],
       "defines": ["_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-O2"],

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "addon_engine.h"
+#include "addon_jsio.h"
 #include "addon_util.h"
 #include "netlink.h"
 #include "reader.h"
@@ -257,6 +258,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   addon_engine_register(env, exports);
+  addon_jsio_register(env, exports);
   return exports;
 }
 

@@ -1,6 +1,11 @@
-/* A thread that reads a TUN fd and hands packets over in batches of [u16 BE length][packet] records.
- * Pure C: the consumer (the N-API glue) supplies a deliver function and acknowledges each batch,
- * which bounds the number of batches in flight (backpressure instead of unbounded memory). */
+/* A thread that reads a TUN fd or a UDP socket and hands packets over in batches. Pure C: the
+ * consumer (the N-API glue) supplies a deliver function and acknowledges each batch, which bounds
+ * the number of batches in flight (backpressure instead of unbounded memory).
+ *
+ * TUN batches: `count` records of [u16 BE length][packet].
+ * UDP batches: `count` records of [u32 BE source IPv4][u16 BE length][u8 flags][u8 0][datagram].
+ * A datagram the kernel coalesced (UDP GRO) arrives split back into its segments, one record
+ * each, all with the same source. */
 #ifndef FELT_READER_H
 #define FELT_READER_H
 
@@ -9,9 +14,15 @@
 
 #include "err.h"
 
-#define READER_MAX_PACKETS 64
+/* A batch is delivered when the fd has nothing more to read, or at these limits. */
+#define READER_MAX_PACKETS 256
 #define READER_MAX_BYTES (256 * 1024)
-#define READER_MAX_INFLIGHT 4
+/* Batches delivered and not yet acknowledged: the reader keeps reading while JS works on these. */
+#define READER_MAX_INFLIGHT 8
+
+#define UDP_REC_HDR 8
+/* flags: the kernel reported the datagram truncated (MSG_TRUNC) */
+#define UDP_REC_TRUNC 1
 
 typedef struct tun_reader tun_reader;
 
@@ -19,10 +30,23 @@ typedef struct tun_reader tun_reader;
  * the thread (the consumer is gone). */
 typedef int (*reader_deliver_fn)(void *ctx, uint8_t *data, size_t len, uint32_t count);
 
+/* Reads the TUN fd (non-blocking, no virtio header). */
 tun_reader *reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
+
+/* Reads the UDP socket (non-blocking, IPv4) with recvmmsg; splits UDP GRO datagrams. */
+tun_reader *reader_start_udp(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
 
 /* The consumer finished one delivered batch: lets the thread read another. Thread-safe. */
 void reader_batch_done(tun_reader *r);
+
+/* Counters, read without locking (approximate while the thread runs). */
+typedef struct {
+  uint64_t batches;       /* batches delivered */
+  uint64_t records;       /* records delivered */
+  uint64_t reads;         /* read/recvmmsg calls that returned data */
+  uint64_t full_waits;    /* times the thread waited because READER_MAX_INFLIGHT batches were out */
+} reader_stats;
+void reader_get_stats(tun_reader *r, reader_stats *out);
 
 /* Wakes and joins the thread, then frees the reader. The fd is not touched afterwards. */
 void reader_stop(tun_reader *r);

@@ -131,3 +131,76 @@ export function loadAddon(): FeltAddon {
   }
   return cached;
 }
+
+// ---- js engine batched I/O (native/addon_jsio.c, reader.c, writer.c) ----
+
+/** The UDP socket udpOpen made: bound, non-blocking, large buffers, UDP GRO on when available. */
+export interface UdpSocketInfo {
+  fd: number;
+  /** UDP_SEGMENT (GSO) is usable on this socket. */
+  gso: boolean;
+  /** UDP_GRO is enabled: coalesced datagrams reach the reader, which splits them again. */
+  gro: boolean;
+  /** Buffer sizes as the kernel reports them (doubled). */
+  sndbuf: number;
+  rcvbuf: number;
+}
+
+export interface ReaderStats {
+  batches: number;
+  records: number;
+  /** read()/recvmmsg() calls that returned data. */
+  reads: number;
+  /** Times the thread waited because the maximum of batches was in flight. */
+  fullWaits: number;
+}
+
+export interface UdpReader extends TunReader {
+  stats(): ReaderStats;
+}
+
+/**
+ * A batch delivered by a UDP reader thread: `count` records of [u32 BE source IPv4][u16 BE
+ * length][u8 flags][u8 0][datagram], back to back; flags bit 0 = truncated by the kernel. A UDP GRO
+ * datagram arrives as one record per original datagram. The Buffer is owned by the handler.
+ */
+export type UdpBatchHandler = (data: Buffer, count: number) => void;
+
+export interface JsIoStats {
+  udpSendSyscalls: number;
+  /** sendmmsg messages that were GSO trains, and the datagrams inside them. */
+  udpGsoSends: number;
+  udpGsoSegments: number;
+  tunWriteSyscalls: number;
+  /** TUN packets written inside merged (GRO) super-packets. */
+  tunGroMergedPackets: number;
+}
+
+export interface FeltAddon {
+  /** socket + bind `bindIP:port` (no address reuse); throws e.g. `bind 192.168.77.2:8285: Address already in use`. */
+  udpOpen(bindIP: number, port: number): UdpSocketInfo;
+  udpClose(fd: number): void;
+  /** Starts a thread that receives on the UDP socket (recvmmsg) and hands datagrams to JS in batches. */
+  udpStartReader(fd: number, onBatch: UdpBatchHandler): UdpReader;
+  /**
+   * Sends `count` datagrams to `port`: datagram i is buf[desc[3i], +desc[3i+1]) to the IPv4 address
+   * desc[3i+2]; ok[i] is set to 1 when the kernel took it, else 0. With `gso`, runs of equal-size
+   * datagrams to one address go as UDP GSO trains. Returns 0, or the errno with which the kernel
+   * refused a GSO train (those datagrams were then sent one by one): stop asking for GSO.
+   */
+  udpSendBatch(fd: number, port: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, gso: boolean): number;
+  /**
+   * Writes `count` packets into the TUN: packet i is buf[desc[2i], +desc[2i+1]); ok[i] as above.
+   * With `vnet` (a TUN opened with vnetHdr), each write gets a virtio header and in-order TCP
+   * segments of one flow are merged into one super-packet (userspace GRO; patches headers in buf).
+   * Returns the number of packets written.
+   */
+  tunWriteBatch(fd: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, vnet?: boolean): number;
+  /**
+   * TUNSETOFFLOAD on a vnetHdr TUN: flags 1 = checksum, 2 = TSO4. False when the kernel refuses.
+   * The TUN reader then splits TSO super-packets and completes checksums before handing packets over.
+   */
+  tunSetOffload(fd: number, flags: number): boolean;
+  /** Process-wide counters of the two batch functions. */
+  jsioStats(): JsIoStats;
+}

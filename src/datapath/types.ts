@@ -1,5 +1,6 @@
 // The Datapath seam: moves packets between the TUN device and the UDP socket.
-// Two engines implement it: `native` (C threads in the addon) and `js` (node:dgram).
+// Two engines implement it: `native` (C threads in the addon) and `js` (per-packet decisions in JavaScript,
+// the readable reference; TUN and UDP I/O batched by the addon).
 import type { Subnet } from '../net/cidr.js';
 
 /** Every reason a packet can be dropped. The same names are used by both engines and in metrics. */
