@@ -11,7 +11,7 @@ import { LeaseTable } from './lease/table.js';
 import { EtcdLeaseStore, LeaseLostError, SubnetsExhaustedError } from './lease/etcd.js';
 import { ConfigError } from './lease/config.js';
 import { chooseInterface, type UnderlayInterface } from './net/iface.js';
-import { formatSubnet, parseIPv4, type Subnet } from './net/cidr.js';
+import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
 import { startDebugServer } from './debug/server.js';
 
@@ -48,7 +48,12 @@ export class Agent implements AgentState {
   private watcher?: Watcher;
   private masq?: Masquerade;
   private servers: Closable[] = [];
-  private readonly table = new LeaseTable();
+  private readonly table = new LeaseTable(
+    (lease) => this.leaseProblem(lease),
+    ({ lease, reason }) => this.warnOnce(`${formatSubnet(lease.subnet)} ${lease.publicIP} ${reason}`,
+      { subnet: formatSubnet(lease.subnet), publicIP: lease.publicIP, reason, source: lease.source }, 'ignoring a lease that must not be routed'),
+  );
+  private readonly warned = new Set<string>();
   private renewTimer?: NodeJS.Timeout;
   private isReady = false;
   private stopping = false;
@@ -154,7 +159,7 @@ export class Agent implements AgentState {
     // The lease is deliberately kept: a restarted agent takes the same subnet back.
     await this.store?.close().catch(() => {});
     for (const server of this.servers) await server.close().catch(() => {});
-    this.log.info('felt stopped (lease kept for a restart)');
+    this.log.info(this.lease ? 'felt stopped (lease kept for a restart)' : 'felt stopped');
   }
 
   private tunMTU(): number {
@@ -276,6 +281,25 @@ export class Agent implements AgentState {
 
   // ---- lease table --------------------------------------------------------------------------
 
+  /** Why a peer lease must not be routed; our own allocator never makes such a lease. */
+  private leaseProblem(lease: Lease): string | undefined {
+    const config = this.config;
+    if (!config) return undefined;
+    if (!subnetContains(config.network, lease.subnet)) return `is outside the network ${formatSubnet(config.network)}`;
+    // etcd leases all have SubnetLen bits (Kubernetes podCIDRs may differ, overlaps are still refused).
+    if (lease.source.kind === 'etcd' && lease.subnet.prefixLen !== config.subnetLen) {
+      return `is not a /${config.subnetLen} (SubnetLen)`;
+    }
+    return undefined;
+  }
+
+  private warnOnce(key: string, fields: Record<string, unknown>, message: string): void {
+    if (this.warned.has(key)) return;
+    if (this.warned.size > 10_000) this.warned.clear();
+    this.warned.add(key);
+    this.log.warn(fields, message);
+  }
+
   private onUpdate(update: LeaseUpdate): void {
     if (this.stopping) return;
     const changes = this.table.apply(update);
@@ -318,6 +342,11 @@ export class Agent implements AgentState {
           this.datapath = undefined;
           await old?.stop();
           await this.startDatapath(lease.subnet);
+          // The masquerade rules name our subnet: rebuild them for the new one.
+          const oldMasq = this.masq;
+          this.masq = undefined;
+          await oldMasq?.teardown();
+          await this.startMasquerade();
           await this.writeSubnetFile();
         } else {
           this.log.warn({ subnet: formatSubnet(lease.subnet) }, 're-acquired our subnet');

@@ -110,6 +110,9 @@ export class EtcdLeaseStore implements LeaseStore {
    */
   private readonly expiryCache = new Map<string, number>();
   private closed = false;
+  /** The last error that was not etcd3's "circuit breaker is open" (see call()). */
+  private lastCause?: string;
+  private readonly endpoints: string[];
   private readonly state: StoreStatus = {
     backend: 'etcd',
     connected: false,
@@ -124,6 +127,7 @@ export class EtcdLeaseStore implements LeaseStore {
     private readonly log: Logger,
   ) {
     if (options.endpoints.length === 0) throw new Error('etcd: no endpoints given');
+    this.endpoints = options.endpoints;
     for (const e of options.endpoints) {
       if (!/^(https?:\/\/[^/]+\/?|unix:\/\/.+)$/.test(e)) {
         throw new Error(`etcd: invalid endpoint "${e}" (expected http://host:port, https://host:port or unix:///path)`);
@@ -328,7 +332,15 @@ export class EtcdLeaseStore implements LeaseStore {
       this.state.connected = true;
       return result;
     } catch (err) {
-      const message = `etcd: ${what} failed: ${errorText(err)}`;
+      let cause = errorText(err);
+      // etcd3's circuit breaker replaces every error after the first with "circuit breaker is
+      // open": report the real cause it is hiding (connection refused, timeout...) instead.
+      if (/circuit breaker is open/i.test(cause)) {
+        if (this.lastCause) cause = `${this.lastCause} (retries paused by the client's circuit breaker)`;
+      } else {
+        this.lastCause = cause;
+      }
+      const message = `etcd: ${what} failed: ${cause} [endpoints ${this.endpoints.join(', ')}]`;
       this.noteError(message, err);
       throw new Error(message, { cause: err });
     }
