@@ -1,0 +1,631 @@
+// Faults, end to end. Needs: root, network namespaces, /dev/net/tun, the etcd binary, nft
+// (nftables), ss (iproute2), unshare and mount (util-linux), and `npm run build` (the agents run
+// from dist/). Real agents in node namespaces, real etcd in the hub, pods on cni0 bridges.
+//
+// - etcd killed for 60 s (the one long test) and restarted while pods ping each other across
+//   nodes; then etcd history compacted past a cut-off watch's revision. Both engines run side by
+//   side in that testbed (n1, n2 js; n3, n4 native), so one outage covers both.
+// - per engine: kill -9 and restart; our lease key deleted by another writer; our lease
+//   overwritten by another writer with a different PublicIP.
+// - 10 agents starting at once; an exhausted network.
+// - start-up errors: one clear line on stderr, a non-zero exit, no TUN device left.
+//
+// No timing thresholds except the restart test's 5 s polling deadline, which the brief sets;
+// other timeouts only catch hangs. Measured figures are printed and written to
+// test-artifacts/faults-*.json.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentEntry, parseSubnetEnv, startAgent, type AgentHandle, type Engine } from '../testbed/agent.js';
+import { ping, sleep, type Netns } from '../testbed/netns.js';
+import { repoRoot } from '../testbed/tcp.js';
+import { HUB_IP, Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
+import { hostIn, pollReachable, subnetKey, waitFor } from './helpers.js';
+import {
+  blockEtcd,
+  cpuSeconds,
+  runAgentToExit,
+  startPing,
+  tunDevices,
+  unblockEtcd,
+  type LeasesDocument,
+} from './fixtures/underlay.js';
+
+const NATIVE_AVAILABLE = existsSync(join(repoRoot(), 'src', 'datapath', 'native.ts'));
+const ENGINES: Engine[] = NATIVE_AVAILABLE ? ['js', 'native'] : ['js'];
+const ETCD_CLIENT_PORT = 2379;
+/** The brief's outage: etcd is down this long. */
+const OUTAGE_MS = 60_000;
+/** "Never loses more than a handful of packets." */
+const MAX_LOST_PINGS = 5;
+/** The brief's figure: pod-to-pod traffic resumes within this long of an agent's restart. */
+const RESTART_DEADLINE_MS = 5_000;
+/** Short etcd lease TTL for the outage testbed: renewals (at half-life) fall inside the outage. */
+const SHORT_TTL_SECONDS = 30;
+/** Generous: catches hangs, not slowness. */
+const HANG_MS = 60_000;
+
+function artifact(name: string, data: unknown): void {
+  const dir = join(repoRoot(), 'test-artifacts');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, name), `${JSON.stringify(data, null, 2)}\n`);
+}
+
+function leaseValue(publicIP: string): string {
+  return JSON.stringify({ PublicIP: publicIP, PublicIPv6: null });
+}
+
+function doc(a: AgentHandle): Promise<LeasesDocument> {
+  return a.fetchJSON<LeasesDocument>('/leases');
+}
+
+function podOf(n: TestbedNode): Pod {
+  const p = n.pods[0];
+  if (!p) throw new Error(`no pod on ${n.name}`);
+  return p;
+}
+
+/** "10.244.5.1/24" -> "10.244.5.0/24" */
+function networkOf(cidr: string): string {
+  const m = /^(\d+\.\d+\.\d+)\.\d+\/(\d+)$/.exec(cidr);
+  if (!m) throw new Error(`unexpected subnet "${cidr}"`);
+  return `${m[1]}.0/${m[2]}`;
+}
+
+/** subnet -> PublicIP, as the agent knows it. */
+async function leaseMap(a: AgentHandle): Promise<Map<string, string>> {
+  return new Map((await doc(a)).leases.map((l) => [l.subnet, l.publicIP]));
+}
+
+/** Every agent knows exactly these subnet -> PublicIP pairs for the given subnets (undefined = must not know it). */
+function converged(agents: AgentHandle[], want: Record<string, string | undefined>, timeoutMs = HANG_MS): Promise<true> {
+  return waitFor(`every agent to agree on ${JSON.stringify(want)}`, async () => {
+    for (const a of agents) {
+      const known = await leaseMap(a);
+      for (const [subnet, ip] of Object.entries(want)) if (known.get(subnet) !== ip) return false;
+    }
+    return true;
+  }, timeoutMs);
+}
+
+/** The lease map each agent's own node should see: every agent's subnet -> its PublicIP. */
+function ownLeases(agents: AgentHandle[]): Record<string, string> {
+  return Object.fromEntries(agents.map((a) => [a.subnet, a.node.underlayIP]));
+}
+
+async function etcdValue(client: Etcd3, key: string): Promise<{ value: string; lease: string } | undefined> {
+  const res = await client.get(key).exec();
+  const kv = res.kvs[0];
+  return kv ? { value: kv.value.toString(), lease: kv.lease } : undefined;
+}
+
+/** The arguments startAgent would pass, for agents run by runAgentToExit (debug server off). */
+function agentArgs(tb: Testbed, node: TestbedNode, engine: Engine, extra: string[], opts: { prefix?: string; iface?: string } = {}): string[] {
+  return [
+    '--etcd-endpoints', tb.etcdClientURL,
+    '--etcd-prefix', opts.prefix ?? tb.etcdPrefix,
+    '--iface', opts.iface ?? 'eth0',
+    '--engine', engine,
+    '--subnet-file', join(tb.workDir, `${node.name}-failing`, 'subnet.env'),
+    '--debug-addr=',
+    ...extra,
+  ];
+}
+
+async function pingOK(from: Netns, target: string): Promise<void> {
+  const r = await ping(from, target, { count: 3, intervalS: 0.1, waitS: 2 });
+  expect(r.received, `ping ${target} from ${from.name}:\n${r.raw}`).toBe(r.transmitted);
+}
+
+// ---- etcd outage and compaction (both engines side by side) ----------------------------------------
+
+describe(`faults: etcd killed for 60 s, then compacted history (engines ${ENGINES.join(' + ')} side by side; root, netns, TUN, etcd, nft, ss)`, () => {
+  let tb: Testbed;
+  const agents: AgentHandle[] = [];
+  /** n1 and n2 run js, n3 and n4 native (all js when the native engine does not exist). */
+  const engineOf = (i: number): Engine => (NATIVE_AVAILABLE && i >= 2 ? 'native' : 'js');
+  /** Pod pairs whose traffic must flow through every fault: one pair per engine. */
+  const pairs = (): Array<[TestbedNode, TestbedNode]> => [[tb.node(1), tb.node(2)], [tb.node(3), tb.node(4)]];
+
+  beforeAll(async () => {
+    if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
+    tb = await Testbed.create({ nodes: 4, pods: true, etcd: true });
+    for (const [i, n] of tb.nodes.entries()) {
+      agents.push(await startAgent(tb, n, {
+        engine: engineOf(i),
+        env: { FELT_LEASE_TTL_SECONDS: String(SHORT_TTL_SECONDS) },
+        extraArgs: ['--subnet-lease-renew-margin', '1'],
+      }));
+    }
+    await converged(agents, ownLeases(agents));
+  });
+
+  afterAll(async () => {
+    await tb?.destroy();
+  });
+
+  it('etcd down 60 s: forwarding never stops, renewals fail and retry, every lease survives, and leases written while the watches were down are learned', async () => {
+    const client = tb.etcdClient;
+    const key = (subnet: string) => `${tb.etcdPrefix}/subnets/${subnetKey(subnet)}`;
+    // D: a peer lease that exists before the outage and is deleted while no agent can see etcd.
+    const D = '10.244.250.0/24';
+    await client.put(key(D)).value(leaseValue('192.168.77.250'));
+    await converged(agents, { ...ownLeases(agents), [D]: '192.168.77.250' });
+    const before = await Promise.all(agents.map(doc));
+
+    const pings = pairs().map(([from, to]) => ({ label: `${podOf(from).name} -> ${podOf(to).name}`, ping: startPing(podOf(from).ns, podOf(to).ip, 0.1) }));
+    const report: Record<string, unknown> = { ttlSeconds: SHORT_TTL_SECONDS, outageMs: OUTAGE_MS, engines: agents.map((a, i) => `${a.node.name}:${engineOf(i)}`) };
+    let pingResults;
+    let during: LeasesDocument[] = [];
+    let cut: LeasesDocument[] = [];
+    const A = '10.244.251.0/24';
+    const B = '10.244.252.0/24';
+    try {
+      await sleep(2_000); // traffic flows before the fault
+      const killedAt = Date.now();
+      await tb.etcdServer!.kill();
+
+      // Throughout the outage every agent stays up and keeps every lease (and so every route).
+      const samples: Array<{ atS: number; connected: boolean[]; renewalFailures: number[] }> = [];
+      while (Date.now() - killedAt < OUTAGE_MS) {
+        await sleep(Math.min(10_000, OUTAGE_MS - (Date.now() - killedAt)));
+        const docs = await Promise.all(agents.map(doc));
+        for (const [i, d] of docs.entries()) {
+          expect(agents[i]!.running(), `${agents[i]!.node.name} exited during the outage; log ${agents[i]!.logFile}`).toBe(true);
+          const known = new Map(d.leases.map((l) => [l.subnet, l.publicIP]));
+          for (const [subnet, ip] of Object.entries({ ...ownLeases(agents), [D]: '192.168.77.250' })) {
+            expect(known.get(subnet), `${agents[i]!.node.name} still knows ${subnet} during the outage`).toBe(ip);
+          }
+        }
+        samples.push({
+          atS: Math.round((Date.now() - killedAt) / 1000),
+          connected: docs.map((d) => d.store.connected),
+          renewalFailures: docs.map((d) => d.store.renewalFailures),
+        });
+      }
+      during = await Promise.all(agents.map(doc));
+      report.duringOutage = samples;
+
+      // Keep the agents cut off for a moment after the restart, so that another client's writes
+      // land while their watches are down: they must come in when the watches resume.
+      for (const n of tb.nodes) await blockEtcd(n.ns, HUB_IP, ETCD_CLIENT_PORT);
+      await tb.etcdServer!.restart();
+      const restartedAt = Date.now();
+      report.etcdDownMs = restartedAt - killedAt;
+      const other = new Etcd3({ hosts: tb.etcdServer!.unixURL });
+      try {
+        await other.put(key(A)).value(leaseValue('192.168.77.251'));
+        await other.delete().key(key(D));
+        cut = await Promise.all(agents.map(doc));
+        for (const n of tb.nodes) await unblockEtcd(n.ns);
+        const unblockedAt = Date.now();
+
+        await converged(agents, { [A]: '192.168.77.251', [D]: undefined });
+        report.learnedWhileDisconnectedAfterMs = Date.now() - unblockedAt;
+        await waitFor('every agent\'s store to be connected again', async () => (await Promise.all(agents.map(doc))).every((d) => d.store.connected), HANG_MS);
+
+        // B: written right after the agents are back; it arrives as a watch event.
+        const bAt = Date.now();
+        await other.put(key(B)).value(leaseValue('192.168.77.252'));
+        await converged(agents, { [B]: '192.168.77.252' });
+        report.learnedAfterReconnectMs = Date.now() - bAt;
+
+        // A renewal succeeds after the outage, before the (short) lease could run out.
+        await waitFor('a successful renewal on every agent after the outage', async () => {
+          const docs = await Promise.all(agents.map(doc));
+          return docs.every((d, i) => d.store.renewals > cut[i]!.store.renewals);
+        }, HANG_MS);
+        report.firstRenewalAfterRestartMs = Date.now() - restartedAt;
+      } finally {
+        other.close();
+      }
+    } finally {
+      pingResults = await Promise.all(pings.map(async (p) => ({ label: p.label, r: await p.ping.stop() })));
+    }
+
+    const after = await Promise.all(agents.map(doc));
+    report.pings = pingResults.map(({ label, r }) => ({ label, transmitted: r.transmitted, received: r.received, lost: r.transmitted - r.received, errors: r.errors }));
+    report.agents = agents.map((a, i) => ({
+      node: a.node.name,
+      engine: engineOf(i),
+      renewals: [before[i]!.store.renewals, after[i]!.store.renewals],
+      renewalFailures: [before[i]!.store.renewalFailures, after[i]!.store.renewalFailures],
+      storeErrors: [before[i]!.store.errors, after[i]!.store.errors],
+      relists: [before[i]!.store.relists, after[i]!.store.relists],
+      connectedAtEndOfOutage: during[i]?.store.connected,
+      connectedWhileCutOff: cut[i]?.store.connected,
+      reacquired: after[i]!.leaseEvents.reacquired,
+    }));
+    console.log('[faults] etcd outage:', JSON.stringify({ ...report, duringOutage: undefined }));
+    artifact('faults-etcd-outage.json', report);
+
+    for (const { label, r } of pingResults) {
+      // 10 probes a second for 60 s and more; half that proves ping ran through the whole outage.
+      expect(r.transmitted, `${label}: ping ran through the outage`).toBeGreaterThan(OUTAGE_MS / 200);
+      expect(r.transmitted - r.received, `${label}: lost ${r.transmitted - r.received} of ${r.transmitted}\n${r.raw.split('\n').slice(-4).join('\n')}`).toBeLessThanOrEqual(MAX_LOST_PINGS);
+    }
+    for (const [i, a] of agents.entries()) {
+      const name = `${a.node.name} (${engineOf(i)})`;
+      expect(a.running(), `${name} is still the same process; log ${a.logFile}`).toBe(true);
+      // Renewals fell inside the outage, failed, were retried, and one succeeded afterwards.
+      expect(during[i]!.store.renewalFailures, `${name}: renewal failures during the outage`).toBeGreaterThan(before[i]!.store.renewalFailures);
+      expect(during[i]!.store.errors, `${name}: store errors during the outage`).toBeGreaterThan(before[i]!.store.errors);
+      expect(during[i]!.store.connected, `${name}: store reported disconnected during the outage`).toBe(false);
+      expect(cut[i]!.store.connected, `${name}: still cut off when A was written`).toBe(false);
+      expect(after[i]!.store.renewals).toBeGreaterThan(cut[i]!.store.renewals);
+      // The lease survived: same subnet, the key still names us, no re-acquisition.
+      expect(after[i]!.node?.subnet).toBe(a.subnet);
+      expect(after[i]!.leaseEvents.reacquired, `${name} re-acquired its lease`).toBe(before[i]!.leaseEvents.reacquired);
+      const stored = await etcdValue(client, key(a.subnet));
+      expect(stored && JSON.parse(stored.value), `${name}: its lease key after the outage`).toMatchObject({ PublicIP: a.node.underlayIP });
+    }
+    // Nothing missed: every agent knows exactly the live leases.
+    await converged(agents, { ...ownLeases(agents), [A]: '192.168.77.251', [B]: '192.168.77.252', [D]: undefined });
+    for (const [from, to] of pairs()) await pingOK(podOf(from).ns, podOf(to).ip);
+  }, OUTAGE_MS + 4 * HANG_MS);
+
+  it('a watch cut off while etcd history is compacted past its revision relists once: nothing missed, no hot loop', async () => {
+    const client = tb.etcdClient;
+    const key = (subnet: string) => `${tb.etcdPrefix}/subnets/${subnetKey(subnet)}`;
+    const victims = [agents[0]!, agents[2]!]; // one per engine
+    const bystanders = [agents[1]!, agents[3]!];
+    const [E, F, G, H] = ['10.244.241.0/24', '10.244.242.0/24', '10.244.243.0/24', '10.244.244.0/24'];
+    await client.put(key(F)).value(leaseValue('192.168.77.242'));
+    await client.put(key(G)).value(leaseValue('192.168.77.243'));
+    await converged(agents, { [F]: '192.168.77.242', [G]: '192.168.77.243' });
+    const before = await Promise.all(agents.map(doc));
+
+    for (const v of victims) await blockEtcd(v.node.ns, HUB_IP, ETCD_CLIENT_PORT);
+    let compactedTo: string;
+    try {
+      await waitFor('the victims to notice the cut', async () => (await Promise.all(victims.map(doc))).every((d) => !d.store.connected), HANG_MS);
+      // Another client changes the table (add, delete, change) and moves history on, then compacts.
+      await client.put(key(E)).value(leaseValue('192.168.77.241'));
+      await client.delete().key(key(F));
+      await client.put(key(G)).value(leaseValue('192.168.77.233'));
+      for (let i = 0; i < 200; i++) await client.put(`${tb.etcdPrefix}/felt-test-scratch`).value(String(i));
+      compactedTo = await tb.etcdServer!.compact();
+      for (const v of victims) {
+        const seen = BigInt(before[agents.indexOf(v)]!.store.lastRevision ?? '0');
+        expect(BigInt(compactedTo), `compaction passes ${v.node.name}'s watch revision`).toBeGreaterThan(seen + 1n);
+      }
+      // The bystanders' watches were never cut: they follow by events.
+      await converged(bystanders, { [E]: '192.168.77.241', [F]: undefined, [G]: '192.168.77.233' });
+    } finally {
+      for (const v of victims) await unblockEtcd(v.node.ns);
+    }
+    const unblockedAt = Date.now();
+    await converged(victims, { [E]: '192.168.77.241', [F]: undefined, [G]: '192.168.77.233' });
+    const caughtUpMs = Date.now() - unblockedAt;
+
+    // A quiet window after the relist: a hot loop would show as CPU, log lines and more relists.
+    const window0 = { at: Date.now(), cpu: victims.map((v) => cpuSeconds(v.pid)), log: victims.map((v) => v.logs().length) };
+    await sleep(5_000);
+    const window1 = { at: Date.now(), cpu: victims.map((v) => cpuSeconds(v.pid)), log: victims.map((v) => v.logs().length) };
+    const windowS = (window1.at - window0.at) / 1000;
+    const after = await Promise.all(agents.map(doc));
+
+    // And a later change still arrives as an event, with no further relist.
+    await client.put(key(H)).value(leaseValue('192.168.77.244'));
+    await converged(agents, { [H]: '192.168.77.244' });
+    const final = await Promise.all(agents.map(doc));
+
+    const report = {
+      compactedTo: compactedTo!,
+      caughtUpAfterUnblockMs: caughtUpMs,
+      victims: victims.map((v, i) => {
+        const j = agents.indexOf(v);
+        return {
+          node: v.node.name,
+          engine: engineOf(j),
+          relists: final[j]!.store.relists - before[j]!.store.relists,
+          cpuShareOfOneCore: Number(((window1.cpu[i]! - window0.cpu[i]!) / windowS).toFixed(3)),
+          logBytesInWindow: window1.log[i]! - window0.log[i]!,
+          logBytesTotal: window1.log[i]!,
+        };
+      }),
+      bystanderRelists: bystanders.map((b) => final[agents.indexOf(b)]!.store.relists - before[agents.indexOf(b)]!.store.relists),
+    };
+    console.log('[faults] compaction:', JSON.stringify(report));
+    artifact('faults-compaction.json', report);
+
+    for (const [i, v] of victims.entries()) {
+      const j = agents.indexOf(v);
+      const name = `${v.node.name} (${engineOf(j)})`;
+      expect(final[j]!.store.relists - before[j]!.store.relists, `${name}: relists`).toBeGreaterThanOrEqual(1);
+      expect(final[j]!.store.relists - before[j]!.store.relists, `${name}: relists are bounded`).toBeLessThanOrEqual(2);
+      expect(final[j]!.store.relists, `${name}: no relist during the quiet window or for H`).toBe(after[j]!.store.relists);
+      expect(after[j]!.store.connected).toBe(true);
+      // Idle agents: far from a spinning core, and only a few log lines.
+      expect(report.victims[i]!.cpuShareOfOneCore, `${name}: CPU share of one core after the relist`).toBeLessThan(0.5);
+      expect(report.victims[i]!.logBytesInWindow, `${name}: log bytes written in ${windowS} s after the relist`).toBeLessThan(16 * 1024);
+      expect(v.running()).toBe(true);
+      expect(final[j]!.leaseEvents.reacquired).toBe(before[j]!.leaseEvents.reacquired);
+      expect(final[j]!.node?.subnet).toBe(v.subnet);
+    }
+    for (const b of bystanders) {
+      const j = agents.indexOf(b);
+      expect(final[j]!.store.relists, `${b.node.name}: its watch never broke, so it never relists`).toBe(before[j]!.store.relists);
+    }
+    for (const [from, to] of pairs()) await pingOK(podOf(from).ns, podOf(to).ip);
+  });
+});
+
+// ---- one agent's faults, per engine ------------------------------------------------------------
+
+for (const engine of ENGINES) {
+  describe(`faults: agent killed, lease deleted, lease taken over, engine ${engine} (root, netns, TUN, etcd)`, () => {
+    let tb: Testbed;
+    let a1: AgentHandle;
+    let a2: AgentHandle;
+    const key = (subnet: string) => `${tb.etcdPrefix}/subnets/${subnetKey(subnet)}`;
+
+    beforeAll(async () => {
+      if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
+      tb = await Testbed.create({ nodes: 2, pods: true, etcd: true });
+      a1 = await startAgent(tb, tb.node(1), { engine });
+      a2 = await startAgent(tb, tb.node(2), { engine });
+      await converged([a1, a2], ownLeases([a1, a2]));
+    });
+
+    afterAll(async () => {
+      await tb?.destroy();
+    });
+
+    it('kill -9: the restarted agent takes back the same subnet and pod-to-pod traffic resumes within 5 s of the restart', async () => {
+      const [n1, n2] = [tb.node(1), tb.node(2)];
+      await pingOK(podOf(n1).ns, podOf(n2).ip);
+      const old = a2;
+      const exit = await old.kill9();
+      expect(exit.signal).toBe('SIGKILL');
+      // The kernel closed the TUN fd, so the device went with the process; the lease stays.
+      expect(await tunDevices(n2.ns)).toEqual([]);
+      const stored = await etcdValue(tb.etcdClient, key(old.subnet));
+      expect(stored && JSON.parse(stored.value)).toMatchObject({ PublicIP: n2.underlayIP });
+
+      const restartAt = Date.now();
+      let readyAt = 0;
+      const starting = startAgent(tb, n2, { engine }).then((a) => {
+        readyAt = Date.now();
+        return a;
+      });
+      starting.catch(() => undefined);
+      const reach = await pollReachable(podOf(n1).ns, podOf(n2).ip, restartAt, restartAt + RESTART_DEADLINE_MS);
+      a2 = await starting;
+      const report = {
+        engine,
+        resumedAfterRestartMs: reach.afterMs ?? null,
+        readyAfterRestartMs: readyAt - restartAt,
+        withinDeadline: reach.withinDeadline,
+        pingProcesses: reach.attempts,
+      };
+      console.log(`[faults ${engine}] kill -9 and restart:`, JSON.stringify(report));
+      artifact(`faults-restart-${engine}.json`, report);
+      expect(a2.subnet, 'same PublicIP -> same key -> same subnet').toBe(old.subnet);
+      expect(a2.pid).not.toBe(old.pid);
+      expect(reach.withinDeadline, `${podOf(n1).name} -> ${podOf(n2).ip} not answered within ${RESTART_DEADLINE_MS} ms of the restart (first answer ${reach.afterMs ?? 'none'} ms); last ping:\n${reach.last?.raw}`).toBe(true);
+      await pingOK(podOf(n2).ns, podOf(n1).ip);
+    });
+
+    it('another writer deletes our lease key: the agent re-acquires the same subnet in process and traffic recovers', async () => {
+      const [n1, n2] = [tb.node(1), tb.node(2)];
+      const before = await doc(a2);
+      const k = key(a2.subnet);
+      const deletedAt = Date.now();
+      await tb.etcdClient.delete().key(k);
+      const back = await waitFor(`${k} back with ${n2.underlayIP}`, async () => {
+        const v = await etcdValue(tb.etcdClient, k);
+        return v && JSON.parse(v.value).PublicIP === n2.underlayIP ? v : undefined;
+      }, HANG_MS, 20);
+      const keyBackAfterMs = Date.now() - deletedAt;
+      const reach = await pollReachable(podOf(n1).ns, podOf(n2).ip, deletedAt, deletedAt + HANG_MS);
+      const after = await doc(a2);
+      const report = { engine, keyBackAfterMs, trafficBackAfterMs: reach.afterMs ?? null };
+      console.log(`[faults ${engine}] lease key deleted:`, JSON.stringify(report));
+      artifact(`faults-key-deleted-${engine}.json`, report);
+
+      expect(a2.running(), `no restart; log ${a2.logFile}`).toBe(true);
+      expect(back.lease, 'the key rides on an etcd lease again (not a reservation)').not.toBe('0');
+      expect(after.leaseEvents.reacquired).toBe(before.leaseEvents.reacquired + 1);
+      expect(after.leaseEvents.reacquired).toBe(1);
+      expect(after.node?.subnet).toBe(a2.subnet);
+      expect(networkOf(parseSubnetEnv(readFileSync(join(tb.workDir, n2.name, 'subnet.env'), 'utf8')).FLANNEL_SUBNET!)).toBe(a2.subnet);
+      expect(reach.withinDeadline, `traffic did not recover; last ping:\n${reach.last?.raw}`).toBe(true);
+      await converged([a1, a2], ownLeases([a1, a2]));
+      await pingOK(podOf(n2).ns, podOf(n1).ip);
+    });
+
+    it('another writer overwrites our lease with a different PublicIP: the agent moves to a new subnet in process, rewrites subnet.env and is reachable there', async () => {
+      const [n1, n2] = [tb.node(1), tb.node(2)];
+      const before = await doc(a2);
+      const oldSubnet = a2.subnet;
+      const subnetFile = join(tb.workDir, n2.name, 'subnet.env');
+      const intruder = '192.168.77.250';
+      const takenAt = Date.now();
+      await tb.etcdClient.put(key(oldSubnet)).value(leaseValue(intruder));
+
+      const newSubnet = await waitFor('subnet.env to name a new subnet', async () => {
+        const s = networkOf(parseSubnetEnv(readFileSync(subnetFile, 'utf8')).FLANNEL_SUBNET ?? '');
+        return s !== oldSubnet ? s : undefined;
+      }, HANG_MS);
+      const after = await doc(a2);
+      expect(a2.running(), `no restart; log ${a2.logFile}`).toBe(true);
+      expect(after.node?.subnet).toBe(newSubnet);
+      expect(after.leaseEvents.reacquired).toBe(before.leaseEvents.reacquired + 1);
+      const stored = await etcdValue(tb.etcdClient, key(newSubnet));
+      expect(stored && JSON.parse(stored.value)).toMatchObject({ PublicIP: n2.underlayIP });
+      // The other writer's value stays: felt does not fight over a key it lost.
+      expect(JSON.parse((await etcdValue(tb.etcdClient, key(oldSubnet)))!.value)).toMatchObject({ PublicIP: intruder });
+      expect(await n2.ns.ip(['-4', 'addr', 'show', 'dev', 'flannel0'])).toContain(`${hostIn(newSubnet, 0)}/32`);
+      expect(await n2.ns.ip(['route', 'show', '10.244.0.0/16'])).toContain('dev flannel0');
+
+      // The CNI would now give new pods addresses from the new subnet.
+      await tb.ensurePods(n2, newSubnet);
+      await converged([a1], { [newSubnet]: n2.underlayIP, [oldSubnet]: intruder });
+      const reach = await pollReachable(podOf(n1).ns, podOf(n2).ip, takenAt, takenAt + HANG_MS);
+      const report = { engine, oldSubnet, newSubnet, reachableAfterMs: reach.afterMs ?? null };
+      console.log(`[faults ${engine}] lease taken over:`, JSON.stringify(report));
+      artifact(`faults-lease-taken-${engine}.json`, report);
+      expect(reach.withinDeadline, `new pod ${podOf(n2).ip} unreachable; last ping:\n${reach.last?.raw}`).toBe(true);
+      await pingOK(podOf(n2).ns, podOf(n1).ip);
+    });
+  });
+}
+
+if (!ENGINES.includes('native')) {
+  describe('faults: agent killed, lease deleted, lease taken over, engine native', () => {
+    // A missing prerequisite fails rather than skips, as elsewhere in the suite.
+    it('is not available: src/datapath/native.ts does not exist, so the native engine was not tested', () => {
+      throw new Error('native engine missing (src/datapath/native.ts); this suite ran for js only');
+    });
+  });
+}
+
+// ---- many agents, and too few subnets ---------------------------------------------------------
+
+describe('faults: 10 agents starting at once, and an exhausted network (root, netns, TUN, etcd)', () => {
+  let tb: Testbed;
+  beforeAll(async () => {
+    if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
+    tb = await Testbed.create({ nodes: 10, etcd: true });
+  });
+  afterAll(async () => {
+    await tb?.destroy();
+  });
+
+  it('10 agents started at once on 10 nodes get 10 distinct subnets, each keyed to its own PublicIP', async () => {
+    const started = Date.now();
+    const agents = await Promise.all(tb.nodes.map((n, i) => startAgent(tb, n, { engine: ENGINES[i % ENGINES.length]! })));
+    console.log(`[faults] 10 agents ready ${Date.now() - started} ms after starting them together`);
+    const subnets = agents.map((a) => a.subnet);
+    expect(new Set(subnets).size).toBe(10);
+    for (const a of agents) {
+      const stored = await etcdValue(tb.etcdClient, `${tb.etcdPrefix}/subnets/${subnetKey(a.subnet)}`);
+      expect(stored && JSON.parse(stored.value), `${a.node.name}'s key`).toMatchObject({ PublicIP: a.node.underlayIP });
+    }
+    expect((await tb.etcdClient.getAll().prefix(`${tb.etcdPrefix}/subnets/`).keys()).length).toBe(10);
+    await converged(agents, ownLeases(agents));
+    for (const a of agents) expect(await a.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    for (const n of tb.nodes) expect(await tunDevices(n.ns)).toEqual([]);
+  });
+
+  it('a network with room for 3 subnets: the 4th agent gets one clear error line and a non-zero exit, and leaves no TUN device', async () => {
+    // 10.245.0.0/22 in /24s: SubnetMin 10.245.1.0 .. SubnetMax 10.245.3.0 (the first subnet is never used).
+    const prefix = '/felt-small';
+    await tb.etcdClient.put(`${prefix}/config`).value(JSON.stringify({ Network: '10.245.0.0/22', SubnetLen: 24, Backend: { Type: 'udp' } }));
+    const three = await Promise.all([1, 2, 3].map((i) => startAgent(tb, tb.node(i), { engine: ENGINES[i % ENGINES.length]!, extraArgs: ['--etcd-prefix', prefix] })));
+    expect(three.map((a) => a.subnet).sort()).toEqual(['10.245.1.0/24', '10.245.2.0/24', '10.245.3.0/24']);
+
+    const n4 = tb.node(4);
+    const r = await runAgentToExit(n4.ns, agentArgs(tb, n4, 'js', ['--startup-timeout', '3'], { prefix }));
+    console.log(`[faults] exhausted network: exit ${r.code} after ${r.elapsedMs} ms: ${r.errorLines.join(' | ')}`);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.signal).toBeNull();
+    expect(r.errorLines, r.stderr).toHaveLength(1);
+    expect(r.errorLines[0]).toMatch(/out of subnets/);
+    expect(r.errorLines[0]).toMatch(/10\.245\.1\.0.*10\.245\.3\.0/);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(await tunDevices(n4.ns)).toEqual([]);
+    const values = await tb.etcdClient.getAll().prefix(`${prefix}/subnets/`).strings();
+    expect(Object.keys(values)).toHaveLength(3);
+    expect(Object.values(values).join()).not.toContain(n4.underlayIP);
+    for (const a of three) expect(a.running()).toBe(true);
+  });
+
+  it('with --ip-masq, an agent moved to a new subnet by another writer rewrites its masquerade rules for the new subnet', async () => {
+    const n5 = tb.node(5);
+    const a = await startAgent(tb, n5, { engine: 'js', extraArgs: ['--ip-masq'] });
+    const natRules = async () => (await n5.ns.exec(['iptables-save', '-t', 'nat'])).stdout;
+    // flannel's rule: traffic from outside the overlay to our own pods keeps its source.
+    expect(await natRules()).toContain(`! -s 10.244.0.0/16 -d ${a.subnet}`);
+    const oldSubnet = a.subnet;
+    await tb.etcdClient.put(`${tb.etcdPrefix}/subnets/${subnetKey(oldSubnet)}`).value(leaseValue('192.168.77.250'));
+    const subnetFile = join(tb.workDir, n5.name, 'subnet.env');
+    const newSubnet = await waitFor('subnet.env to name a new subnet', async () => {
+      const s = networkOf(parseSubnetEnv(readFileSync(subnetFile, 'utf8')).FLANNEL_SUBNET ?? '');
+      return s !== oldSubnet ? s : undefined;
+    }, HANG_MS);
+    expect(a.running()).toBe(true);
+    // The masquerade chain must follow the move (iptables resync runs every 5 s by default).
+    await waitFor(`FELT-POSTRTG to name ${newSubnet} instead of ${oldSubnet}`, async () => {
+      const rules = await natRules();
+      return rules.includes(`-d ${newSubnet}`) && !rules.includes(`-d ${oldSubnet}`);
+    }, 15_000).catch(async (err: Error) => {
+      throw new Error(
+        `${err.message}. BUG (src/agent.ts reacquire): moving to a new subnet restarts the data path and rewrites subnet.env ` +
+          `but keeps the IpMasq built for the old subnet, so --ip-masq rules keep naming ${oldSubnet}. FELT-POSTRTG now:\n` +
+          (await natRules()).split('\n').filter((l) => l.includes('FELT-POSTRTG')).join('\n'),
+      );
+    });
+    await a.stop('SIGTERM');
+  });
+});
+
+// ---- start-up errors -------------------------------------------------------------------------------
+
+interface StartupCase {
+  name: string;
+  args: (tb: Testbed, node: TestbedNode) => string[];
+  error: RegExp;
+  /** Shown when the error line does not match: what the line must tell the operator. */
+  why?: string;
+  hideTun?: boolean;
+}
+
+const CONFIGS: Record<string, string> = {
+  '/felt-banana': JSON.stringify({ Network: 'banana', Backend: { Type: 'udp' } }),
+  '/felt-vxlan': JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
+  '/felt-notjson': '{"Network": "10.244.0.0/16", ',
+};
+
+const STARTUP_CASES: StartupCase[] = [
+  { name: 'an unknown flag', args: (tb, n) => agentArgs(tb, n, 'js', ['--no-such-flag']), error: /unknown flag --no-such-flag/ },
+  { name: 'a flag value out of range', args: (tb, n) => agentArgs(tb, n, 'js', ['--subnet-lease-renew-margin', '0']), error: /--subnet-lease-renew-margin: 0 is outside 1\.\.1439/ },
+  { name: 'an unknown engine', args: (tb, n) => agentArgs(tb, n, 'js', ['--engine', 'warp']), error: /--engine: must be one of .*"warp"/ },
+  { name: 'an interface that does not exist', args: (tb, n) => agentArgs(tb, n, 'js', [], { iface: 'nope0' }), error: /nope0/ },
+  {
+    name: 'unreachable etcd (--startup-timeout 3)',
+    args: (tb, n) => agentArgs(tb, n, 'js', ['--etcd-endpoints', `http://${HUB_IP}:1`, '--startup-timeout', '3']),
+    // The line must say why: which endpoint, and that it refused the connection.
+    error: /could not read the network config: .*(ECONNREFUSED|refused|192\.168\.77\.1:1)/,
+    why: 'the error line must name the cause (connection refused / the endpoint), not only etcd3\'s "circuit breaker is open"',
+  },
+  { name: 'network config with Network "banana"', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-banana' }), error: /Network.*banana/ },
+  { name: 'network config with Backend vxlan', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-vxlan' }), error: /Backend\.Type "vxlan" is not supported/ },
+  { name: 'network config that is not JSON', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-notjson' }), error: /not valid JSON/ },
+  { name: 'no network config at all', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-empty' }), error: /network config not found at \/felt-empty\/config/ },
+  { name: '/dev/net/tun missing (hidden in a private mount namespace)', args: (tb, n) => agentArgs(tb, n, 'js', []), error: /\/dev\/net\/tun is missing/, hideTun: true },
+];
+
+describe('faults: start-up errors give one clear line, a non-zero exit and no half-made device (root, netns, etcd, unshare)', () => {
+  let tb: Testbed;
+  beforeAll(async () => {
+    if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
+    tb = await Testbed.create({ nodes: STARTUP_CASES.length, etcd: true });
+    for (const [prefix, value] of Object.entries(CONFIGS)) await tb.etcdClient.put(`${prefix}/config`).value(value);
+  });
+  afterAll(async () => {
+    await tb?.destroy();
+  });
+
+  // Each case has its own node namespace, so they run side by side (most wait out --startup-timeout).
+  describe.concurrent('each case', () => {
+    for (const [i, c] of STARTUP_CASES.entries()) {
+      it(c.name, async () => {
+        const node = tb.node(i + 1);
+        const r = await runAgentToExit(node.ns, c.args(tb, node), { hideTun: c.hideTun });
+        console.log(`[faults] start-up error "${c.name}": exit ${r.code} after ${r.elapsedMs} ms: ${r.errorLines.join(' | ')}`);
+        expect(r.code, `exit code; stderr:\n${r.stderr}`).toBe(1);
+        expect(r.signal).toBeNull();
+        expect(r.errorLines, `exactly one "felt: error:" line; stderr:\n${r.stderr}`).toHaveLength(1);
+        expect(r.errorLines[0], c.why).toMatch(c.error);
+        expect(r.stderr, 'no stack trace').not.toMatch(/^\s+at /m);
+        expect(await tunDevices(node.ns), 'no TUN device left behind').toEqual([]);
+        // Nothing half-made in etcd either: no lease names this node.
+        const all = await tb.etcdClient.getAll().prefix('/').strings();
+        expect(Object.entries(all).filter(([k, v]) => k.includes('/subnets/') && v.includes(node.underlayIP))).toEqual([]);
+      });
+    }
+  });
+});
