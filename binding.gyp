@@ -6,6 +6,7 @@
         "native/addon.c",
         "native/addon_engine.c",
         "native/addon_jsio.c",
+        "native/addon_reader.c",
         "native/addon_util.c",
         "native/csum.c",
         "native/engine.c",

@@ -1,13 +1,12 @@
 /* N-API glue: argument checking and conversion only. The work lives in tun.c, netlink.c, reader.c
- * (and engine*.c for the native datapath). */
+ * (through addon_reader.c) and engine*.c for the native datapath. */
 #include <errno.h>
 #include <node_api.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "addon_engine.h"
 #include "addon_jsio.h"
+#include "addon_reader.h"
 #include "addon_util.h"
 #include "netlink.h"
 #include "reader.h"
@@ -37,17 +36,7 @@ static napi_value js_tun_open(napi_env env, napi_callback_info info) {
 }
 
 /* ---- tunClose(fd) ---- */
-static napi_value js_tun_close(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  uint32_t fd;
-  if (get_args(env, info, argv, 1, 1) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0) return NULL;
-  if (close((int)fd) < 0) {
-    felt_err err;
-    felt_errno(&err, errno, "tunClose fd %u", fd);
-    return throw_err(env, &err);
-  }
-  return NULL;
-}
+static napi_value js_tun_close(napi_env env, napi_callback_info info) { return close_fd_arg(env, info, "tunClose"); }
 
 /* ---- tunWrite(fd, packet) -> boolean ---- */
 static napi_value js_tun_write(napi_env env, napi_callback_info info) {
@@ -100,150 +89,10 @@ static napi_value route_op(napi_env env, napi_callback_info info, int add) {
 static napi_value js_route_add(napi_env env, napi_callback_info info) { return route_op(env, info, 1); }
 static napi_value js_route_del(napi_env env, napi_callback_info info) { return route_op(env, info, 0); }
 
-/* ---- tunStartReader(fd, onBatch) -> {stop()} ----
- * The context is shared by the threadsafe function (until its finalizer) and the returned JS
- * object (until GC): freed when both are done. All of its fields are touched on the main thread
- * only, except `reader`'s own thread-safe API and the tsfn handle. */
-typedef struct {
-  tun_reader *reader;
-  napi_threadsafe_function tsfn;
-  int stopped;
-  int refs;
-} reader_ctx;
-
-typedef struct {
-  uint8_t *data;
-  size_t len;
-  uint32_t count;
-} batch_item;
-
-static void reader_ctx_unref(reader_ctx *ctx) {
-  if (--ctx->refs == 0) free(ctx);
-}
-
-static void reader_ctx_stop(reader_ctx *ctx) {
-  if (ctx->stopped) return;
-  ctx->stopped = 1;
-  reader_stop(ctx->reader); /* joins: no more calls into the tsfn after this */
-  ctx->reader = NULL;
-  napi_release_threadsafe_function(ctx->tsfn, napi_tsfn_release);
-}
-
-static void reader_cleanup_hook(void *arg) { reader_ctx_stop(arg); }
-
-static int reader_deliver(void *arg, uint8_t *data, size_t len, uint32_t count) {
-  reader_ctx *ctx = arg;
-  batch_item *item = malloc(sizeof *item);
-  if (!item) {
-    free(data);
-    return 0; /* drop this batch; the in-flight slot leaks only under OOM, acceptable */
-  }
-  item->data = data;
-  item->len = len;
-  item->count = count;
-  if (napi_call_threadsafe_function(ctx->tsfn, item, napi_tsfn_nonblocking) != napi_ok) {
-    free(data);
-    free(item);
-    return -1;
-  }
-  return 0;
-}
-
-static void free_external(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  free(data);
-}
-
-static void reader_call_js(napi_env env, napi_value js_cb, void *context, void *data) {
-  reader_ctx *ctx = context;
-  batch_item *item = data;
-  if (env == NULL || ctx->stopped) {
-    free(item->data);
-    free(item);
-    return;
-  }
-  napi_value argv[2], undefined;
-  if (napi_create_external_buffer(env, item->len, item->data, free_external, NULL, &argv[0]) != napi_ok) {
-    napi_create_buffer_copy(env, item->len, item->data, NULL, &argv[0]);
-    free(item->data);
-  }
-  napi_create_uint32(env, item->count, &argv[1]);
-  napi_get_undefined(env, &undefined);
-  free(item);
-  napi_call_function(env, undefined, js_cb, 2, argv, NULL);
-  /* Acknowledge after the handler returned, so a slow handler slows the reader down. */
-  if (ctx->reader) reader_batch_done(ctx->reader);
-}
-
-static void reader_tsfn_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  reader_ctx *ctx = data;
-  if (!ctx->stopped) {
-    /* Environment teardown without stop(): the cleanup hook already stopped the thread. */
-    ctx->stopped = 1;
-  }
-  reader_ctx_unref(ctx);
-}
-
-static void reader_obj_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  reader_ctx_unref(data);
-}
-
-static napi_value js_reader_stop(napi_env env, napi_callback_info info) {
-  reader_ctx *ctx;
-  if (napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&ctx) != napi_ok) return NULL;
-  if (!ctx->stopped) {
-    napi_remove_env_cleanup_hook(env, reader_cleanup_hook, ctx);
-    reader_ctx_stop(ctx);
-  }
-  return NULL;
-}
-
+/* ---- tunStartReader(fd, onBatch) -> {stop()} ---- */
+static const reader_kind tun_reader_kind = {"tunStartReader", "felt.tunReader", reader_start, false};
 static napi_value js_tun_start_reader(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  uint32_t fd;
-  if (get_args(env, info, argv, 2, 2) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0) return NULL;
-  napi_valuetype t;
-  napi_typeof(env, argv[1], &t);
-  if (t != napi_function) {
-    napi_throw_type_error(env, NULL, "tunStartReader: onBatch must be a function");
-    return NULL;
-  }
-  reader_ctx *ctx = calloc(1, sizeof *ctx);
-  if (!ctx) {
-    napi_throw_error(env, NULL, "tunStartReader: out of memory");
-    return NULL;
-  }
-  napi_value name;
-  napi_create_string_utf8(env, "felt.tunReader", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, ctx, reader_tsfn_finalize, ctx,
-                                      reader_call_js, &ctx->tsfn) != napi_ok) {
-    free(ctx);
-    napi_throw_error(env, NULL, "tunStartReader: napi_create_threadsafe_function failed");
-    return NULL;
-  }
-  ctx->refs = 1; /* the tsfn */
-  felt_err err;
-  ctx->reader = reader_start((int)fd, reader_deliver, ctx, &err);
-  if (!ctx->reader) {
-    ctx->stopped = 1;
-    napi_release_threadsafe_function(ctx->tsfn, napi_tsfn_release); /* finalizer frees ctx */
-    return throw_err(env, &err);
-  }
-  /* Registered after the tsfn so it runs before the tsfn's own teardown. */
-  napi_add_env_cleanup_hook(env, reader_cleanup_hook, ctx);
-
-  napi_value obj, stop;
-  napi_create_object(env, &obj);
-  napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_reader_stop, ctx, &stop);
-  napi_set_named_property(env, obj, "stop", stop);
-  ctx->refs++;
-  napi_add_finalizer(env, obj, ctx, reader_obj_finalize, NULL, NULL);
-  return obj;
+  return reader_js_start(env, info, &tun_reader_kind);
 }
 
 static napi_value init(napi_env env, napi_value exports) {

@@ -124,18 +124,6 @@ static napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static void set_num(napi_env env, napi_value obj, const char *key, double v) {
-  napi_value n;
-  napi_create_double(env, v, &n);
-  napi_set_named_property(env, obj, key, n);
-}
-
-static void set_bool(napi_env env, napi_value obj, const char *key, int v) {
-  napi_value b;
-  napi_get_boolean(env, v != 0, &b);
-  napi_set_named_property(env, obj, key, b);
-}
-
 static napi_value counter_array(napi_env env, const counter *c, const counter *c2) {
   napi_value arr;
   napi_create_array_with_length(env, DROP_COUNT, &arr);

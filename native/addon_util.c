@@ -1,7 +1,9 @@
 #include "addon_util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
 
 static int type_error(napi_env env, const char *what, const char *expected) {
   char msg[128];
@@ -95,5 +97,29 @@ int get_bytes(napi_env env, napi_value v, const char *what, void **data, size_t 
 
 napi_value throw_err(napi_env env, const felt_err *err) {
   napi_throw_error(env, NULL, err->msg);
+  return NULL;
+}
+
+void set_num(napi_env env, napi_value obj, const char *key, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, obj, key, n);
+}
+
+void set_bool(napi_env env, napi_value obj, const char *key, bool v) {
+  napi_value b;
+  napi_get_boolean(env, v, &b);
+  napi_set_named_property(env, obj, key, b);
+}
+
+napi_value close_fd_arg(napi_env env, napi_callback_info info, const char *op) {
+  napi_value argv[1];
+  uint32_t fd;
+  if (get_args(env, info, argv, 1, 1) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0) return NULL;
+  if (close((int)fd) < 0) {
+    felt_err err;
+    felt_errno(&err, errno, "%s fd %u", op, fd);
+    return throw_err(env, &err);
+  }
   return NULL;
 }

@@ -1,4 +1,4 @@
-/* Argument helpers for the N-API glue. Each returns 0, or -1 with a JS exception pending. */
+/* Helpers for the N-API glue. The argument helpers return 0, or -1 with a JS exception pending. */
 #ifndef FELT_ADDON_UTIL_H
 #define FELT_ADDON_UTIL_H
 
@@ -23,5 +23,12 @@ int get_opt_bool(napi_env env, napi_value obj, const char *key, bool *out);
 int get_bytes(napi_env env, napi_value v, const char *what, void **data, size_t *len);
 /* Throws err's message as a JS Error; returns NULL for `return throw_err(...)`. */
 napi_value throw_err(napi_env env, const felt_err *err);
+
+/* obj[key] = v (a number; counters above 2^53 lose precision) / a boolean. */
+void set_num(napi_env env, napi_value obj, const char *key, double v);
+void set_bool(napi_env env, napi_value obj, const char *key, bool v);
+
+/* `op(fd)`: closes the fd (tunClose, udpClose); throws "<op> fd N: <strerror>" on failure. */
+napi_value close_fd_arg(napi_env env, napi_callback_info info, const char *op);
 
 #endif

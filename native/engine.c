@@ -18,15 +18,6 @@
 #include "gso.h"
 #include "ipv4.h"
 
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
 #ifndef TUN_F_USO4
 #define TUN_F_USO4 0x20
 #define TUN_F_USO6 0x40
@@ -400,22 +391,10 @@ static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len)
   gro_add(&t->gro, p, ip_total(p), rp->peer); /* trailing bytes past the total length are cut */
 }
 
-/* The GRO segment size of a received message, or 0 when it carries a single datagram. */
-static size_t gro_segment_size(const struct msghdr *msg) {
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int v;
-      memcpy(&v, CMSG_DATA(cm), sizeof v);
-      return v > 0 ? (size_t)v : 0;
-    }
-  }
-  return 0;
-}
-
 static void dec_message(dec_thread *t, int i) {
   struct msghdr *msg = &t->msgs[i].msg_hdr;
   size_t len = t->msgs[i].msg_len;
-  size_t seg = gro_segment_size(msg);
+  size_t seg = udp_gro_segment_size(msg);
   if (seg == 0 || seg > len) seg = len ? len : 1;
   uint64_t ndgrams = (len + seg - 1) / seg;
   if (ndgrams == 0) ndgrams = 1;

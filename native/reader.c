@@ -15,13 +15,7 @@
 
 #include "gso.h"
 #include "ipv4.h"
-
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
+#include "udp.h"
 
 enum { KIND_TUN, KIND_UDP };
 
@@ -99,36 +93,31 @@ static int deliver_batch(tun_reader *r) {
   memcpy(copy, r->buf, len);
   stat_add(&r->stats.batches, 1);
   stat_add(&r->stats.records, count);
-  return r->deliver(r->ctx, copy, len, count);
+  int rc = r->deliver(r->ctx, copy, len, count);
+  if (rc > 0) {
+    reader_batch_done(r); /* dropped by the consumer: its slot given back */
+    return 0;
+  }
+  return rc;
 }
 
-/* Reads TUN packets until EAGAIN or the batch is full. *fatal is set when the fd is unusable. */
-static void fill_tun_plain(tun_reader *r, int *fatal) {
-  while (r->count < READER_MAX_PACKETS && r->off < READER_MAX_BYTES) {
-    ssize_t n = read(r->fd, r->buf + r->off + 2, 65535);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) *fatal = 1;
-      break;
+/* One read of the TUN fd into buf: the bytes read, or 0 when there is nothing to read (EAGAIN)
+ * or the fd is unusable (then *fatal is set). */
+static size_t tun_read(tun_reader *r, uint8_t *buf, size_t cap, int *fatal) {
+  for (;;) {
+    ssize_t n = read(r->fd, buf, cap);
+    if (n > 0) {
+      stat_add(&r->stats.reads, 1);
+      return (size_t)n;
     }
-    if (n == 0) break;
-    stat_add(&r->stats.reads, 1);
-    r->buf[r->off] = (uint8_t)(n >> 8);
-    r->buf[r->off + 1] = (uint8_t)n;
-    r->off += 2 + (size_t)n;
-    r->count++;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) *fatal = 1;
+    return 0;
   }
 }
 
-static void put_tun_record(tun_reader *r, const uint8_t *pkt, size_t len) {
-  r->buf[r->off] = (uint8_t)(len >> 8);
-  r->buf[r->off + 1] = (uint8_t)len;
-  memcpy(r->buf + r->off + 2, pkt, len);
-  r->off += 2 + len;
-  r->count++;
-}
-
-/* gso_split's space for one segment: a record in the batch. */
+/* Appends a TUN record of seg_len bytes to the batch: writes its length prefix and returns where
+ * its bytes go. Also gso_split's space for one segment. */
 static uint8_t *reserve_record(void *ctx, size_t seg_len) {
   tun_reader *r = ctx;
   uint8_t *p = r->buf + r->off;
@@ -137,6 +126,20 @@ static uint8_t *reserve_record(void *ctx, size_t seg_len) {
   r->off += 2 + seg_len;
   r->count++;
   return p + 2;
+}
+
+/* Reads TUN packets until EAGAIN or the batch is full. *fatal is set when the fd is unusable. */
+static void fill_tun_plain(tun_reader *r, int *fatal) {
+  while (r->count < READER_MAX_PACKETS && r->off < READER_MAX_BYTES) {
+    /* Read in place, after the room for the length prefix. */
+    size_t n = tun_read(r, r->buf + r->off + 2, 65535, fatal);
+    if (n == 0) break;
+    reserve_record(r, n);
+  }
+}
+
+static void put_tun_record(tun_reader *r, const uint8_t *pkt, size_t len) {
+  memcpy(reserve_record(r, len), pkt, len);
 }
 
 /* One read from a virtio-header TUN: a plain packet (its checksum completed when the kernel left
@@ -171,15 +174,9 @@ static int add_vnet_read(tun_reader *r, size_t n) {
 
 static int fill_tun_vnet(tun_reader *r, int *fatal) {
   while (r->count < READER_MAX_PACKETS && r->off < READER_MAX_BYTES) {
-    ssize_t n = read(r->fd, r->rbuf, VNET_HDR_LEN + 65535);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) *fatal = 1;
-      break;
-    }
+    size_t n = tun_read(r, r->rbuf, VNET_HDR_LEN + 65535, fatal);
     if (n == 0) break;
-    stat_add(&r->stats.reads, 1);
-    if (add_vnet_read(r, (size_t)n) < 0) return -1;
+    if (add_vnet_read(r, n) < 0) return -1;
   }
   return 0;
 }
@@ -196,18 +193,6 @@ static void put_udp_record(tun_reader *r, uint32_t src_be, const uint8_t *data, 
   r->count++;
 }
 
-/* The UDP GRO segment size of message i, or 0 when the datagram was not coalesced. */
-static size_t gro_size(struct msghdr *mh) {
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int v;
-      memcpy(&v, CMSG_DATA(cm), sizeof v);
-      return v > 0 ? (size_t)v : 0;
-    }
-  }
-  return 0;
-}
-
 /* Appends message i as one record per segment. Returns -1 to stop. */
 static int append_datagram(tun_reader *r, int i) {
   struct msghdr *mh = &r->msgs[i].msg_hdr;
@@ -218,7 +203,7 @@ static int append_datagram(tun_reader *r, int i) {
   uint32_t src_be = (mh->msg_namelen >= sizeof(struct sockaddr_in) && r->from[i].sin_family == AF_INET)
                         ? r->from[i].sin_addr.s_addr
                         : 0;
-  size_t seg = flags ? 0 : gro_size(mh);
+  size_t seg = flags ? 0 : udp_gro_segment_size(mh);
   if (seg == 0 || seg >= len) seg = len;
   size_t pieces = seg == 0 ? 1 : (len + seg - 1) / seg;
   size_t need = len + pieces * UDP_REC_HDR;

@@ -26,8 +26,9 @@
 
 typedef struct tun_reader tun_reader;
 
-/* Called on the reader thread with a malloc'd batch the callee now owns. Returns 0, or -1 to stop
- * the thread (the consumer is gone). */
+/* Called on the reader thread with a malloc'd batch the callee now owns. Returns 0 when the batch
+ * went to the consumer (which acknowledges it with reader_batch_done), 1 when the callee dropped it
+ * (out of memory: its slot is taken back here), or -1 to stop the thread (the consumer is gone). */
 typedef int (*reader_deliver_fn)(void *ctx, uint8_t *data, size_t len, uint32_t count);
 
 /* Reads the TUN fd (non-blocking, no virtio header). */

@@ -12,13 +12,7 @@
 
 #include "gso.h"
 #include "ipv4.h"
-
-#ifndef SOL_UDP
-#define SOL_UDP 17
-#endif
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
+#include "udp.h"
 
 typedef union {
   char buf[CMSG_SPACE(sizeof(uint16_t))];
