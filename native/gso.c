@@ -25,6 +25,8 @@ void vnet_write(uint8_t *p, const vnet_hdr *h) {
 
 int vnet_finish_csum(uint8_t *pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) {
   if ((size_t)csum_start + csum_offset + 2 > len) return -1;
+  /* Never inside the IP header: that was validated already and must not be rewritten. */
+  if (len < IP_HDR_MIN || csum_start < ip_hlen(pkt)) return -1;
   /* The region must start at an even offset for the native-order sum; L4 headers always do. */
   if (csum_start & 1) return -1;
   uint16_t c = csum_finish(csum_add(0, pkt + csum_start, len - csum_start));

@@ -304,10 +304,18 @@ export class Agent implements AgentState {
     if (this.stopping) return;
     const changes = this.table.apply(update);
     if (update.kind === 'snapshot') this.counts.snapshots++;
+    // One line per change, except for a large snapshot (5,000 leases at start): a summary instead.
+    const quiet = changes.length > 20;
     for (const change of changes) {
       this.counts[change.type]++;
-      this.log.info({ event: change.type, subnet: formatSubnet(change.lease.subnet), publicIP: change.lease.publicIP }, 'lease event');
+      const fields = { event: change.type, subnet: formatSubnet(change.lease.subnet), publicIP: change.lease.publicIP };
+      if (quiet) this.log.debug(fields, 'lease event');
+      else this.log.info(fields, 'lease event');
       for (const listener of this.leaseListeners) listener(change);
+    }
+    if (quiet) {
+      const added = changes.filter((c) => c.type === 'added').length;
+      this.log.info({ added, removed: changes.length - added, leases: this.table.size }, 'lease table updated');
     }
     if (!this.lease) return;
     const own = this.table.get(this.lease.subnet);

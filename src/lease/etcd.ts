@@ -81,7 +81,8 @@ interface WatchContext {
   /** `<prefix>/subnets/` */
   readonly prefix: string;
   readonly log: Logger;
-  list(): Promise<{ leases: Lease[]; revision: string }>;
+  listKeys(): Promise<{ leases: Lease[]; revision: string }>;
+  fillExpiries(leases: Lease[]): Promise<void>;
   parseKv(kv: IKeyValue): ParsedKv;
   expiries(ids: string[]): Promise<Map<string, number | undefined>>;
   noteError(message: string, err?: unknown): void;
@@ -270,7 +271,16 @@ export class EtcdLeaseStore implements LeaseStore {
 
   async list(): Promise<{ leases: Lease[]; revision: string }> {
     this.checkOpen();
-    const { leases, revision } = await this.listKeys();
+    const listed = await this.listKeys();
+    await this.fillExpiries(listed.leases);
+    return listed;
+  }
+
+  /**
+   * Sets expiresAt on each lease (one TimeToLive call per etcd lease not yet cached: about 1.5 s
+   * for 5,000 fresh leases), and forgets cached expiries no listed key uses any more.
+   */
+  private async fillExpiries(leases: Lease[]): Promise<void> {
     const ids = leases.map((l) => (l.source.kind === 'etcd' ? l.source.etcdLeaseId : undefined));
     const live = ids.filter((id): id is string => id !== undefined);
     const expiries = await this.expiries(live);
@@ -278,10 +288,8 @@ export class EtcdLeaseStore implements LeaseStore {
       const id = ids[i];
       if (id !== undefined) leases[i]!.expiresAt = expiries.get(id);
     }
-    // Forget leases no key uses any more.
     const inUse = new Set(live);
     for (const id of this.expiryCache.keys()) if (!inUse.has(id) && !this.granted.has(id)) this.expiryCache.delete(id);
-    return { leases, revision };
   }
 
   watch(onUpdate: (update: LeaseUpdate) => void): Watcher {
@@ -290,7 +298,8 @@ export class EtcdLeaseStore implements LeaseStore {
       client: this.client,
       prefix: this.subnetsPrefix,
       log: this.log,
-      list: () => this.list(),
+      listKeys: () => this.listKeys(),
+      fillExpiries: (leases) => this.fillExpiries(leases),
       parseKv: (kv) => this.parseKv(kv),
       expiries: (ids) => this.expiries(ids),
       noteError: (message, err) => this.noteError(message, err),
@@ -645,12 +654,17 @@ class EtcdWatch implements Watcher {
   }
 
   private async snapshot(): Promise<void> {
-    const { leases, revision } = await this.ctx.list();
+    const { leases, revision } = await this.ctx.listKeys();
     if (this.stopped) return;
     this.known = new Map(leases.map((l) => [(l.source as { key: string }).key, l]));
     this.lastRevision = BigInt(revision);
     this.ctx.noteSnapshot(revision, this.snapshots++ === 0);
+    // Routes first, expiry times after: the data path must not wait for one TimeToLive call per
+    // lease. The table holds these same objects, so the times show up there once known.
     this.deliver({ kind: 'snapshot', leases, revision });
+    void this.ctx.fillExpiries(leases).catch((err) => {
+      this.ctx.log.warn({ err: errorText(err) }, 'could not read lease expiry times; will retry at the next list');
+    });
   }
 
   /** One watch stream; resolves when it ends, after every response it delivered has been handled. */

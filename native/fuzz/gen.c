@@ -1,0 +1,562 @@
+/* The generator and command line of the native fuzz harness (fuzz.h): bursts of random, valid,
+ * structured (TSO/USO super-packets, TCP trains for GRO) and mutated packets from a seeded PRNG,
+ * run through harness.c. Usage: see usage() below. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../gso.h"
+#include "../ipv4.h"
+#include "fuzz.h"
+
+static const fuzz_routes *R; /* the route set in force, owned by harness.c */
+static uint64_t gen_kind[8];
+
+static uint64_t mono_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ============================================================================================ */
+/* Generators                                                                                   */
+
+/* The burst being generated. */
+static uint8_t *B;
+static size_t B_len, B_cap;
+static void b_need(size_t n) {
+  if (B_len + n <= B_cap) return;
+  while (B_len + n > B_cap) B_cap = B_cap ? B_cap * 2 : 1 << 20;
+  B = realloc(B, B_cap);
+  if (!B) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+}
+static void b_put(uint32_t v, int n) {
+  b_need((size_t)n);
+  for (int i = n - 1; i >= 0; i--) B[B_len++] = (uint8_t)(v >> (8 * i));
+}
+static void b_bytes(const uint8_t *p, size_t n) {
+  b_need(n);
+  memcpy(B + B_len, p, n);
+  B_len += n;
+}
+
+/* Destinations for encap: leased, own, unrouted, special. */
+static uint32_t pick_dst(void) {
+  uint32_t k = rnd(100);
+  if (k < 55 && R->nroutes) {
+    const route_spec *r = &R->routes[rnd((uint32_t)R->nroutes)];
+    return host_in(r->network, r->prefix_len < 8 ? 8 : r->prefix_len);
+  }
+  if (k < 65) return host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX);
+  if (k < 80) return 0x0afa0000u | rnd(65536); /* 10.250/16: no lease */
+  if (k < 85) return 0xe0000000u | rnd(1u << 28);
+  if (k < 88) return 0xffffffffu;
+  if (k < 90) return 0;
+  return (uint32_t)rnd64();
+}
+
+/* Sources for encap (local pods mostly) and special ones for the ICMP rules. */
+static uint32_t pick_local_src(void) {
+  uint32_t k = rnd(100);
+  if (k < 80) return host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX);
+  if (k < 85) return 0;
+  if (k < 90) return 0xe0000000u | rnd(1u << 28);
+  if (k < 92) return 0xffffffffu;
+  return (uint32_t)rnd64();
+}
+
+static const uint8_t TTLS[] = {0, 1, 2, 3, 64, 64, 64, 128, 255};
+
+static size_t pick_payload(void) {
+  uint32_t k = rnd(100);
+  if (k < 10) return 0;
+  if (k < 25) return rnd(9);
+  if (k < 50) return 10 + rnd(200);
+  if (k < 80) return 1380 + rnd(120);
+  if (k < 90) return R->mtu - 60 + rnd(80);
+  if (k < 97) return 1500 + rnd(9000);
+  return rnd(65400);
+}
+
+static void random_spec(pkt_spec *s, uint32_t src, uint32_t dst) {
+  memset(s, 0, sizeof *s);
+  static const uint8_t protos[] = {6, 6, 6, 17, 17, 17, 1, 1, 47, 0, 255};
+  s->proto = protos[rnd(sizeof protos)];
+  s->src = src;
+  s->dst = dst;
+  s->ttl = TTLS[rnd(sizeof TTLS)];
+  s->tos = chance(90) ? 0 : (uint8_t)rnd64();
+  s->id = (uint16_t)rnd(4000);
+  s->frag = chance(70) ? IP_DF : chance(50) ? 0 : (uint16_t)rnd64();
+  s->ip_opt = chance(90) ? 0 : 4 * rnd(11);
+  s->payload = pick_payload();
+  s->marked = chance(70);
+  s->seq = (uint32_t)rnd64();
+  s->ack = (uint32_t)rnd64();
+  s->tcp_flags = chance(80) ? (chance(50) ? 0x10 : 0x18) : (uint8_t)rnd64();
+  s->tcp_opt = chance(60) ? 12 : 4 * rnd(11);
+  s->sport = s->marked ? (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256)) : (uint16_t)(1024 + rnd(50000));
+  s->dport = s->marked ? FUZZ_MARK_DPORT : (uint16_t)rnd(60000);
+  static const uint8_t itypes[] = {8, 0, 3, 4, 5, 11, 12, 13, 42};
+  s->icmp_type = itypes[rnd(sizeof itypes)];
+  s->icmp_code = (uint8_t)rnd(6);
+  s->csum_mode = 0;
+  size_t max = 65535 - 20 - s->ip_opt - 60;
+  if (s->payload > max) s->payload = max;
+}
+
+/* 1-4 byte-level mutations of the packet at p (len bytes, cap room); returns the new length. */
+static size_t mutate(uint8_t *p, size_t len, size_t cap) {
+  unmark(p, len);
+  int n = 1 + (int)rnd(4);
+  for (int m = 0; m < n; m++) {
+    switch (rnd(14)) {
+      case 0: /* bit flip */
+        if (len) p[rnd((uint32_t)len)] ^= (uint8_t)(1u << rnd(8));
+        break;
+      case 1: /* random byte */
+        if (len) p[rnd((uint32_t)len)] = (uint8_t)rnd64();
+        break;
+      case 2: /* truncate */
+        len = rnd((uint32_t)len + 1);
+        break;
+      case 3: { /* extend */
+        size_t add = rnd(64);
+        if (len + add > cap) add = cap - len;
+        if (chance(50)) fill_random(p + len, add);
+        else memset(p + len, 0, add);
+        len += add;
+        break;
+      }
+      case 4: /* version */
+        if (len) p[0] = (uint8_t)((rnd(16) << 4) | (p[0] & 15));
+        break;
+      case 5: /* IHL */
+        if (len) p[0] = (uint8_t)((p[0] & 0xf0) | rnd(16));
+        break;
+      case 6: /* total length */
+        if (len >= 4) {
+          uint32_t k = rnd(5);
+          uint16_t t = k == 0   ? (uint16_t)rnd64()
+                       : k == 1 ? (uint16_t)len
+                       : k == 2 ? (uint16_t)(len + 1 + rnd(8))
+                       : k == 3 ? (uint16_t)((p[0] & 15) * 4) /* header only: no ICMP type byte */
+                                : (uint16_t)rnd(40);
+          wr16(p + 2, t);
+        }
+        break;
+      case 7: /* TTL */
+        if (len >= 9) p[8] = TTLS[rnd(sizeof TTLS)];
+        break;
+      case 8: /* checksum */
+        if (len >= 12) wr16(p + 10, (uint16_t)rnd64());
+        break;
+      case 9: /* fragment offset / flags */
+        if (len >= 8) wr16(p + 6, chance(50) ? (uint16_t)rnd64() : (uint16_t)(rnd(2) << 13 | rnd(4)));
+        break;
+      case 10: /* protocol ICMP with an error type */
+        if (len >= 10) {
+          p[9] = 1;
+          unsigned hl = (p[0] & 15u) * 4;
+          static const uint8_t et[] = {3, 4, 5, 11, 12, 8, 0};
+          if (hl < len) p[hl] = et[rnd(sizeof et)];
+        }
+        break;
+      case 11: /* source / destination */
+        if (len >= 20) wr32(p + (chance(50) ? 12 : 16), pick_dst());
+        break;
+      case 12: /* protocol */
+        if (len >= 10) p[9] = (uint8_t)rnd64();
+        break;
+      default: /* a run of random bytes */
+        if (len) {
+          size_t at = rnd((uint32_t)len), k = 1 + rnd(16);
+          if (at + k > len) k = len - at;
+          fill_random(p + at, k);
+        }
+        break;
+    }
+  }
+  if (chance(50)) fix_ip_csum(p, len);
+  return len;
+}
+
+static uint8_t scratch[FUZZ_MAX_READ + 256];
+
+static void rec_encap(const uint8_t *p, size_t n) {
+  b_put(REC_ENCAP, 1);
+  b_put((uint32_t)n, 4);
+  b_bytes(p, n);
+}
+
+static void rec_decap(uint8_t peer, uint16_t groseg, uint8_t flags, const uint8_t *p, size_t n) {
+  b_put(REC_DECAP, 1);
+  b_put(peer, 1);
+  b_put(groseg, 2);
+  b_put(flags, 1);
+  b_put((uint32_t)n, 4);
+  b_bytes(p, n);
+}
+
+static const uint16_t GSO_SIZES[] = {1, 7, 100, 536, 1000, 1400, 1432, 1444, 1448, 1460, 1472, 9000, 65535};
+
+/* Generator kinds (counted in gen_kind for the summary). */
+enum { G_RANDOM, G_VALID, G_MUTATED, G_SUPER, G_DEC_VALID, G_DEC_MUTATED, G_DEC_TRAIN, G_DEC_RANDOM };
+static const char *const GEN_NAMES[] = {"encap random", "encap valid", "encap mutated", "encap TSO/USO",
+                                        "decap valid", "decap mutated", "decap TCP train", "decap random"};
+
+/* A TUN read: virtio header + packet. */
+static void gen_encap(void) {
+  uint8_t *vh = scratch;
+  uint8_t *p = scratch + VNET_HDR_LEN;
+  size_t cap = sizeof scratch - VNET_HDR_LEN - 64;
+  vnet_hdr h = {0};
+  size_t len;
+  uint32_t k = rnd(100);
+  pkt_spec s;
+  if (k < 15) {
+    gen_kind[G_RANDOM]++;
+    len = chance(80) ? rnd(120) : rnd(66000);
+    if (len > cap) len = cap;
+    fill_random(p, len);
+    if (chance(40)) p[0] = (uint8_t)(0x40 | (p[0] & 15));
+    if (chance(30)) fill_random(vh, VNET_HDR_LEN);
+    else vnet_write(vh, &h);
+    if (chance(3)) { /* a read shorter than the virtio header */
+      rec_encap(scratch, rnd(VNET_HDR_LEN));
+      return;
+    }
+    rec_encap(scratch, VNET_HDR_LEN + len);
+    return;
+  }
+  if (k < 40) {
+    /* A TSO/USO super-packet as the kernel hands it over (checksum partial), sometimes odd. */
+    gen_kind[G_SUPER]++;
+    random_spec(&s, pick_local_src(), pick_dst());
+    s.proto = chance(75) ? 6 : 17;
+    s.marked = chance(85);
+    s.sport = s.marked ? (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256)) : (uint16_t)(1024 + rnd(50000));
+    s.dport = s.marked ? FUZZ_MARK_DPORT : 80;
+    s.frag = chance(90) ? IP_DF : chance(50) ? 0 : IP_MF;
+    s.tcp_flags = chance(70) ? 0x18 : (uint8_t)(0x10 | (rnd64() & 0xc9)); /* PSH/FIN/CWR/ECE in the mix */
+    uint16_t gs = GSO_SIZES[rnd(sizeof GSO_SIZES / sizeof GSO_SIZES[0])];
+    if (chance(10)) gs = (uint16_t)rnd(70000);
+    if (s.proto == 17) {
+      uint32_t ix = rnd(8);
+      gs = FUZZ_UDP_SEG[ix];
+      s.sport = s.marked ? (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | (rnd(32) << 3) | ix) : s.sport;
+      s.id = (uint16_t)rnd(100); /* the oracle needs id0 + nsegs below 65,536 */
+    }
+    s.payload = chance(70) ? rnd(64000) : rnd(4000);
+    if (gs < 100) s.payload = rnd(2000); /* tiny segments: keep the segment count sane */
+    s.csum_mode = 1;
+    len = build_packet(p, &s);
+    if (chance(20)) wr16(p + 2, chance(50) ? 0 : (uint16_t)rnd64()); /* the total length is not trusted */
+    h.flags = VNET_F_NEEDS_CSUM;
+    h.gso_type = s.proto == 6 ? VNET_GSO_TCPV4 : VNET_GSO_UDP_L4;
+    if (chance(5)) h.gso_type |= VNET_GSO_ECN;
+    if (chance(3)) { /* any type: the packet may be taken as a plain one, length field and all */
+      h.gso_type = (uint8_t)rnd(8);
+      unmark(p, len);
+    }
+    h.hdr_len = (uint16_t)(chance(80) ? 20 + s.ip_opt + (s.proto == 6 ? 20 + s.tcp_opt : 8) : rnd64());
+    h.gso_size = chance(3) ? 0 : gs;
+    h.csum_start = (uint16_t)(20 + s.ip_opt);
+    h.csum_offset = s.proto == 6 ? 16 : 6;
+    vnet_write(vh, &h);
+    if (chance(10)) { /* unmarked and mutated: headers that do not add up */
+      len = mutate(p, len, cap);
+      vnet_write(vh, &h);
+    }
+    rec_encap(scratch, VNET_HDR_LEN + len);
+    return;
+  }
+  random_spec(&s, pick_local_src(), pick_dst());
+  if (chance(25) && (s.proto == 6 || s.proto == 17)) {
+    /* Checksum left to the device: NEEDS_CSUM with the pseudo-header seed. */
+    s.csum_mode = 1;
+    h.flags = VNET_F_NEEDS_CSUM;
+    h.csum_start = (uint16_t)(20 + s.ip_opt);
+    h.csum_offset = s.proto == 6 ? 16 : 6;
+  }
+  len = build_packet(p, &s);
+  if (chance(10)) { /* bytes past the total length */
+    size_t add = rnd(100);
+    fill_random(p + len, add);
+    len += add;
+  }
+  if (k < 70) {
+    gen_kind[G_VALID]++;
+  } else {
+    gen_kind[G_MUTATED]++;
+    len = mutate(p, len, cap);
+    if (chance(20)) {
+      h.flags = (uint8_t)rnd(4);
+      h.csum_start = (uint16_t)rnd(100);
+      h.csum_offset = (uint16_t)rnd(40);
+    }
+    if (chance(5)) h.gso_type = (uint8_t)rnd64();
+  }
+  vnet_write(vh, &h);
+  rec_encap(scratch, VNET_HDR_LEN + len);
+}
+
+/* The index of a peer whose leases include a route, and a source inside it. */
+static int pick_sender(uint32_t *src) {
+  if (R->npeers == 0) {
+    *src = (uint32_t)rnd64();
+    return 200;
+  }
+  int pi = (int)rnd((uint32_t)R->npeers);
+  size_t tries = 0;
+  for (size_t i = rnd((uint32_t)R->nroutes);; i = (i + 1) % R->nroutes, tries++) {
+    if (R->winner[i] && R->routes[i].public_ip == R->peers[pi]) {
+      *src = host_in(R->routes[i].network, R->routes[i].prefix_len);
+      return pi;
+    }
+    if (tries > R->nroutes) break;
+  }
+  *src = (uint32_t)rnd64();
+  return pi;
+}
+
+/* A train of TCP segments of one flow, as a sender's TSO would emit them, with perturbations. */
+/* Two peers that may both send from one address (one's lease inside the other's), or 0. */
+static int overlapping_peers(int *a, int *b, uint32_t *src) {
+  for (size_t i = 0; i < R->nroutes; i++) {
+    for (size_t j = 0; j < R->nroutes; j++) {
+      const route_spec *outer = &R->routes[i], *inner = &R->routes[j];
+      if (!R->winner[i] || !R->winner[j] || outer->public_ip == inner->public_ip ||
+          inner->prefix_len <= outer->prefix_len ||
+          (inner->network & prefix_mask(outer->prefix_len)) != (outer->network & prefix_mask(outer->prefix_len)))
+        continue;
+      for (size_t k = 0; k < R->npeers; k++) {
+        if (R->peers[k] == outer->public_ip) *a = (int)k;
+        if (R->peers[k] == inner->public_ip) *b = (int)k;
+      }
+      *src = host_in(inner->network, inner->prefix_len);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void gen_train(void) {
+  gen_kind[G_DEC_TRAIN]++;
+  uint32_t src;
+  int peer = pick_sender(&src);
+  /* Sometimes one flow arrives from two peers that both may send it: never merged across them. */
+  int peer2 = peer;
+  if (chance(15) && !overlapping_peers(&peer, &peer2, &src)) peer2 = peer;
+  pkt_spec s;
+  random_spec(&s, src, host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX));
+  s.proto = 6;
+  s.marked = 1;
+  s.sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256));
+  s.dport = FUZZ_MARK_DPORT;
+  s.ttl = 63;
+  s.frag = IP_DF;
+  s.ip_opt = 0;
+  s.tos = 0;
+  s.tcp_flags = 0x10;
+  static const size_t sizes[] = {1, 100, 536, 1000, 1400, 1420, 1448};
+  size_t mss = sizes[rnd(sizeof sizes / sizeof sizes[0])];
+  int n = 2 + (int)rnd(80);
+  int use_gro = chance(30); /* several segments in one GRO'd message */
+  size_t cap = sizeof scratch - 64;
+  size_t gro_len = 0;
+  size_t seglen = 0;
+  for (int i = 0; i < n; i++) {
+    pkt_spec t = s;
+    t.payload = mss;
+    if (chance(3)) t.payload = rnd((uint32_t)mss); /* a short one ends a merge */
+    if (chance(3)) t.tcp_flags = 0x18;              /* PSH ends it too */
+    if (chance(2)) t.tcp_flags = (uint8_t)rnd64();
+    if (chance(2)) t.ack++;
+    if (chance(2)) t.ttl = 62;
+    if (chance(2)) t.tos = 4;
+    if (chance(2)) t.frag = 0;
+    if (chance(2)) t.ip_opt = 4;
+    if (chance(2)) t.tcp_opt = 4 * rnd(11);
+    if (chance(2)) t.frag = IP_MF;
+    if (chance(2)) t.id++;
+    t.seq = s.seq;
+    if (chance(3)) t.seq += (uint32_t)mss; /* a gap */
+    if (chance(2)) t.seq -= (uint32_t)mss; /* a retransmission */
+    uint8_t *p = scratch + (use_gro ? gro_len : 0);
+    if ((use_gro ? gro_len : 0) + 20 + 4 + 60 + t.payload > cap) break;
+    size_t len = build_packet(p, &t);
+    if (chance(2)) p[(p[0] & 15) * 4 + 16] ^= 1; /* bad TCP checksum: content intact */
+    if (chance(1)) p[10] ^= 0x40;                           /* bad IP checksum */
+    s.seq = t.seq + (uint32_t)t.payload;
+    if (use_gro) {
+      /* A GRO message: equal-size datagrams, the last may be shorter; a different size ends it. */
+      if (gro_len == 0) seglen = len;
+      if (len != seglen || gro_len + len > 65000) {
+        if (gro_len) rec_decap((uint8_t)peer, (uint16_t)seglen, 0, scratch, gro_len);
+        memmove(scratch, p, len);
+        gro_len = len;
+        seglen = len;
+      } else {
+        gro_len += len;
+      }
+    } else {
+      rec_decap((uint8_t)(chance(50) ? peer : peer2), 0, 0, p, len);
+    }
+    if (chance(3)) { /* another flow interleaved */
+      pkt_spec o;
+      random_spec(&o, src, host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX));
+      o.ttl = 63;
+      uint8_t tmp[2048];
+      o.payload = o.payload > 1400 ? 1400 : o.payload;
+      o.ip_opt = 0;
+      size_t ol = build_packet(tmp, &o);
+      rec_decap((uint8_t)peer, 0, 0, tmp, ol);
+    }
+  }
+  if (use_gro && gro_len) rec_decap((uint8_t)peer, (uint16_t)seglen, 0, scratch, gro_len);
+}
+
+static void gen_decap(void) {
+  uint32_t k = rnd(100);
+  size_t cap = sizeof scratch - 64;
+  if (k < 5) {
+    gen_train();
+    return;
+  }
+  uint32_t src;
+  int peer = pick_sender(&src);
+  if (chance(10)) peer = (int)R->npeers + (int)rnd(40); /* an unknown sender */
+  uint32_t sk = rnd(100);
+  if (sk < 10) { /* another peer's subnet: spoofed */
+    uint32_t other;
+    pick_sender(&other);
+    src = other;
+  } else if (sk < 15) {
+    src = chance(50) ? host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX) : (uint32_t)rnd64();
+  }
+  if (k < 35) {
+    gen_kind[G_DEC_RANDOM]++;
+    size_t len = chance(90) ? rnd(200) : rnd(70000);
+    if (len > cap) len = cap;
+    fill_random(scratch, len);
+    if (chance(50)) scratch[0] = (uint8_t)(0x45);
+    if (chance(30) && len >= 20) fix_ip_csum(scratch, len);
+    uint16_t gs = chance(10) ? (uint16_t)rnd(2000) : 0;
+    rec_decap((uint8_t)peer, gs, chance(2) ? 1 : 0, scratch, len);
+    return;
+  }
+  pkt_spec s;
+  random_spec(&s, src, chance(90) ? host_in(FUZZ_LOCAL_NET, FUZZ_LOCAL_PREFIX) : pick_dst());
+  if (s.payload > R->mtu) s.payload = rnd(1500);
+  size_t len = build_packet(scratch, &s);
+  if (chance(10)) {
+    size_t add = rnd(100);
+    fill_random(scratch + len, add);
+    len += add;
+  }
+  if (k < 70) {
+    gen_kind[G_DEC_VALID]++;
+  } else {
+    gen_kind[G_DEC_MUTATED]++;
+    len = mutate(scratch, len, cap);
+  }
+  uint16_t gs = 0;
+  if (chance(5)) gs = (uint16_t)(chance(50) ? len : 1 + rnd(2000));
+  rec_decap((uint8_t)peer, gs, chance(1) ? 1 : 0, scratch, len);
+}
+
+/* One generated burst: set-up records, then a mix of encap and decap inputs. */
+static void gen_burst(void) {
+  B_len = 0;
+  if (chance(10)) {
+    b_put(REC_ROUTES, 1);
+    uint32_t mask = chance(50) ? FUZZ_DEFAULT_MASK : rnd(1u << FUZZ_NFAMILY);
+    static const uint16_t mtus[] = {1472, 1472, 1450, 1400, 9000, 68, 576, 65507, 1280};
+    b_put(mask, 2);
+    b_put(mtus[rnd(sizeof mtus / sizeof mtus[0])], 2);
+  }
+  if (chance(5)) {
+    b_put(REC_GSO, 1);
+    b_put(chance(70), 1);
+  }
+  if (chance(15)) {
+    b_put(REC_FAULTS, 1);
+    b_put(rnd(8), 1);
+    b_put(rnd(6), 1);
+    b_put(chance(50) ? rnd(4) : 0, 1);
+  }
+  int n = 1 + (int)rnd(48);
+  int dir = (int)rnd(3); /* 0 encap, 1 decap, 2 both */
+  for (int i = 0; i < n; i++) {
+    int d = dir == 2 ? (int)rnd(2) : dir;
+    if (d == 0) gen_encap();
+    else gen_decap();
+  }
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: fuzz [--count N] [--seed S] [--save-dir DIR]   N inputs (default 1,000,000) from seed S (default 1)\n"
+          "       fuzz --replay FILE...                          run saved bursts again\n"
+          "Prints counts per verdict. A burst that breaks an invariant is saved to DIR (default .).\n"
+          "Exit status: 0 all invariants held, 1 a violation, 2 bad usage.\n");
+}
+
+static int replay(char **files, int n) {
+  static uint8_t buf[1 << 24];
+  for (int i = 0; i < n; i++) {
+    FILE *f = fopen(files[i], "rb");
+    if (!f) {
+      perror(files[i]);
+      return 2;
+    }
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    fuzz_run_burst(buf, len, (uint64_t)i);
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  uint64_t count = 1000000, seed = 1;
+  const char *save_dir = ".";
+  int replay_from = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--save-dir") && i + 1 < argc) save_dir = argv[++i];
+    else if (!strcmp(argv[i], "--replay") && i + 1 < argc) {
+      replay_from = i + 1;
+      break;
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  fuzz_init(seed, replay_from ? NULL : save_dir);
+  R = fuzz_current_routes();
+  uint64_t t0 = mono_now_ns();
+  if (replay_from) {
+    int rc = replay(argv + replay_from, argc - replay_from);
+    if (rc) return rc;
+  } else {
+    rng_seed(seed);
+    for (uint64_t burst = 0; fuzz_inputs() < count; burst++) {
+      gen_burst();
+      fuzz_run_burst(B, B_len, burst);
+    }
+  }
+  fuzz_print_summary((double)(mono_now_ns() - t0) / 1e9);
+  printf("  generated:");
+  for (int k = 0; k < 8; k++) printf(" %s %" PRIu64 "%s", GEN_NAMES[k], gen_kind[k], k < 7 ? ";" : "\n");
+  int rc = fuzz_violations() ? 1 : 0;
+  fuzz_free();
+  free(B);
+  return rc;
+}

@@ -1,0 +1,951 @@
+/* The native fuzz harness: runs bursts of records (fuzz.h) through the engine's packet path.
+ *
+ * Drives the engine's own per-packet functions -- enc_packet()/enc_flush() for TUN reads (virtio
+ * header, validation, routing, TTL, ICMP errors, TSO/USO split, UDP GSO batching) and
+ * dec_message()/gro_flush() for received datagrams (admission, validation, userspace GRO) --
+ * without threads, devices or sockets: engine.c is compiled into this file with its write, writev,
+ * sendmsg, sendmmsg and clock_gettime calls redirected here (the macros below). Everything the
+ * engine emits is checked against docs/datapath.md, and a reference model of that contract
+ * predicts the verdict of every input, which must match the engine's counters.
+ *
+ * Coupling: this file uses engine.c's static functions and thread structs (enc_thread,
+ * dec_thread, enc_packet, enc_flush, dec_message, dec_write, enter_table), so a change there may
+ * need a change here. Build: build.sh. libFuzzer: clang -fsanitize=fuzzer -DFELT_LIBFUZZER. */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The engine's output syscalls, redirected. engine.c's own #includes are no-ops after the ones
+ * above, so only its calls are renamed. */
+#define write fuzz_write
+#define writev fuzz_writev
+#define sendmsg fuzz_sendmsg
+#define sendmmsg fuzz_sendmmsg
+#define clock_gettime fuzz_clock_gettime
+static int fuzz_clock_gettime(clockid_t clk, struct timespec *ts);
+static ssize_t fuzz_write(int fd, const void *buf, size_t n);
+static ssize_t fuzz_writev(int fd, const struct iovec *iov, int iovcnt);
+static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags);
+static int fuzz_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags);
+#include "../engine.c"
+#include "fuzz.h"
+#undef write
+#undef writev
+#undef sendmsg
+#undef sendmmsg
+#undef clock_gettime
+
+/* Not open (poll reports POLLNVAL, so an injected EAGAIN ends like a stopping engine). */
+#define FAKE_TUN_FD 1000001
+#define FAKE_UDP_FD 1000002
+
+#define LOCAL_NET FUZZ_LOCAL_NET
+#define LOCAL_PREFIX FUZZ_LOCAL_PREFIX
+#define PORT FUZZ_PORT
+#define MAX_READ FUZZ_MAX_READ
+#define ENC_BURST TUN_READ_BURST /* reads between two flushes, as enc_main */
+
+/* The leases a route set is drawn from (bit i of the ROUTES mask). Order matters: later duplicates win. */
+static const route_spec ROUTE_FAMILY[FUZZ_NFAMILY] = {
+    {0x0af40b00u, 24, 0xc0a84d0bu}, /* 10.244.11.0/24 -> 192.168.77.11 */
+    {0x0af40c00u, 24, 0xc0a84d0cu}, /* 10.244.12.0/24 -> .12 */
+    {0x0af40d00u, 24, 0xc0a84d0du}, /* 10.244.13.0/24 -> .13 */
+    {0x0af40e00u, 24, 0xc0a84d0cu}, /* 10.244.14.0/24 -> .12 (a peer with two subnets) */
+    {0x0af50000u, 16, 0xc0a84d0eu}, /* 10.245.0.0/16 -> .14 */
+    {0x0af50700u, 24, 0xc0a84d0fu}, /* 10.245.7.0/24 -> .15 (longer prefix inside the /16) */
+    {0x0af60107u, 32, 0xc0a84d10u}, /* 10.246.1.7/32 -> .16 */
+    {0x0af40100u, 24, 0xc0a84d11u}, /* 10.244.1.0/24 -> .17: our own subnet (own-subnet wins) */
+    {0x0af40b00u, 24, 0xc0a84d12u}, /* 10.244.11.0/24 -> .18: duplicate of the first, wins */
+    {0x00000000u, 0, 0xc0a84d13u},  /* 0.0.0.0/0 -> .19: a default route */
+};
+
+/* ============================================================================================ */
+/* Harness state                                                                                */
+
+typedef struct {
+  /* fault plan */
+  int send_errno;
+  unsigned send_fails, tun_fails;
+  /* what the checkers saw */
+  int phase; /* 0 none, 1 encap, 2 decap */
+  uint64_t delivered;       /* datagrams accepted by the fake socket */
+  uint64_t written_segs;    /* decap: packets (segments) written into the fake TUN */
+  uint64_t icmp_written;    /* encap: ICMP errors written */
+  uint64_t icmp_write_fail; /* encap: ICMP writes we refused */
+  int last_icmp_type, last_icmp_code;
+  /* decap batch facts for the TUN-write checker */
+  uint32_t msg_seg[RX_MSGS], msg_len[RX_MSGS];
+  /* totals for the summary */
+  uint64_t bursts, records, enc_inputs, dec_inputs, dec_datagrams, icmp_expected, merged_writes;
+  uint64_t violations;
+  uint64_t t0_ns; /* fake clock at start */
+  /* reporting */
+  uint64_t seed, burst_index;
+  const uint8_t *burst;
+  size_t burst_len;
+  int burst_saved;
+  int saved_files; /* at most 10 per run */
+  const char *save_dir;
+} harness;
+
+static harness H;
+/* The current route set: the reference model reads this, never the engine's table. */
+static fuzz_routes R;
+static engine *E;
+static enc_thread *ENC;
+static dec_thread *DEC;
+
+static int libfuzzer_mode;
+
+static void save_burst(void);
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...) {
+  H.violations++;
+  if (H.violations <= 30) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "VIOLATION (seed %" PRIu64 ", burst %" PRIu64 "): ", H.seed, H.burst_index);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+  }
+  save_burst();
+  if (libfuzzer_mode) abort();
+}
+
+static void save_burst(void) {
+  if (H.burst_saved || !H.burst || !H.save_dir || H.saved_files >= 10) return;
+  H.burst_saved = 1;
+  H.saved_files++;
+  char path[512];
+  snprintf(path, sizeof path, "%s/felt-fuzz-native-%" PRIu64 "-%" PRIu64 ".bin", H.save_dir, H.seed, H.burst_index);
+  FILE *f = fopen(path, "wb");
+  if (!f) return;
+  fwrite(H.burst, 1, H.burst_len, f);
+  fclose(f);
+  if (H.violations <= 30) fprintf(stderr, "  burst saved: %s (replay: fuzz --replay %s)\n", path, path);
+}
+
+/* The engine's clock: 3 ms pass on every reading, so the ICMP token bucket refills at a steady,
+ * reproducible pace (about one ICMP error in three goes out) whatever the speed of the machine. */
+#define FAKE_CLOCK_STEP_NS 3000000ull
+static uint64_t fake_clock_ns = 1000000000ull;
+
+static int fuzz_clock_gettime(clockid_t clk, struct timespec *ts) {
+  (void)clk;
+  fake_clock_ns += FAKE_CLOCK_STEP_NS;
+  ts->tv_sec = (time_t)(fake_clock_ns / 1000000000ull);
+  ts->tv_nsec = (long)(fake_clock_ns % 1000000000ull);
+  return 0;
+}
+
+/* ============================================================================================ */
+/* Reference model of docs/datapath.md                                                          */
+
+static int is_mcast_bcast(uint32_t a) { return (a >> 28) == 0xe || a == 0xffffffffu; }
+static int is_icmp_error_type(uint8_t t) { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12; }
+
+/* ipv4.h's documented order: < 20 truncated; version != 4 not-ipv4; IHL < 5 or total < IHL*4
+ * malformed; header beyond the bytes truncated; bad checksum malformed; total > bytes truncated. */
+static drop_reason ref_validate(const uint8_t *p, size_t len, int csum, int ignore_total) {
+  if (len < 20) return DROP_TRUNCATED;
+  if (p[0] >> 4 != 4) return DROP_NOT_IPV4;
+  unsigned hl = (p[0] & 15u) * 4, total = rd16(p + 2);
+  if (hl < 20 || (!ignore_total && total < hl)) return DROP_MALFORMED;
+  if (hl > len) return DROP_TRUNCATED;
+  if (csum && fuzz_sum(p, hl, 0) != 0xffff) return DROP_MALFORMED;
+  if (!ignore_total && total > len) return DROP_TRUNCATED;
+  return DROP_NONE;
+}
+
+static int in_subnet(uint32_t ip, uint32_t net, uint32_t len) { return (ip & prefix_mask(len)) == (net & prefix_mask(len)); }
+
+/* Longest-prefix match over the current routes (later duplicates win); the winning route index or -1. */
+static int ref_lookup(uint32_t dst) {
+  int best = -1;
+  for (size_t i = 0; i < R.nroutes; i++) {
+    if (!R.winner[i] || !in_subnet(dst, R.routes[i].network, R.routes[i].prefix_len)) continue;
+    if (best < 0 || R.routes[i].prefix_len > R.routes[best].prefix_len) best = (int)i;
+  }
+  return best;
+}
+
+static int ref_is_peer(uint32_t addr) {
+  for (size_t i = 0; i < R.npeers; i++)
+    if (R.peers[i] == addr) return 1;
+  return 0;
+}
+
+static int ref_admits(uint32_t peer, uint32_t src) {
+  for (size_t i = 0; i < R.nroutes; i++)
+    if (R.winner[i] && R.routes[i].public_ip == peer && in_subnet(src, R.routes[i].network, R.routes[i].prefix_len))
+      return 1;
+  return 0;
+}
+
+/* "ICMP we originate": which packets may get one (len: bytes available). */
+static int ref_icmp_allowed(const uint8_t *ip, size_t len) {
+  if (rd16(ip + 6) & IP_OFFMASK) return 0;
+  uint32_t src = rd32(ip + 12), dst = rd32(ip + 16);
+  if (src == 0 || is_mcast_bcast(src) || is_mcast_bcast(dst)) return 0;
+  if (ip[9] == 1) {
+    unsigned hl = (ip[0] & 15u) * 4;
+    size_t avail = rd16(ip + 2) < len ? rd16(ip + 2) : len;
+    if (avail <= hl) return 0;
+    if (is_icmp_error_type(ip[hl])) return 0;
+  }
+  return 1;
+}
+
+typedef struct {
+  int reason;      /* DROP_* or DROP_NONE = forwarded */
+  uint32_t units;  /* packets the input counts as (segments of a super-packet) */
+  int icmp;        /* 0 none, else expected type*256+code */
+} enc_verdict;
+
+/* The verdict for one TUN read of n bytes (virtio header included). */
+static enc_verdict ref_encap(const uint8_t *buf, size_t n) {
+  enc_verdict v = {DROP_NONE, 1, 0};
+  if (n < VNET_HDR_LEN) return (enc_verdict){DROP_TRUNCATED, 1, 0};
+  vnet_hdr h;
+  vnet_parse(buf, &h);
+  const uint8_t *p = buf + VNET_HDR_LEN;
+  size_t len = n - VNET_HDR_LEN;
+  uint8_t gtype = h.gso_type & (uint8_t)~VNET_GSO_ECN;
+  int gso = gtype != VNET_GSO_NONE;
+  int r = ref_validate(p, len, 0, gso);
+  if (r != DROP_NONE) return (enc_verdict){r, 1, 0};
+  unsigned hl = (p[0] & 15u) * 4;
+  size_t biggest;
+  if (gso) {
+    /* A super-packet: TCPv4 over TCP or UDP_L4 over UDP, not a fragment, a sane L4 header, <= 64 KiB. */
+    uint32_t l4 = 0;
+    int ok = h.gso_size != 0 && len <= 65535 && !(rd16(p + 6) & (IP_MF | IP_OFFMASK));
+    if (ok && gtype == VNET_GSO_TCPV4 && p[9] == 6) {
+      ok = len >= hl + 20;
+      if (ok) l4 = (p[hl + 12] >> 4) * 4u;
+      ok = ok && l4 >= 20;
+    } else if (ok && gtype == VNET_GSO_UDP_L4 && p[9] == 17) {
+      l4 = 8;
+    } else {
+      ok = 0;
+    }
+    ok = ok && len >= hl + l4;
+    if (!ok) return (enc_verdict){DROP_MALFORMED, 1, 0};
+    uint32_t payload = (uint32_t)(len - hl - l4);
+    v.units = payload == 0 ? 1 : (payload + h.gso_size - 1) / h.gso_size;
+    biggest = hl + l4 + (payload < h.gso_size ? payload : h.gso_size);
+  } else {
+    len = rd16(p + 2);
+    /* A checksum to complete must lie in the packet, start at an even offset, and start past the
+     * IP header: completing one that starts inside it would rewrite validated header fields. */
+    if ((h.flags & VNET_F_NEEDS_CSUM) &&
+        ((size_t)h.csum_start + h.csum_offset + 2 > len || (h.csum_start & 1) || h.csum_start < hl))
+      return (enc_verdict){DROP_MALFORMED, 1, 0};
+    biggest = len;
+  }
+  uint32_t dst = rd32(p + 16);
+  int allowed = ref_icmp_allowed(p, len);
+  if (in_subnet(dst, LOCAL_NET, LOCAL_PREFIX)) v.reason = DROP_OWN_SUBNET;
+  else if (ref_lookup(dst) < 0) {
+    v.reason = DROP_NO_ROUTE;
+    if (allowed) v.icmp = 3 * 256 + 0;
+  } else if (p[8] <= 1) {
+    v.reason = DROP_TTL_EXPIRED;
+    if (allowed) v.icmp = 11 * 256 + 0;
+  } else if (biggest > R.mtu) {
+    v.reason = DROP_OVERSIZE;
+    if (allowed && (rd16(p + 6) & IP_DF)) v.icmp = 3 * 256 + 4;
+  }
+  return v;
+}
+
+/* The verdict for one datagram of a received message from a known peer. */
+static int ref_decap_datagram(uint32_t peer, const uint8_t *p, size_t len) {
+  int r = ref_validate(p, len, 1, 0);
+  if (r != DROP_NONE) return r;
+  if (!ref_admits(peer, rd32(p + 12))) return DROP_SPOOFED_SOURCE;
+  if (p[8] == 0) return DROP_TTL_EXPIRED;
+  return DROP_NONE;
+}
+
+/* ============================================================================================ */
+/* Checkers of what the engine emits                                                           */
+
+static void hexdump_head(const char *what, const uint8_t *p, size_t n) {
+  if (H.violations > 30) return;
+  fprintf(stderr, "  %s (%zu bytes):", what, n);
+  for (size_t i = 0; i < n && i < 64; i++) fprintf(stderr, " %02x", p[i]);
+  fprintf(stderr, "\n");
+}
+
+static const char *send_path = "?";
+
+/* One datagram leaving through the UDP socket. */
+static void check_datagram(const struct sockaddr_in *to, const uint8_t *p, size_t len) {
+  if (!to || to->sin_family != AF_INET || ntohs(to->sin_port) != PORT) {
+    violation("datagram to a bad address/port");
+    return;
+  }
+  uint32_t peer = ntohl(to->sin_addr.s_addr);
+  if (len < 20 || len > R.mtu) {
+    violation("datagram of %zu bytes (tunnel MTU %u)", len, R.mtu);
+    hexdump_head("datagram", p, len);
+    return;
+  }
+  unsigned hl = (p[0] & 15u) * 4;
+  if (p[0] >> 4 != 4 || hl < 20 || hl > len || rd16(p + 2) != len) {
+    violation("datagram is not one well-formed IPv4 packet (len %zu, total %u, via %s)", len, rd16(p + 2), send_path);
+    hexdump_head("datagram", p, len);
+    return;
+  }
+  if (p[8] == 0) violation("datagram with TTL 0");
+  uint32_t dst = rd32(p + 16);
+  if (in_subnet(dst, LOCAL_NET, LOCAL_PREFIX)) violation("datagram for our own subnet");
+  int r = ref_lookup(dst);
+  if (r < 0 || R.routes[r].public_ip != peer) {
+    violation("datagram for %08x sent to %08x, the route says %08x", dst, peer, r < 0 ? 0 : R.routes[r].public_ip);
+    return;
+  }
+  if (fuzz_is_marked(p, len)) {
+    /* Every encap input with a mark had right checksums (or a seeded partial one): so must the output. */
+    if (fuzz_sum(p, hl, 0) != 0xffff) violation("marked datagram with a bad IP header checksum");
+    if (!fuzz_l4_valid(p, len)) {
+      violation("marked datagram with a bad L4 checksum");
+      hexdump_head("datagram", p, len);
+    } else if (!fuzz_oracle_ok(p, len)) {
+      violation("marked datagram with payload bytes out of place (segmentation bug)");
+      hexdump_head("datagram", p, len);
+    }
+  }
+}
+
+static int fake_send_failure(void) {
+  if (H.send_fails == 0) return 0;
+  H.send_fails--;
+  errno = H.send_errno;
+  return 1;
+}
+
+static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags) {
+  (void)flags;
+  if (fd != FAKE_UDP_FD || H.phase != 1) {
+    violation("sendmsg on fd %d outside encap", fd);
+    errno = EBADF;
+    return -1;
+  }
+  uint16_t seg = 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_SEGMENT) memcpy(&seg, CMSG_DATA(cm), sizeof seg);
+  }
+  if (msg->msg_iovlen != 1) violation("GSO send with %zu iovecs", (size_t)msg->msg_iovlen);
+  const uint8_t *p = msg->msg_iov[0].iov_base;
+  size_t len = msg->msg_iov[0].iov_len;
+  if (seg == 0) violation("sendmsg without UDP_SEGMENT");
+  if (fake_send_failure()) return -1;
+  if (seg == 0) seg = (uint16_t)len;
+  /* The kernel cuts the buffer into seg-sized datagrams, the last one shorter. */
+  size_t nseg = (len + seg - 1) / seg;
+  if (nseg > TX_MAX_SEGS || len > TX_MAX_BYTES) violation("GSO send of %zu bytes in %zu segments", len, nseg);
+  send_path = "sendmsg(UDP_SEGMENT)";
+  for (size_t off = 0; off < len; off += seg) {
+    check_datagram(msg->msg_name, p + off, len - off < seg ? len - off : seg);
+    H.delivered++;
+  }
+  return (ssize_t)len;
+}
+
+static int fuzz_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags) {
+  (void)flags;
+  if (fd != FAKE_UDP_FD || H.phase != 1 || n == 0) {
+    violation("sendmmsg on fd %d (n %u) outside encap", fd, n);
+    errno = EBADF;
+    return -1;
+  }
+  unsigned take = n;
+  if (H.send_fails > 0) {
+    /* Either refuse the first datagram (errno) or accept only part of the vector. */
+    if (H.send_fails % 2 == 0 || n == 1) {
+      if (fake_send_failure()) return -1;
+    } else {
+      H.send_fails--;
+      take = 1 + (unsigned)(H.send_fails % (n - 1));
+    }
+  }
+  send_path = "sendmmsg";
+  for (unsigned i = 0; i < take; i++) {
+    const struct msghdr *m = &v[i].msg_hdr;
+    if (m->msg_iovlen != 1) violation("sendmmsg message with %zu iovecs", (size_t)m->msg_iovlen);
+    check_datagram(m->msg_name, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len);
+    v[i].msg_len = (unsigned)m->msg_iov[0].iov_len;
+    H.delivered++;
+  }
+  return (int)take;
+}
+
+/* An ICMP error the encap side writes into the TUN: headers, checksums, quote, suppression rules. */
+static void check_icmp(const uint8_t *buf, size_t n) {
+  static const uint8_t zero[VNET_HDR_LEN];
+  if (n < VNET_HDR_LEN + 20 + 8 + 20 || memcmp(buf, zero, VNET_HDR_LEN) != 0) {
+    violation("ICMP write of %zu bytes / non-zero virtio header", n);
+    return;
+  }
+  const uint8_t *ip = buf + VNET_HDR_LEN;
+  size_t len = n - VNET_HDR_LEN;
+  if (ref_validate(ip, len, 1, 0) != DROP_NONE || rd16(ip + 2) != len || (ip[0] & 15) != 5 || ip[9] != 1 ||
+      ip[8] != 64 || rd16(ip + 6) != 0 || rd32(ip + 12) != LOCAL_NET) {
+    violation("ICMP error with a bad IPv4 header");
+    hexdump_head("icmp", ip, len);
+    return;
+  }
+  const uint8_t *icmp = ip + 20;
+  size_t ilen = len - 20;
+  if (fuzz_sum(icmp, ilen, 0) != 0xffff) violation("ICMP error with a bad ICMP checksum");
+  int tc = icmp[0] * 256 + icmp[1];
+  uint32_t rest = rd32(icmp + 4);
+  if (!((tc == 3 * 256 && rest == 0) || (tc == 11 * 256 && rest == 0) || (tc == 3 * 256 + 4 && rest == (R.mtu & 0xffff))))
+    violation("ICMP error type %d code %d rest %u", icmp[0], icmp[1], rest);
+  const uint8_t *q = icmp + 8;
+  size_t qlen = ilen - 8;
+  unsigned qhl = (q[0] & 15u) * 4;
+  if (qhl < 20 || qlen < qhl || qlen > qhl + 8) {
+    violation("ICMP quote of %zu bytes for a %u-byte header", qlen, qhl);
+    return;
+  }
+  if (rd32(q + 12) != rd32(ip + 16)) violation("ICMP error not sent to the offending packet's source");
+  if (!ref_icmp_allowed(q, qlen)) {
+    violation("ICMP error about a packet that must not get one");
+    hexdump_head("quote", q, qlen);
+  }
+  H.last_icmp_type = icmp[0];
+  H.last_icmp_code = icmp[1];
+}
+
+static ssize_t fuzz_write(int fd, const void *buf, size_t n) {
+  if (fd != FAKE_TUN_FD) return write(fd, buf, n);
+  if (H.phase != 1) violation("single write() into the TUN outside encap");
+  if (H.tun_fails > 0) {
+    H.tun_fails--;
+    H.icmp_write_fail++;
+    errno = EIO;
+    return -1;
+  }
+  check_icmp(buf, n);
+  H.icmp_written++;
+  return (ssize_t)n;
+}
+
+/* Which received message a pointer into the decap buffers belongs to, or -1. */
+static int msg_of(const void *ptr, size_t *off) {
+  const uint8_t *p = ptr;
+  for (int i = 0; i < RX_MSGS; i++) {
+    if (p >= DEC->bufs[i] && p < DEC->bufs[i] + RX_BUF) {
+      *off = (size_t)(p - DEC->bufs[i]);
+      return i;
+    }
+  }
+  return -1;
+}
+
+static uint32_t msg_source(int i) { return ntohl(DEC->from[i].sin_addr.s_addr); }
+
+/* One plain (unmerged) packet written into the TUN by decap. */
+static void check_decap_single(const struct iovec *iov) {
+  size_t off = 0;
+  int i = msg_of(iov->iov_base, &off);
+  const uint8_t *p = iov->iov_base;
+  size_t len = iov->iov_len;
+  if (i < 0) {
+    violation("decap wrote bytes from outside the receive buffers");
+    return;
+  }
+  uint32_t seg = H.msg_seg[i];
+  if (off % seg != 0 || off + len > H.msg_len[i] || len > seg) {
+    violation("decap write crosses its datagram (offset %zu, %zu bytes, segment %u, message %u)", off, len, seg,
+              H.msg_len[i]);
+    return;
+  }
+  if (ref_validate(p, len, 1, 0) != DROP_NONE || rd16(p + 2) != len) {
+    violation("decap wrote an invalid IPv4 packet (len %zu)", len);
+    hexdump_head("packet", p, len);
+    return;
+  }
+  if (p[8] == 0) violation("decap wrote a packet with TTL 0");
+  if (!ref_admits(msg_source(i), rd32(p + 12))) violation("decap wrote a packet whose source is outside the sender's lease");
+  if (fuzz_is_marked(p, len) && fuzz_l4_valid(p, len) && !fuzz_oracle_ok(p, len)) violation("decap changed payload bytes");
+}
+
+/* A GRO super-packet: header facts, piece layout, same sender, checksums, stream order. */
+static void check_decap_merged(const vnet_hdr *h, const struct iovec *iov, int iovcnt) {
+  static uint8_t merged[65536 + 64];
+  size_t total = 0;
+  size_t off0 = 0;
+  int i0 = msg_of(iov[1].iov_base, &off0);
+  if (i0 < 0) {
+    violation("GRO packet from outside the receive buffers");
+    return;
+  }
+  uint32_t sender = msg_source(i0);
+  int nsegs = iovcnt - 1;
+  if (nsegs < 2 || nsegs > GRO_MAX_SEGS_PER_ITEM) violation("GRO packet of %d segments", nsegs);
+  for (int k = 1; k < iovcnt; k++) {
+    size_t off = 0;
+    int i = msg_of(iov[k].iov_base, &off);
+    if (i < 0 || msg_source(i) != sender) violation("GRO merged packets from different senders");
+    if (total + iov[k].iov_len > 65535) {
+      violation("GRO packet above 65,535 bytes");
+      return;
+    }
+    memcpy(merged + total, iov[k].iov_base, iov[k].iov_len);
+    total += iov[k].iov_len;
+  }
+  const uint8_t *ip = merged;
+  if (total < 40 || ref_validate(ip, total, 1, 0) != DROP_NONE || rd16(ip + 2) != total || (ip[0] & 15) != 5 ||
+      ip[9] != 6) {
+    violation("GRO packet with a bad IPv4 header (%zu bytes)", total);
+    hexdump_head("merged", ip, total);
+    return;
+  }
+  unsigned thl = (ip[20 + 12] >> 4) * 4u;
+  if (h->flags != VNET_F_NEEDS_CSUM || (h->gso_type & ~VNET_GSO_ECN) != VNET_GSO_TCPV4 || h->hdr_len != 20 + thl ||
+      h->csum_start != 20 || h->csum_offset != 16 || h->gso_size == 0)
+    violation("GRO virtio header flags %u type %u hdr %u start %u off %u", h->flags, h->gso_type, h->hdr_len,
+              h->csum_start, h->csum_offset);
+  if (iov[1].iov_len != 20 + thl + h->gso_size) violation("GRO first segment is not gso_size long");
+  for (int k = 2; k < iovcnt; k++) {
+    if (iov[k].iov_len > h->gso_size || (k < iovcnt - 1 && iov[k].iov_len != h->gso_size))
+      violation("GRO piece %d of %zu bytes (gso_size %u)", k, iov[k].iov_len, h->gso_size);
+  }
+  uint8_t fl = ip[20 + 13];
+  if (fl != 0x10 && fl != 0x18) violation("GRO packet with TCP flags %02x", fl);
+  if (!ref_admits(sender, rd32(ip + 12))) violation("GRO packet source outside the sender's lease");
+  /* Finish the checksum as the kernel would (the field holds the pseudo-header sum), then verify. */
+  uint16_t c = (uint16_t)~fuzz_sum(merged + 20, total - 20, 0);
+  merged[36] = (uint8_t)(c >> 8);
+  merged[37] = (uint8_t)c;
+  if (!fuzz_l4_valid(merged, total)) violation("GRO packet's TCP checksum does not verify once finished");
+  else if (fuzz_is_marked(merged, total) && !fuzz_oracle_ok(merged, total)) {
+    violation("GRO packet with payload bytes out of order");
+    hexdump_head("merged", merged, total);
+  }
+  H.merged_writes++;
+}
+
+static ssize_t fuzz_writev(int fd, const struct iovec *iov, int iovcnt) {
+  if (fd != FAKE_TUN_FD) return writev(fd, iov, iovcnt);
+  if (H.phase != 2 || iovcnt < 2 || iov[0].iov_len != VNET_HDR_LEN) {
+    violation("writev into the TUN outside decap, or without a virtio header (%d iovecs)", iovcnt);
+    errno = EINVAL;
+    return -1;
+  }
+  if (H.tun_fails > 0) {
+    H.tun_fails--;
+    errno = EIO;
+    return -1;
+  }
+  vnet_hdr h;
+  vnet_parse(iov[0].iov_base, &h);
+  size_t bytes = 0;
+  for (int k = 0; k < iovcnt; k++) bytes += iov[k].iov_len;
+  if (h.gso_type == VNET_GSO_NONE && h.flags == 0) {
+    if (iovcnt != 2) violation("plain decap write with %d pieces", iovcnt - 1);
+    check_decap_single(&iov[1]);
+    H.written_segs++;
+  } else {
+    check_decap_merged(&h, iov, iovcnt);
+    H.written_segs += (uint64_t)(iovcnt - 1);
+  }
+  return (ssize_t)bytes;
+}
+
+/* ============================================================================================ */
+/* Running records through the engine                                                           */
+
+static void set_routes(uint16_t mask, uint16_t mtu) {
+  R.nroutes = 0;
+  for (size_t i = 0; i < FUZZ_NFAMILY; i++)
+    if (mask & (1u << i)) R.routes[R.nroutes++] = ROUTE_FAMILY[i];
+  /* Later duplicates win; peers are the distinct PublicIPs of winning routes. */
+  R.npeers = 0;
+  for (size_t i = 0; i < R.nroutes; i++) {
+    R.winner[i] = 1;
+    for (size_t j = i + 1; j < R.nroutes; j++)
+      if (R.routes[j].prefix_len == R.routes[i].prefix_len &&
+          in_subnet(R.routes[j].network, R.routes[i].network, R.routes[i].prefix_len))
+        R.winner[i] = 0;
+  }
+  for (size_t i = 0; i < R.nroutes; i++)
+    if (R.winner[i] && !ref_is_peer(R.routes[i].public_ip)) R.peers[R.npeers++] = R.routes[i].public_ip;
+  felt_err err;
+  if (engine_set_routes(E, R.routes, R.nroutes, &err) < 0) violation("engine_set_routes failed: %s", err.msg);
+  uint32_t m = mtu < 68 ? 68 : mtu > 65507 ? 65507 : mtu;
+  R.mtu = m;
+  E->cfg.mtu = m;
+}
+
+/* Encap state of a burst: segments handed to the tx batch, checked against sends at the flush. */
+static uint64_t enc_queued, enc_pk0, enc_se0, enc_dl0;
+static int enc_open;
+
+static void encap_begin(void) {
+  if (enc_open) return;
+  enc_open = 1;
+  H.phase = 1;
+  ENC->table = enter_table(E, &E->enc_seen);
+  ENC->now_ms = 1;
+  enc_queued = 0;
+  enc_pk0 = E->enc_ctr.packets;
+  enc_se0 = E->enc_ctr.drops[DROP_SEND_ERROR];
+  enc_dl0 = H.delivered;
+}
+
+static void encap_end(void) {
+  if (!enc_open) return;
+  enc_flush(ENC);
+  enc_open = 0;
+  __atomic_store_n(&E->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
+  uint64_t sent = E->enc_ctr.packets - enc_pk0, failed = E->enc_ctr.drops[DROP_SEND_ERROR] - enc_se0;
+  if (sent + failed != enc_queued)
+    violation("encap: %" PRIu64 " segments forwarded but %" PRIu64 " sent + %" PRIu64 " send-error", enc_queued, sent,
+              failed);
+  if (sent != H.delivered - enc_dl0)
+    violation("encap: %" PRIu64 " counted sent, %" PRIu64 " datagrams reached the socket", sent, H.delivered - enc_dl0);
+  H.phase = 0;
+}
+
+/* Names the one known cause of encap verdict differences: a virtio header asking for a checksum
+ * to be completed from inside the IP header (the completion rewrites validated header fields). */
+static const char *csum_start_hint(const uint8_t *data, size_t n) {
+  if (n < VNET_HDR_LEN + 1) return "";
+  vnet_hdr h;
+  vnet_parse(data, &h);
+  unsigned hl = (data[VNET_HDR_LEN] & 15u) * 4;
+  if ((h.gso_type & ~VNET_GSO_ECN) == VNET_GSO_NONE && (h.flags & VNET_F_NEEDS_CSUM) && h.csum_start < hl)
+    return " [virtio NEEDS_CSUM with csum_start inside the IP header]";
+  return "";
+}
+
+static void run_encap(const uint8_t *data, size_t n) {
+  if (n > MAX_READ) n = MAX_READ; /* a TUN read never returns more */
+  encap_begin();
+  H.enc_inputs++;
+  enc_verdict ref = ref_encap(data, n);
+  counter before[DROP_COUNT];
+  memcpy(before, E->enc_ctr.drops, sizeof before);
+  uint64_t segs0 = E->enc_ctr.tun_read_segments, icmp0 = E->enc_ctr.icmp_sent, lim0 = E->enc_ctr.icmp_rate_limited;
+  uint64_t iw0 = H.icmp_written, iwf0 = H.icmp_write_fail;
+  H.last_icmp_type = H.last_icmp_code = -1;
+
+  memcpy(ENC->rbuf, data, n);
+  enc_packet(ENC, ENC->rbuf, n);
+
+  uint64_t iw = H.icmp_written - iw0, iwf = H.icmp_write_fail - iwf0;
+  uint64_t icmp = E->enc_ctr.icmp_sent - icmp0, lim = E->enc_ctr.icmp_rate_limited - lim0;
+  /* One reason, once per segment; tun-write-error only for an ICMP error we refused; send-error
+   * only from flushes (an earlier packet's batch may go out during this one). */
+  int got = DROP_NONE, extra = 0;
+  uint64_t got_units = E->enc_ctr.tun_read_segments - segs0;
+  for (int r = 0; r < DROP_COUNT; r++) {
+    if (r == DROP_SEND_ERROR) continue;
+    uint64_t d = E->enc_ctr.drops[r] - before[r] - (r == DROP_TUN_WRITE_ERROR ? iwf : 0);
+    if (d == 0) continue;
+    if (got != DROP_NONE) extra = 1;
+    got = r;
+    got_units = d;
+  }
+  const char *hint = csum_start_hint(data, n);
+  if (extra || got != ref.reason || got_units != ref.units) {
+    violation("encap verdict: engine %s x%" PRIu64 "%s, reference %s x%u%s", got < 0 ? "forward" : drop_reason_names[got],
+              got_units, extra ? " (and more reasons)" : "", ref.reason < 0 ? "forward" : drop_reason_names[ref.reason],
+              ref.units, hint);
+    hexdump_head("input", data, n);
+  }
+  if (got == DROP_NONE) enc_queued += got_units; /* judged at the flush against what was sent */
+  if (icmp != iw) violation("encap: icmp_sent +%" PRIu64 " but %" PRIu64 " ICMP writes", icmp, iw);
+  if (iw + iwf + lim != (ref.icmp ? 1u : 0u)) {
+    violation("encap: ICMP written %" PRIu64 " / refused %" PRIu64 " / rate-limited %" PRIu64 ", reference expects %s%s",
+              iw, iwf, lim, ref.icmp ? "one" : "none", hint);
+    hexdump_head("input", data, n);
+  } else if (iw && H.last_icmp_type * 256 + H.last_icmp_code != ref.icmp) {
+    violation("encap: ICMP %d/%d, reference expects %d/%d", H.last_icmp_type, H.last_icmp_code, ref.icmp >> 8,
+              ref.icmp & 255);
+  }
+  if (ref.icmp) H.icmp_expected++;
+}
+
+/* A receive batch: up to RX_MSGS messages, then a GRO flush, as dec_main. */
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+  uint8_t peer;
+  uint16_t groseg;
+  uint8_t flags;
+} dec_rec;
+
+static void run_decap_batch(const dec_rec *recs, int n) {
+  if (n == 0) return;
+  H.phase = 2;
+  DEC->table = enter_table(E, &E->dec_seen);
+  DEC->now_ms = 1;
+  uint64_t want[DROP_COUNT] = {0}, want_fwd = 0;
+  for (int i = 0; i < n; i++) {
+    const dec_rec *r = &recs[i];
+    H.dec_inputs++;
+    size_t len = r->len;
+    int trunc = (r->flags & 1) != 0;
+    if (len > RX_BUF) {
+      len = RX_BUF;
+      trunc = 1;
+    }
+    memcpy(DEC->bufs[i], r->data, len);
+    uint32_t src = r->peer < R.npeers ? R.peers[r->peer] : (0xc6336400u | r->peer); /* 198.51.100.x: strangers */
+    DEC->from[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(src)}};
+    struct msghdr *m = &DEC->msgs[i].msg_hdr;
+    *m = (struct msghdr){.msg_name = &DEC->from[i], .msg_namelen = sizeof DEC->from[i]};
+    m->msg_control = DEC->ctl[i].buf;
+    m->msg_controllen = 0;
+    if (r->groseg) {
+      memset(DEC->ctl[i].buf, 0, sizeof DEC->ctl[i].buf);
+      m->msg_controllen = sizeof DEC->ctl[i].buf;
+      struct cmsghdr *cm = CMSG_FIRSTHDR(m);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_GRO;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      int seg = r->groseg;
+      memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+    }
+    m->msg_flags = trunc ? MSG_TRUNC : 0;
+    DEC->msgs[i].msg_len = (unsigned)len;
+
+    /* Reference: a GRO message holds datagrams of seg bytes, the last one shorter. */
+    size_t seg = r->groseg;
+    if (seg == 0 || seg > len) seg = len ? len : 1;
+    size_t ndgrams = len == 0 ? 1 : (len + seg - 1) / seg;
+    H.msg_seg[i] = (uint32_t)seg;
+    H.msg_len[i] = (uint32_t)len;
+    H.dec_datagrams += ndgrams;
+    if (!ref_is_peer(src)) want[DROP_UNKNOWN_PEER] += ndgrams;
+    else if (trunc) want[DROP_OVERSIZE]++;
+    else if (len == 0) want[DROP_TRUNCATED]++;
+    else {
+      for (size_t off = 0; off < len; off += seg) {
+        int v = ref_decap_datagram(src, DEC->bufs[i] + off, len - off < seg ? len - off : seg);
+        if (v == DROP_NONE) want_fwd++;
+        else want[v]++;
+      }
+    }
+  }
+  counter before[DROP_COUNT];
+  memcpy(before, E->dec_ctr.drops, sizeof before);
+  uint64_t pk0 = E->dec_ctr.packets, ws0 = H.written_segs;
+  for (int i = 0; i < n; i++) dec_message(DEC, i);
+  gro_flush(&DEC->gro, dec_write, DEC);
+  __atomic_store_n(&E->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
+
+  uint64_t twe = E->dec_ctr.drops[DROP_TUN_WRITE_ERROR] - before[DROP_TUN_WRITE_ERROR];
+  for (int r = 0; r < DROP_COUNT; r++) {
+    if (r == DROP_TUN_WRITE_ERROR) continue;
+    uint64_t d = E->dec_ctr.drops[r] - before[r];
+    if (d != want[r]) violation("decap: %s counted %" PRIu64 ", reference says %" PRIu64, drop_reason_names[r], d, want[r]);
+  }
+  uint64_t pk = E->dec_ctr.packets - pk0;
+  if (pk + twe != want_fwd)
+    violation("decap: %" PRIu64 " written + %" PRIu64 " tun-write-error, reference forwards %" PRIu64, pk, twe, want_fwd);
+  if (pk != H.written_segs - ws0)
+    violation("decap: counted %" PRIu64 " packets, %" PRIu64 " reached the TUN", pk, H.written_segs - ws0);
+  H.phase = 0;
+}
+
+static uint32_t get_be(const uint8_t *p, int n) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; i++) v = v << 8 | p[i];
+  return v;
+}
+
+static const int SEND_ERRNOS[] = {EIO, EINVAL, EMSGSIZE, ENOBUFS, EPERM, EAGAIN, ECONNREFUSED, ENETUNREACH};
+
+/* Runs one burst (the libFuzzer unit). Malformed record streams end the burst where they break. */
+void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
+  H.burst_index = burst_index;
+  H.burst = data;
+  H.burst_len = size;
+  H.burst_saved = 0;
+  H.bursts++;
+  H.send_fails = H.tun_fails = 0;
+  dec_rec recs[RX_MSGS];
+  int nrecs = 0;
+  int enc_count = 0;
+  size_t off = 0;
+  while (off < size) {
+    uint8_t kind = data[off++];
+    H.records++;
+    if (kind != REC_DECAP && nrecs) {
+      run_decap_batch(recs, nrecs);
+      nrecs = 0;
+    }
+    if (kind != REC_ENCAP) {
+      encap_end();
+      enc_count = 0;
+    }
+    switch (kind) {
+      case REC_ENCAP: {
+        if (off + 4 > size) goto out;
+        size_t len = get_be(data + off, 4);
+        off += 4;
+        if (len > size - off) len = size - off;
+        if (enc_count == ENC_BURST) {
+          encap_end();
+          enc_count = 0;
+        }
+        run_encap(data + off, len);
+        enc_count++;
+        off += len;
+        break;
+      }
+      case REC_DECAP: {
+        if (off + 8 > size) goto out;
+        dec_rec r = {.peer = data[off], .groseg = (uint16_t)get_be(data + off + 1, 2), .flags = data[off + 3]};
+        size_t len = get_be(data + off + 4, 4);
+        off += 8;
+        if (len > size - off) len = size - off;
+        r.data = data + off;
+        r.len = len;
+        off += len;
+        recs[nrecs++] = r;
+        if (nrecs == RX_MSGS) {
+          run_decap_batch(recs, nrecs);
+          nrecs = 0;
+        }
+        break;
+      }
+      case REC_FAULTS:
+        if (off + 3 > size) goto out;
+        H.send_errno = SEND_ERRNOS[data[off] % (sizeof SEND_ERRNOS / sizeof SEND_ERRNOS[0])];
+        H.send_fails = data[off + 1];
+        H.tun_fails = data[off + 2];
+        off += 3;
+        break;
+      case REC_ROUTES:
+        if (off + 4 > size) goto out;
+        set_routes((uint16_t)get_be(data + off, 2), (uint16_t)get_be(data + off + 2, 2));
+        off += 4;
+        break;
+      case REC_GSO:
+        if (off + 1 > size) goto out;
+        E->features.udp_gso = data[off] & 1;
+        off += 1;
+        break;
+      default:
+        goto out;
+    }
+  }
+out:
+  if (nrecs) run_decap_batch(recs, nrecs);
+  encap_end();
+  /* The token bucket: at most the burst plus the rate over the elapsed time. */
+  double elapsed = (double)(fake_clock_ns - H.t0_ns) / 1e9;
+  if ((double)E->enc_ctr.icmp_sent + (double)H.icmp_write_fail > ICMP_BURST + ICMP_RATE * elapsed + 1)
+    violation("ICMP rate limit exceeded: %" PRIu64 " in %.3f s", E->enc_ctr.icmp_sent, elapsed);
+  H.burst = NULL;
+}
+
+void fuzz_init(uint64_t seed, const char *save_dir) {
+  H.seed = seed;
+  H.save_dir = save_dir;
+  E = calloc(1, sizeof *E);
+  ENC = calloc(1, sizeof *ENC);
+  DEC = calloc(1, sizeof *DEC);
+  if (!E || !ENC || !DEC) {
+    fprintf(stderr, "out of memory\n");
+    exit(2);
+  }
+  E->cfg = (engine_config){.tun_fd = FAKE_TUN_FD, .mtu = 1472, .local_net = LOCAL_NET, .local_prefix = LOCAL_PREFIX,
+                           .port = PORT, .udp_gso = 1, .tun_offload = 2};
+  E->local_mask = prefix_mask(LOCAL_PREFIX);
+  E->udp.fd = FAKE_UDP_FD;
+  E->wake_fd = -1;
+  E->enc_seen = E->dec_seen = OFFLINE;
+  E->features.udp_gso = 1;
+  felt_err err;
+  E->table = rt_build(NULL, 0, &E->registry, &err);
+  if (!E->table) {
+    fprintf(stderr, "rt_build: %s\n", err.msg);
+    exit(2);
+  }
+  ENC->e = E;
+  DEC->e = E;
+  gro_init(&DEC->gro);
+  H.t0_ns = fake_clock_ns;
+  bucket_init(&ENC->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
+  set_routes(FUZZ_DEFAULT_MASK, 1472);
+}
+
+void fuzz_free(void) {
+  rt_free(E->table);
+  while (E->retired) {
+    route_table *r = E->retired;
+    E->retired = r->retired_next;
+    rt_free(r);
+  }
+  registry_free(&E->registry);
+  free(ENC);
+  free(DEC);
+  free(E);
+}
+
+const fuzz_routes *fuzz_current_routes(void) { return &R; }
+uint64_t fuzz_inputs(void) { return H.enc_inputs + H.dec_inputs; }
+uint64_t fuzz_violations(void) { return H.violations; }
+
+void fuzz_print_summary(double secs) {
+  const encap_counters *ec = &E->enc_ctr;
+  const decap_counters *dc = &E->dec_ctr;
+  printf("native fuzz: %" PRIu64 " inputs (%" PRIu64 " TUN reads, %" PRIu64 " UDP messages = %" PRIu64
+         " datagrams) in %" PRIu64 " bursts, %.1f s\n",
+         H.enc_inputs + H.dec_inputs, H.enc_inputs, H.dec_inputs, H.dec_datagrams, H.bursts, secs);
+  printf("  encap (per segment): forwarded %" PRIu64, ec->packets);
+  for (int r = 0; r < DROP_COUNT; r++)
+    if (ec->drops[r]) printf(", %s %" PRIu64, drop_reason_names[r], ec->drops[r]);
+  printf("; %" PRIu64 " segments from %" PRIu64 " super-packets; ICMP sent %" PRIu64 ", rate-limited %" PRIu64
+         ", refused %" PRIu64 " (expected %" PRIu64 ")\n",
+         ec->tun_read_segments, ec->gso_reads, ec->icmp_sent, ec->icmp_rate_limited, H.icmp_write_fail, H.icmp_expected);
+  printf("  decap (per datagram): forwarded %" PRIu64, dc->packets);
+  for (int r = 0; r < DROP_COUNT; r++)
+    if (dc->drops[r]) printf(", %s %" PRIu64, drop_reason_names[r], dc->drops[r]);
+  printf("; GRO merged %" PRIu64 " segments into %" PRIu64 " super-packets\n", DEC->gro.merged_segments, H.merged_writes);
+  printf("  UDP datagrams delivered %" PRIu64 " in %" PRIu64 " sends\n", H.delivered, ec->udp_sends);
+  printf("%s: %" PRIu64 " violations\n", H.violations ? "FAIL" : "OK", H.violations);
+}
+
+#ifdef FELT_LIBFUZZER
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int ready;
+  if (!ready) {
+    libfuzzer_mode = 1;
+    fuzz_init(0, NULL);
+    ready = 1;
+  }
+  set_routes(FUZZ_DEFAULT_MASK, 1472);
+  E->features.udp_gso = 1;
+  fuzz_run_burst(data, size, 0);
+  return 0;
+}
+#endif

@@ -1,0 +1,719 @@
+/* Fuzz harness for the js engine's C I/O (native/reader.c and native/writer.c): the per-packet
+ * decisions of that engine are in JavaScript (fuzzed by scripts/fuzz-js.ts), but its packets pass
+ * through C on the way in and out:
+ *   reader  TUN reads with a virtio header: checksum completion, TSO/USO split into records
+ *           (add_vnet_read); UDP messages: GRO split into one record per datagram (append_datagram);
+ *   writer  datagrams out as sendmmsg with UDP GSO trains (writer_udp_send); packets into the TUN
+ *           with userspace GRO merging TCP trains (writer_tun_write_vnet).
+ * reader.c and writer.c are compiled into this file with their write/writev/sendmsg/sendmmsg
+ * calls redirected to checkers (the macros below): nothing reaches a device or the network.
+ * Every output is checked (framing, one outcome per entry, GSO train and GRO rules, checksums,
+ * payload bytes in stream order via the fuzz.h oracle); injected syscall failures must show in
+ * the per-entry outcomes. Build: build.sh. Usage: jsio-fuzz [--count N] [--seed S].
+ * Coupling: uses reader.c's static functions and struct tun_reader. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define write jsio_write
+#define writev jsio_writev
+#define sendmsg jsio_sendmsg
+#define sendmmsg jsio_sendmmsg
+static ssize_t jsio_write(int fd, const void *buf, size_t n);
+static ssize_t jsio_writev(int fd, const struct iovec *iov, int iovcnt);
+static ssize_t jsio_sendmsg(int fd, const struct msghdr *msg, int flags);
+static int jsio_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags);
+#include "../writer.c"
+#include "../reader.c"
+#undef write
+#undef writev
+#undef sendmsg
+#undef sendmmsg
+
+#include "pkt.h"
+
+#define FAKE_FD 1000003
+#define PORT 8285
+#define MAX_ENTRIES 512
+#define BASE_CAP (1 << 20)
+
+static uint64_t violations;
+static uint64_t seed;
+static uint64_t round_index;
+static const char *phase = "";
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void violation(const char *fmt, ...) {
+  violations++;
+  if (violations > 30) return;
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "VIOLATION (seed %" PRIu64 ", round %" PRIu64 ", %s): ", seed, round_index, phase);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+}
+
+/* ---- shared: one batch of entries (slices of `base`) and what happened to each ---------------- */
+
+typedef struct {
+  uint32_t off, len, dst;
+  int valid;        /* the writer must take it (in range, sane length) */
+  int times;        /* how often it reached the fake fd */
+  int delivered;    /* the last attempt succeeded */
+  uint32_t flow;    /* TCP flow id (0: none), for the order check */
+  int order;        /* position of its write among all writes, -1 none */
+  uint8_t orig[64]; /* the first bytes as generated (headers are patched by GRO) */
+} entry;
+
+static uint8_t *base;
+static size_t base_len;
+static entry ents[MAX_ENTRIES];
+static uint32_t desc[3 * MAX_ENTRIES];
+static uint8_t ok[MAX_ENTRIES];
+static uint32_t nents;
+static int write_seq;
+static unsigned fail_calls; /* the next n syscalls fail */
+static int fail_errno;
+
+static int entry_at(const void *p) {
+  const uint8_t *q = p;
+  for (uint32_t i = 0; i < nents; i++)
+    if (q >= base + ents[i].off && q < base + ents[i].off + ents[i].len) return (int)i;
+  return -1;
+}
+
+static int fail_now(void) {
+  if (!fail_calls) return 0;
+  fail_calls--;
+  errno = fail_errno;
+  return 1;
+}
+
+/* ---- writer_udp_send --------------------------------------------------------------------------- */
+
+static int last_delivered; /* datagrams leave in entry order */
+
+/* One message of a sendmmsg/sendmsg: its datagrams are entries' slices, to the entries' address,
+ * forming a valid GSO train; when the kernel (here) accepts it, they count as delivered. */
+static void check_message(const struct msghdr *m, int accepted) {
+  const struct sockaddr_in *to = m->msg_name;
+  if (!to || m->msg_namelen != sizeof *to || to->sin_family != AF_INET || ntohs(to->sin_port) != PORT) {
+    violation("datagram to a bad address");
+    return;
+  }
+  uint16_t seg = 0;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)m); cm; cm = CMSG_NXTHDR((struct msghdr *)m, cm))
+    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_SEGMENT) memcpy(&seg, CMSG_DATA(cm), 2);
+  size_t n = m->msg_iovlen, bytes = 0;
+  if (n == 0 || (n > 1 && (seg == 0 || seg != m->msg_iov[0].iov_len)) || n > WRITER_GSO_MAX_SEGS)
+    violation("message of %zu datagrams with UDP_SEGMENT %u", n, seg);
+  for (size_t k = 0; k < n; k++) {
+    size_t len = m->msg_iov[k].iov_len;
+    bytes += len;
+    if (k > 0 && (len == 0 || len > m->msg_iov[0].iov_len || m->msg_iov[k - 1].iov_len < m->msg_iov[0].iov_len))
+      violation("GSO train with a %zu-byte datagram after %zu-byte ones", len, m->msg_iov[k - 1].iov_len);
+    int e = -1;
+    if (len) {
+      e = entry_at(m->msg_iov[k].iov_base);
+    } else { /* an empty datagram: the first valid empty entry at that address after the last one sent */
+      for (uint32_t i = (uint32_t)(last_delivered + 1); i < nents && e < 0; i++)
+        if (ents[i].valid && ents[i].len == 0 && base + ents[i].off == m->msg_iov[k].iov_base) e = (int)i;
+    }
+    if (e < 0 || m->msg_iov[k].iov_base != base + ents[e].off || len != ents[e].len || !ents[e].valid) {
+      violation("datagram %zu of a message is not a valid entry's slice", k);
+      continue;
+    }
+    if (ents[e].dst != ntohl(to->sin_addr.s_addr)) violation("entry %d sent to the wrong address", e);
+    if (!accepted) continue;
+    if (e <= last_delivered) violation("entry %d delivered after entry %d", e, last_delivered);
+    last_delivered = e;
+    ents[e].times++;
+  }
+  if (bytes > WRITER_GSO_MAX_BYTES && n > 1) violation("GSO train of %zu bytes", bytes);
+}
+
+static int jsio_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags) {
+  if (fd != FAKE_FD) return sendmmsg(fd, v, n, flags);
+  if (fail_now()) { /* the first message is refused */
+    check_message(&v[0].msg_hdr, 0);
+    return -1;
+  }
+  unsigned take = n > 1 && chance(10) ? 1 + rnd(n - 1) : n; /* a partial send now and then */
+  for (unsigned i = 0; i < take; i++) check_message(&v[i].msg_hdr, 1);
+  return (int)take;
+}
+
+static ssize_t jsio_sendmsg(int fd, const struct msghdr *msg, int flags) {
+  if (fd != FAKE_FD) return sendmsg(fd, msg, flags);
+  if (msg->msg_iovlen != 1) violation("send_singly with %zu iovecs", (size_t)msg->msg_iovlen);
+  int failed = fail_now();
+  check_message(msg, !failed);
+  return failed ? -1 : (ssize_t)msg->msg_iov[0].iov_len;
+}
+
+static uint64_t udp_entries, udp_sent, udp_trains_refused;
+
+static void fuzz_udp_send(void) {
+  phase = "writer_udp_send";
+  static const uint32_t dsts[] = {0xc0a84d0bu, 0xc0a84d0cu, 0xc0a84d0du};
+  nents = 1 + rnd(chance(20) ? MAX_ENTRIES : 80);
+  base_len = 0;
+  uint32_t len = 0, dst = dsts[0];
+  for (uint32_t i = 0; i < nents; i++) {
+    if (i == 0 || chance(15)) len = chance(5) ? rnd(70000) : chance(50) ? 1472 : 1 + rnd(1500);
+    if (chance(20)) dst = dsts[rnd(3)];
+    uint32_t l = chance(10) ? rnd(len + 1) : len; /* a shorter one ends a train */
+    if (base_len + l + 16 > BASE_CAP) l = 0;
+    entry *e = &ents[i];
+    *e = (entry){.off = (uint32_t)base_len, .len = l, .dst = dst, .order = -1};
+    base_len += l + rnd(8);
+    if (chance(2)) e->off = (uint32_t)(BASE_CAP + rnd(1000)); /* outside the buffer */
+    desc[3 * i] = e->off;
+    desc[3 * i + 1] = e->len;
+    desc[3 * i + 2] = e->dst;
+  }
+  if (base_len > BASE_CAP) base_len = BASE_CAP;
+  fill_random(base, base_len);
+  for (uint32_t i = 0; i < nents; i++) ents[i].valid = ents[i].len <= WRITER_GSO_MAX_BYTES && ents[i].off + (size_t)ents[i].len <= base_len;
+  static const int errs[] = {EIO, EINVAL, EMSGSIZE, ENOBUFS, EAGAIN, EPERM};
+  fail_calls = chance(20) ? rnd(4) : 0;
+  fail_errno = errs[rnd(6)];
+  int gso = chance(80);
+  int faults = fail_calls > 0;
+  last_delivered = -1;
+  writer_stats st = {0};
+  int rc = writer_udp_send(FAKE_FD, PORT, base, base_len, desc, nents, ok, gso, chance(50) ? 1 : 0, &st);
+  udp_entries += nents;
+  if (rc) udp_trains_refused++;
+  for (uint32_t i = 0; i < nents; i++) {
+    entry *e = &ents[i];
+    if (e->times > 1) violation("entry %u delivered %d times", i, e->times);
+    if (ok[i] != (e->times == 1)) violation("entry %u: ok %u but delivered %d times", i, ok[i], e->times);
+    if (!faults && e->valid && e->times != 1) violation("valid entry %u not delivered (no faults injected)", i);
+    udp_sent += ok[i];
+  }
+}
+
+/* ---- writer_tun_write_vnet ---------------------------------------------------------------------- */
+
+static uint64_t tun_entries, tun_written, tun_merged_writes, tun_merged_pkts;
+
+static ssize_t jsio_write(int fd, const void *buf, size_t n) {
+  if (fd != FAKE_FD) return write(fd, buf, n);
+  violation("plain write() on a virtio TUN");
+  return (ssize_t)n;
+}
+
+static void mark_written(int e, int good) {
+  if (e < 0) {
+    violation("TUN write of bytes that are no entry");
+    return;
+  }
+  ents[e].times++;
+  ents[e].delivered = good;
+  ents[e].order = write_seq;
+  if (ents[e].times > 1) violation("entry %d written twice", e);
+}
+
+static ssize_t jsio_writev(int fd, const struct iovec *iov, int iovcnt) {
+  if (fd != FAKE_FD) return writev(fd, iov, iovcnt);
+  write_seq++;
+  int good = !fail_now();
+  if (iovcnt < 2 || iov[0].iov_len != VNET_HDR_LEN) {
+    violation("TUN write without a virtio header");
+    return -1;
+  }
+  vnet_hdr h;
+  vnet_parse(iov[0].iov_base, &h);
+  size_t bytes = 0;
+  for (int k = 0; k < iovcnt; k++) bytes += iov[k].iov_len;
+  int e0 = entry_at(iov[1].iov_base);
+  if (h.gso_type == VNET_GSO_NONE && h.flags == 0) {
+    /* One packet, written as it is: exactly an entry's slice. */
+    if (iovcnt != 2 || e0 < 0 || iov[1].iov_base != base + ents[e0].off || iov[1].iov_len != ents[e0].len)
+      violation("plain TUN write is not one entry's slice");
+    mark_written(e0, good);
+    return good ? (ssize_t)bytes : -1;
+  }
+  /* A GRO super-packet: the first entry whole, then the payloads of the next ones. */
+  static uint8_t merged[65536 + 64];
+  size_t total = 0;
+  for (int k = 1; k < iovcnt; k++) {
+    int e = entry_at(iov[k].iov_base);
+    if (k > 1 && (e < 0 || iov[k].iov_base + iov[k].iov_len != base + ents[e].off + ents[e].len))
+      violation("GRO piece %d is not the tail of an entry", k);
+    mark_written(e, good);
+    if (total + iov[k].iov_len > 65535) {
+      violation("GRO packet above 65,535 bytes");
+      return -1;
+    }
+    memcpy(merged + total, iov[k].iov_base, iov[k].iov_len);
+    total += iov[k].iov_len;
+  }
+  tun_merged_writes++;
+  tun_merged_pkts += (uint64_t)(iovcnt - 1);
+  if (total < 40 || rd16(merged + 2) != total || (merged[0] & 15) != 5 || merged[9] != 6 ||
+      fuzz_sum(merged, 20, 0) != 0xffff) {
+    violation("GRO packet with a bad IPv4 header");
+    return -1;
+  }
+  unsigned thl = (merged[32] >> 4) * 4u;
+  if (h.flags != VNET_F_NEEDS_CSUM || h.gso_type != VNET_GSO_TCPV4 || h.hdr_len != 20 + thl || h.csum_start != 20 ||
+      h.csum_offset != 16 || iov[1].iov_len != 20 + thl + h.gso_size)
+    violation("GRO virtio header does not describe the packet");
+  uint16_t c = (uint16_t)~fuzz_sum(merged + 20, total - 20, 0);
+  merged[36] = (uint8_t)(c >> 8);
+  merged[37] = (uint8_t)c;
+  if (!fuzz_l4_valid(merged, total)) violation("GRO packet's TCP checksum does not verify once finished");
+  else if (fuzz_is_marked(merged, total) && !fuzz_oracle_ok(merged, total)) violation("GRO packet with payload out of order");
+  return good ? (ssize_t)bytes : -1;
+}
+
+/* A TCP train plus other packets, as a decap batch would hand them over (ascending slices). */
+static void fuzz_tun_write(void) {
+  phase = "writer_tun_write_vnet";
+  nents = 0;
+  base_len = 0;
+  uint32_t trains = 1 + rnd(4);
+  uint32_t seqs[4];
+  pkt_spec flows[4];
+  for (uint32_t f = 0; f < trains; f++) {
+    pkt_spec *s = &flows[f];
+    memset(s, 0, sizeof *s);
+    s->proto = 6;
+    s->src = 0x0af40b00u | rnd(256);
+    s->dst = 0x0af40100u | rnd(256);
+    s->ttl = 63;
+    s->frag = IP_DF;
+    s->marked = 1;
+    s->sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256));
+    s->dport = FUZZ_MARK_DPORT;
+    s->tcp_flags = 0x10;
+    s->tcp_opt = 12;
+    s->ack = (uint32_t)rnd64();
+    s->payload = chance(50) ? 1448 : 1 + rnd(1400);
+    seqs[f] = (uint32_t)rnd64();
+  }
+  uint32_t n = 1 + rnd(chance(10) ? 400 : 100);
+  for (uint32_t i = 0; i < n && nents < MAX_ENTRIES; i++) {
+    uint32_t f = rnd(trains);
+    pkt_spec s = flows[f];
+    s.seq = seqs[f];
+    if (chance(5)) s.payload = rnd((uint32_t)flows[f].payload + 1);
+    if (chance(3)) s.tcp_flags = chance(50) ? 0x18 : (uint8_t)rnd64();
+    if (chance(2)) s.seq += 1000;
+    if (chance(2)) s.ttl = 62;
+    if (chance(8)) { /* another kind of packet in between */
+      s.proto = chance(50) ? 17 : 1;
+      s.payload = rnd(1400);
+      s.marked = chance(50);
+    }
+    if (base_len + 20 + 60 + s.payload + 64 > BASE_CAP) break;
+    uint8_t *p = base + base_len;
+    size_t len = build_packet(p, &s);
+    if (s.proto == 6 && s.payload) seqs[f] = s.seq + (uint32_t)s.payload;
+    if (chance(2)) p[(p[0] & 15) * 4 + 16] ^= 1; /* a bad TCP checksum: not merged */
+    if (chance(2)) {                            /* garbage: written as it is */
+      unmark(p, len);
+      fill_random(p + rnd((uint32_t)len), 1 + rnd(4));
+    }
+    size_t slice = chance(3) ? len + rnd(20) : len; /* trailing bytes: not a whole packet */
+    entry *e = &ents[nents];
+    *e = (entry){.off = (uint32_t)base_len, .len = (uint32_t)slice, .order = -1};
+    e->flow = s.proto == 6 ? f + 1 : 0;
+    memcpy(e->orig, p, slice < 64 ? slice : 64);
+    desc[2 * nents] = e->off;
+    desc[2 * nents + 1] = e->len;
+    nents++;
+    base_len += slice + 8 + rnd(4); /* the 8-byte record header of a UDP batch */
+  }
+  int disorder = chance(5) && nents > 2;
+  if (disorder) { /* overlapping or descending slices: no merging, everything still written */
+    uint32_t a = rnd(nents), b = rnd(nents);
+    entry t = ents[a];
+    ents[a] = ents[b];
+    ents[b] = t;
+    for (uint32_t i = 0; i < nents; i++) {
+      desc[2 * i] = ents[i].off;
+      desc[2 * i + 1] = ents[i].len;
+    }
+  }
+  if (chance(3) && nents) desc[2 * (nents - 1) + 1] = ents[nents - 1].len = 0; /* an empty entry */
+  for (uint32_t i = 0; i < nents; i++) ents[i].valid = ents[i].len > 0 && ents[i].off + (size_t)ents[i].len <= base_len;
+  fail_calls = chance(10) ? rnd(3) : 0;
+  fail_errno = EIO;
+  write_seq = 0;
+  static gro_batch g;
+  static int ready;
+  if (!ready) {
+    gro_init(&g);
+    ready = 1;
+  }
+  writer_stats st = {0};
+  uint32_t written = writer_tun_write_vnet(FAKE_FD, base, base_len, desc, nents, ok, chance(90) ? &g : NULL, &st);
+  uint32_t good = 0;
+  tun_entries += nents;
+  for (uint32_t i = 0; i < nents; i++) {
+    entry *e = &ents[i];
+    if (e->valid && e->times != 1) violation("entry %u written %d times", i, e->times);
+    if (!e->valid && e->times) violation("invalid entry %u was written", i);
+    if (ok[i] != (uint8_t)e->delivered) violation("entry %u: ok %u, write %s", i, ok[i], e->delivered ? "succeeded" : "failed");
+    good += ok[i];
+    /* Per flow, entries are written in their order. */
+    for (uint32_t j = 0; j < i; j++)
+      if (e->flow && ents[j].flow == e->flow && e->order >= 0 && ents[j].order > e->order && !disorder)
+        violation("entry %u of flow %u written before entry %u", i, e->flow, j);
+  }
+  if (written != good) violation("returned %u written, %u entries ok", written, good);
+  tun_written += good;
+}
+
+/* ---- reader: TUN reads with a virtio header ------------------------------------------------------ */
+
+typedef struct {
+  uint32_t nrec;      /* records this read should become */
+  uint32_t seg_max;   /* split: the largest segment */
+  int split;          /* split into segments (1) or passed as it is (0) */
+  size_t len;         /* passed as it is: its length */
+  uint8_t head[64];   /* passed as it is: its first bytes (csum field may change) */
+  uint32_t csum_at;   /* the checksum field the reader may complete, or ~0 */
+} read_expect;
+
+#define MAX_READS 64
+static read_expect rexp[MAX_READS];
+static uint32_t nreads, rexp_next, rexp_recs; /* the read being matched, records of it seen */
+static uint64_t reads_total, records_total, split_reads;
+static tun_reader *R;
+
+static void check_tun_record(const uint8_t *p, size_t len) {
+  while (rexp_next < nreads && rexp[rexp_next].nrec == 0) rexp_next++;
+  if (rexp_next >= nreads) {
+    violation("a record no read accounts for");
+    return;
+  }
+  read_expect *x = &rexp[rexp_next];
+  if (x->split) {
+    if (len < 20 || rd16(p + 2) != len || fuzz_sum(p, (p[0] & 15u) * 4, 0) != 0xffff || len > x->seg_max)
+      violation("TSO segment of %zu bytes is not a valid packet", len);
+    else if (!fuzz_l4_valid(p, len)) violation("TSO segment with a bad L4 checksum");
+    else if (fuzz_is_marked(p, len) && !fuzz_oracle_ok(p, len)) violation("TSO segment with payload out of place");
+  } else {
+    if (len != x->len) violation("record of %zu bytes for a %zu-byte read", len, x->len);
+    for (size_t i = 0; i < len && i < 64; i++)
+      if (p[i] != x->head[i] && i != x->csum_at && i != x->csum_at + 1) {
+        violation("record byte %zu differs from the read", i);
+        break;
+      }
+  }
+  records_total++;
+  if (++rexp_recs == x->nrec) {
+    rexp_next++;
+    rexp_recs = 0;
+  }
+}
+
+static int deliver_tun(void *ctx, uint8_t *data, size_t len, uint32_t count) {
+  (void)ctx;
+  size_t off = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    if (off + 2 > len) {
+      violation("TUN batch shorter than its %u records", count);
+      break;
+    }
+    size_t l = (size_t)data[off] << 8 | data[off + 1];
+    if (off + 2 + l > len) {
+      violation("TUN record runs past the batch");
+      break;
+    }
+    check_tun_record(data + off + 2, l);
+    off += 2 + l;
+  }
+  if (off != len) violation("TUN batch of %zu bytes, records end at %zu", len, off);
+  free(data);
+  reader_batch_done(R);
+  return 0;
+}
+
+static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
+  uint8_t *p = buf + VNET_HDR_LEN;
+  vnet_hdr h = {0};
+  pkt_spec s;
+  memset(&s, 0, sizeof s);
+  s.proto = chance(70) ? 6 : 17;
+  s.src = 0x0af40100u | rnd(256);
+  s.dst = 0x0af40b00u | rnd(256);
+  s.ttl = 64;
+  s.frag = IP_DF;
+  s.marked = 1;
+  s.sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256));
+  s.dport = FUZZ_MARK_DPORT;
+  s.seq = (uint32_t)rnd64();
+  s.tcp_flags = 0x18;
+  s.tcp_opt = chance(50) ? 12 : 0;
+  s.ip_opt = chance(95) ? 0 : 4 * rnd(6);
+  s.csum_mode = 1;
+  uint32_t k = rnd(100);
+  int gso = k < 50;
+  static const uint16_t sizes[] = {1, 100, 536, 1400, 1448, 9000, 65535};
+  uint16_t gs = sizes[rnd(7)];
+  if (s.proto == 17) {
+    uint32_t ix = rnd(8);
+    gs = FUZZ_UDP_SEG[ix];
+    s.sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | (rnd(32) << 3) | ix);
+  }
+  s.id = (uint16_t)rnd(100);
+  s.payload = gso ? (gs < 100 ? rnd(3000) : rnd(64000)) : rnd(1500);
+  size_t len = build_packet(p, &s);
+  if (gso) {
+    h = (vnet_hdr){.flags = VNET_F_NEEDS_CSUM, .gso_type = s.proto == 6 ? VNET_GSO_TCPV4 : VNET_GSO_UDP_L4,
+                   .gso_size = gs, .csum_start = (uint16_t)(20 + s.ip_opt), .csum_offset = s.proto == 6 ? 16 : 6};
+    if (chance(5)) h.gso_size = 0;
+    if (chance(5)) wr16(p + 2, 0); /* the total length of a super-packet is not trusted */
+  } else if (chance(60)) {
+    h = (vnet_hdr){.flags = VNET_F_NEEDS_CSUM, .csum_start = (uint16_t)(20 + s.ip_opt), .csum_offset = s.proto == 6 ? 16 : 6};
+  } else {
+    s.csum_mode = 0;
+    len = build_packet(p, &s);
+  }
+  if (k >= 90) { /* garbage in the header or the packet: passed on as it is (or split if it still can be) */
+    unmark(p, len);
+    fill_random(p + rnd((uint32_t)len), 1 + rnd(8));
+    if (chance(30)) len = rnd((uint32_t)len + 1);
+    if (chance(30)) fill_random(buf, VNET_HDR_LEN);
+    else vnet_write(buf, &h);
+  } else {
+    vnet_write(buf, &h);
+  }
+  size_t n = VNET_HDR_LEN + len;
+  if (chance(2)) n = rnd(VNET_HDR_LEN); /* shorter than the virtio header: no record */
+
+  /* What the reader should make of it (gso_make_plan is fuzzed through the native engine). */
+  memset(x, 0, sizeof *x);
+  x->csum_at = ~0u;
+  if (n < VNET_HDR_LEN) return n;
+  vnet_parse(buf, &h);
+  size_t plen = n - VNET_HDR_LEN;
+  gso_plan plan;
+  int g = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
+  if (g && ipv4_validate(p, plen, 0, 1) == DROP_NONE && gso_make_plan(p, plen, h.gso_type, h.gso_size, &plan) == 0 &&
+      (size_t)plan.nsegs * (2 + plan.hdr_len) + plan.payload <= TUN_SPLIT_ROOM) {
+    x->split = 1;
+    x->nrec = plan.nsegs;
+    x->seg_max = plan.seg_len;
+    return n;
+  }
+  x->nrec = 1;
+  x->len = plen;
+  memcpy(x->head, p, plen < 64 ? plen : 64);
+  /* Checksum completion rewrites only the two bytes of the checksum field. */
+  if (!g && (h.flags & VNET_F_NEEDS_CSUM)) x->csum_at = (uint32_t)h.csum_start + h.csum_offset;
+  return n;
+}
+
+static void fuzz_tun_reader(void) {
+  phase = "reader add_vnet_read";
+  nreads = 1 + rnd(MAX_READS);
+  rexp_next = rexp_recs = 0;
+  static uint8_t rbufcopy[VNET_HDR_LEN + 65535 + 64];
+  for (uint32_t i = 0; i < nreads; i++) {
+    size_t n = gen_tun_read(rbufcopy, &rexp[i]);
+    memcpy(R->rbuf, rbufcopy, n);
+    reads_total++;
+    split_reads += rexp[i].split != 0;
+    add_vnet_read(R, n);
+  }
+  deliver_batch(R);
+  while (rexp_next < nreads && rexp[rexp_next].nrec == 0) rexp_next++;
+  if (rexp_next != nreads) violation("%u of %u reads never became records", nreads - rexp_next, nreads);
+}
+
+/* ---- reader: UDP messages (GRO split) ------------------------------------------------------------ */
+
+typedef struct {
+  uint32_t src_be;
+  size_t len, seg;
+  uint8_t flags;
+  const uint8_t *data;
+  uint32_t pieces, seen;
+} msg_expect;
+
+static msg_expect mexp[UDP_SLOTS];
+static uint32_t nmsgs, mexp_next;
+static uint64_t udp_msgs_total, udp_records_total;
+
+static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
+  (void)ctx;
+  size_t off = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    if (off + UDP_REC_HDR > len) {
+      violation("UDP batch shorter than its %u records", count);
+      break;
+    }
+    uint32_t src;
+    memcpy(&src, data + off, 4);
+    size_t l = (size_t)data[off + 4] << 8 | data[off + 5];
+    uint8_t flags = data[off + 6];
+    if (off + UDP_REC_HDR + l > len) {
+      violation("UDP record runs past the batch");
+      break;
+    }
+    while (mexp_next < nmsgs && mexp[mexp_next].seen == mexp[mexp_next].pieces) mexp_next++;
+    if (mexp_next >= nmsgs) {
+      violation("a UDP record no message accounts for");
+      break;
+    }
+    msg_expect *x = &mexp[mexp_next];
+    size_t at = (size_t)x->seen * x->seg;
+    size_t want = x->pieces == 1 ? x->len : (x->len - at < x->seg ? x->len - at : x->seg);
+    if (src != x->src_be || l != want || flags != (x->pieces == 1 ? x->flags : 0) ||
+        memcmp(data + off + UDP_REC_HDR, x->data + at, l) != 0)
+      violation("UDP record %u of a message: %zu bytes flags %u (want %zu, flags %u)", x->seen, l, flags, want, x->flags);
+    x->seen++;
+    udp_records_total++;
+    off += UDP_REC_HDR + l;
+  }
+  if (off != len) violation("UDP batch of %zu bytes, records end at %zu", len, off);
+  free(data);
+  reader_batch_done(R);
+  return 0;
+}
+
+static void fuzz_udp_reader(void) {
+  phase = "reader append_datagram";
+  nmsgs = 1 + rnd(UDP_SLOTS);
+  mexp_next = 0;
+  for (uint32_t i = 0; i < nmsgs; i++) {
+    uint8_t *slot = R->slots + (size_t)i * UDP_SLOT_BYTES;
+    size_t len = chance(70) ? rnd(1500) : rnd(UDP_SLOT_BYTES + 1);
+    fill_random(slot, len);
+    struct msghdr *mh = &R->msgs[i].msg_hdr;
+    *mh = (struct msghdr){.msg_name = &R->from[i], .msg_namelen = sizeof R->from[i],
+                          .msg_control = R->ctl[i].buf, .msg_controllen = 0};
+    R->from[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d00u | rnd(256))}};
+    if (chance(3)) R->from[i].sin_family = AF_INET6;
+    if (chance(3)) mh->msg_namelen = 0;
+    size_t seg = 0;
+    if (chance(40)) {
+      seg = chance(10) ? rnd(70000) : 1 + rnd(1500);
+      memset(R->ctl[i].buf, 0, sizeof R->ctl[i].buf);
+      mh->msg_controllen = sizeof R->ctl[i].buf;
+      struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_GRO;
+      cm->cmsg_len = CMSG_LEN(sizeof(int));
+      int v = chance(5) ? -(int)rnd(100) : (int)seg;
+      memcpy(CMSG_DATA(cm), &v, sizeof v);
+      seg = v > 0 ? (size_t)v : 0;
+    }
+    mh->msg_flags = chance(3) ? MSG_TRUNC : 0;
+    R->msgs[i].msg_len = (unsigned)len;
+    /* The reference: one record per GRO segment; a truncated message is one record, flagged. */
+    msg_expect *x = &mexp[i];
+    x->src_be = (mh->msg_namelen >= sizeof(struct sockaddr_in) && R->from[i].sin_family == AF_INET) ? R->from[i].sin_addr.s_addr : 0;
+    x->len = len;
+    x->flags = mh->msg_flags & MSG_TRUNC ? UDP_REC_TRUNC : 0;
+    if (x->flags) seg = 0;
+    if (seg == 0 || seg >= len) seg = len;
+    x->seg = seg;
+    x->pieces = seg == 0 ? 1 : (uint32_t)((len + seg - 1) / seg);
+    x->data = slot;
+    x->seen = 0;
+    udp_msgs_total++;
+  }
+  for (uint32_t i = 0; i < nmsgs; i++) append_datagram(R, (int)i);
+  deliver_batch(R);
+  while (mexp_next < nmsgs && mexp[mexp_next].seen == mexp[mexp_next].pieces) mexp_next++;
+  if (mexp_next != nmsgs) violation("%u of %u messages not (fully) delivered", nmsgs - mexp_next, nmsgs);
+}
+
+/* ---- main ---------------------------------------------------------------------------------------- */
+
+static tun_reader *new_reader(int kind) {
+  tun_reader *r = calloc(1, sizeof *r);
+  if (!r) exit(2);
+  r->kind = kind;
+  r->vnet = kind == KIND_TUN;
+  r->fd = FAKE_FD;
+  r->wake_fd = -1;
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_cond_init(&r->cond, NULL);
+  if (kind == KIND_TUN) {
+    r->cap = TUN_VNET_BUF_BYTES;
+    r->rbuf = malloc(VNET_HDR_LEN + 65535);
+    r->deliver = deliver_tun;
+  } else {
+    r->cap = UDP_BUF_BYTES;
+    r->slots = malloc((size_t)UDP_SLOTS * UDP_SLOT_BYTES);
+    r->deliver = deliver_udp;
+  }
+  r->buf = malloc(r->cap);
+  if (!r->buf || (kind == KIND_TUN ? !r->rbuf : !r->slots)) exit(2);
+  return r;
+}
+
+static void free_reader(tun_reader *r) {
+  pthread_mutex_destroy(&r->lock);
+  pthread_cond_destroy(&r->cond);
+  free(r->buf);
+  free(r->rbuf);
+  free(r->slots);
+  free(r);
+}
+
+int main(int argc, char **argv) {
+  uint64_t count = 1000000;
+  seed = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+    else {
+      fprintf(stderr, "usage: jsio-fuzz [--count N] [--seed S]   N inputs (default 1,000,000)\n");
+      return 2;
+    }
+  }
+  rng_seed(seed);
+  base = malloc(BASE_CAP + 4096);
+  tun_reader *tun = new_reader(KIND_TUN), *udp = new_reader(KIND_UDP);
+  if (!base) return 2;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (round_index = 0; udp_entries + tun_entries + reads_total + udp_msgs_total < count; round_index++) {
+    switch (rnd(4)) {
+      case 0: fuzz_udp_send(); break;
+      case 1: fuzz_tun_write(); break;
+      case 2: R = tun; fuzz_tun_reader(); break;
+      default: R = udp; fuzz_udp_reader(); break;
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  printf("js engine C I/O fuzz: %" PRIu64 " inputs in %" PRIu64 " rounds, %.1f s\n",
+         udp_entries + tun_entries + reads_total + udp_msgs_total, round_index, secs);
+  printf("  writer_udp_send: %" PRIu64 " entries, %" PRIu64 " sent, %" PRIu64 " refused GSO trains resent singly\n",
+         udp_entries, udp_sent, udp_trains_refused);
+  printf("  writer_tun_write_vnet: %" PRIu64 " entries, %" PRIu64 " written, %" PRIu64 " in %" PRIu64 " GRO super-packets\n",
+         tun_entries, tun_written, tun_merged_pkts, tun_merged_writes);
+  printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split) -> %" PRIu64 " records\n", reads_total, split_reads, records_total);
+  printf("  reader UDP: %" PRIu64 " messages -> %" PRIu64 " records\n", udp_msgs_total, udp_records_total);
+  printf("%s: %" PRIu64 " violations\n", violations ? "FAIL" : "OK", violations);
+  free_reader(tun);
+  free_reader(udp);
+  free(base);
+  return violations ? 1 : 0;
+}

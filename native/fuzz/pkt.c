@@ -1,0 +1,183 @@
+/* Packet helpers shared by the fuzz harnesses: a seeded PRNG, IPv4 packet builders (with the
+ * structure mark and stream-position payload of fuzz.h), checksums and the payload oracle. */
+#include "pkt.h"
+
+#include <string.h>
+
+#include "../ipv4.h"
+#include "../routes.h"
+
+const uint16_t FUZZ_UDP_SEG[8] = {1, 8, 100, 536, 1000, 1400, 1444, 1472};
+
+uint16_t fuzz_sum(const uint8_t *p, size_t n, uint32_t seed) {
+  uint64_t s = seed;
+  for (size_t i = 0; i + 1 < n; i += 2) s += (uint32_t)(p[i] << 8 | p[i + 1]);
+  if (n & 1) s += (uint32_t)p[n - 1] << 8;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint16_t)s; /* folded, not complemented: 0xffff over data that includes a right checksum */
+}
+
+uint32_t fuzz_pseudo_seed(const uint8_t *ip, uint8_t proto, uint32_t l4len) {
+  return (uint32_t)rd16(ip + 12) + rd16(ip + 14) + rd16(ip + 16) + rd16(ip + 18) + proto + l4len;
+}
+
+uint8_t fuzz_oracle_byte(uint32_t src, uint32_t dst, uint32_t ports, uint32_t pos) {
+  uint32_t h = src * 0x9e3779b1u ^ dst * 0x85ebca77u ^ ports * 0xc2b2ae3du ^ pos * 0x27d4eb2fu;
+  h ^= h >> 15;
+  h *= 0x2c1b3c6du;
+  h ^= h >> 12;
+  h *= 0x297a2d39u;
+  h ^= h >> 15;
+  return (uint8_t)h;
+}
+
+int fuzz_is_marked(const uint8_t *ip, size_t len) {
+  unsigned hl = (ip[0] & 15u) * 4;
+  if ((ip[9] != 6 && ip[9] != 17) || len < hl + 8 || (rd16(ip + 6) & (IP_MF | IP_OFFMASK))) return 0;
+  return rd16(ip + hl + 2) == FUZZ_MARK_DPORT && ip[hl] == FUZZ_MARK_SPORT_HI;
+}
+
+/* Full L4 checksum of an unfragmented TCP/UDP packet of len bytes (UDP 0 = none). */
+int fuzz_l4_valid(const uint8_t *ip, size_t len) {
+  unsigned hl = (ip[0] & 15u) * 4;
+  if (len < hl + (ip[9] == 6 ? 20u : 8u)) return 0;
+  if (ip[9] == 17 && rd16(ip + hl + 6) == 0) return 1;
+  return fuzz_sum(ip + hl, len - hl, fuzz_pseudo_seed(ip, ip[9], (uint32_t)(len - hl))) == 0xffff;
+}
+
+/* Payload bytes of a marked packet are where they belong in their stream. */
+int fuzz_oracle_ok(const uint8_t *ip, size_t len) {
+  unsigned hl = (ip[0] & 15u) * 4;
+  const uint8_t *l4 = ip + hl;
+  uint32_t src = rd32(ip + 12), dst = rd32(ip + 16), ports = rd32(l4);
+  unsigned l4h;
+  uint32_t pos0;
+  if (ip[9] == 6) {
+    l4h = (l4[12] >> 4) * 4u;
+    pos0 = rd32(l4 + 4);
+  } else {
+    l4h = 8;
+    pos0 = (uint32_t)rd16(ip + 4) * FUZZ_UDP_SEG[l4[1] & 7];
+  }
+  if (len < hl + l4h) return 0;
+  for (size_t k = 0; k < len - hl - l4h; k++)
+    if (l4[l4h + k] != fuzz_oracle_byte(src, dst, ports, pos0 + (uint32_t)k)) return 0;
+  return 1;
+}
+
+static uint64_t rng_s[4];
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t rnd64(void) { /* xoshiro256** */
+  uint64_t r = rotl(rng_s[1] * 5, 7) * 9, t = rng_s[1] << 17;
+  rng_s[2] ^= rng_s[0];
+  rng_s[3] ^= rng_s[1];
+  rng_s[1] ^= rng_s[2];
+  rng_s[0] ^= rng_s[3];
+  rng_s[2] ^= t;
+  rng_s[3] = rotl(rng_s[3], 45);
+  return r;
+}
+void rng_seed(uint64_t seed) {
+  for (int i = 0; i < 4; i++) { /* splitmix64 */
+    seed += 0x9e3779b97f4a7c15ull;
+    uint64_t z = seed;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    rng_s[i] = z ^ (z >> 31);
+  }
+}
+uint32_t rnd(uint32_t n) { return n ? (uint32_t)(rnd64() % n) : 0; }
+int chance(uint32_t percent) { return rnd(100) < percent; }
+void fill_random(uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = (uint8_t)rnd64();
+}
+
+uint32_t host_in(uint32_t net, uint32_t len) {
+  uint32_t host = len >= 32 ? 0 : (uint32_t)rnd64() & ~prefix_mask(len);
+  return (net & prefix_mask(len)) | host;
+}
+
+/* Writes the packet described by s into p; returns its length. */
+size_t build_packet(uint8_t *p, const pkt_spec *s) {
+  unsigned hl = 20 + s->ip_opt;
+  unsigned l4h = s->proto == 6 ? 20 + s->tcp_opt : (s->proto == 17 || s->proto == 1) ? 8 : 0;
+  size_t len = hl + l4h + s->payload;
+  memset(p, 0, hl + l4h);
+  p[0] = (uint8_t)(0x40 | (hl / 4));
+  p[1] = s->tos;
+  wr16(p + 2, (uint16_t)len);
+  wr16(p + 4, s->id);
+  wr16(p + 6, s->frag);
+  p[8] = s->ttl;
+  p[9] = s->proto;
+  wr32(p + 12, s->src);
+  wr32(p + 16, s->dst);
+  for (unsigned i = 20; i < hl; i++) p[i] = 1; /* NOP options */
+  uint8_t *l4 = p + hl;
+  uint8_t *pl = l4 + l4h;
+  if (s->proto == 6 || s->proto == 17) {
+    wr16(l4, s->sport);
+    wr16(l4 + 2, s->dport);
+  }
+  if (s->proto == 6) {
+    wr32(l4 + 4, s->seq);
+    wr32(l4 + 8, s->ack);
+    l4[12] = (uint8_t)((l4h / 4) << 4);
+    l4[13] = s->tcp_flags;
+    wr16(l4 + 14, 64240);
+    for (unsigned i = 20; i < l4h; i++) l4[i] = (uint8_t)(i == 20 ? 8 : i == 21 ? 10 : (s->ack >> (i & 3)));
+  } else if (s->proto == 17) {
+    wr16(l4 + 4, (uint16_t)(8 + s->payload));
+  } else if (s->proto == 1) {
+    l4[0] = s->icmp_type;
+    l4[1] = s->icmp_code;
+  }
+  if (s->marked && (s->proto == 6 || s->proto == 17)) {
+    uint32_t ports = rd32(l4);
+    uint32_t pos0 = s->proto == 6 ? s->seq : (uint32_t)s->id * FUZZ_UDP_SEG[s->sport & 7];
+    for (size_t k = 0; k < s->payload; k++) pl[k] = fuzz_oracle_byte(s->src, s->dst, ports, pos0 + (uint32_t)k);
+  } else {
+    fill_random(pl, s->payload);
+  }
+  size_t l4len = l4h + s->payload;
+  if (s->proto == 6 || s->proto == 17) {
+    uint8_t *cf = s->proto == 6 ? l4 + 16 : l4 + 6;
+    uint32_t seed = fuzz_pseudo_seed(p, s->proto, (uint32_t)l4len);
+    if (s->csum_mode == 1) {
+      uint32_t f = seed;
+      while (f >> 16) f = (f & 0xffff) + (f >> 16);
+      wr16(cf, (uint16_t)f);
+    } else if (s->csum_mode == 2) {
+      wr16(cf, (uint16_t)rnd64());
+    } else {
+      uint16_t c = (uint16_t)~fuzz_sum(l4, l4len, seed);
+      if (s->proto == 17 && c == 0) c = 0xffff;
+      wr16(cf, c);
+    }
+  } else if (s->proto == 1) {
+    wr16(l4 + 2, (uint16_t)~fuzz_sum(l4, l4len, 0));
+  }
+  wr16(p + 10, 0);
+  wr16(p + 10, (uint16_t)~fuzz_sum(p, hl, 0));
+  return len;
+}
+
+/* Removes the structure mark before byte-level mutation (the oracle only judges intact streams). */
+void unmark(uint8_t *ip, size_t len) {
+  if (len < 20) return;
+  unsigned hl = (ip[0] & 15u) * 4;
+  if (len >= hl + 4 && (ip[9] == 6 || ip[9] == 17)) {
+    ip[hl] = 0;
+    ip[hl + 2] = 0;
+    ip[hl + 3] = 0;
+  }
+}
+
+void fix_ip_csum(uint8_t *ip, size_t len) {
+  if (len < 20) return;
+  unsigned hl = (ip[0] & 15u) * 4;
+  if (hl < 20 || hl > len) return;
+  wr16(ip + 10, 0);
+  wr16(ip + 10, (uint16_t)~fuzz_sum(ip, hl, 0));
+}
+

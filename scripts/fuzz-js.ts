@@ -1,0 +1,515 @@
+// Fuzzes the js engine's per-packet logic (JsForwarder, src/datapath/js.ts) with random, valid and
+// mutated packets from a seeded PRNG, through every entry point: encap/decap one packet at a time
+// (PacketIO), and encapBatch/decapBatch as the reader threads deliver them, both through PacketIO
+// and through BatchIO (the production path). A reference model of docs/datapath.md
+// (scripts/fuzz/model.ts) predicts every verdict; the forwarder's counters must match it, and
+// everything it emits is checked against the input it came from (scripts/fuzz/io.ts).
+//
+//   node --expose-gc dist/scripts/fuzz-js.js [--count N] [--seed S] [--rounds R] [--json]
+//
+// With --expose-gc the heap is measured after a full GC at the end of every round (the inputs are
+// split into R rounds): a leak shows as growth from round to round. Exit status 1 on a violation.
+// The vitest suite (test/fuzz/fuzz.test.ts) calls runJsFuzz() directly with a smaller count.
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { JsForwarder } from '../src/datapath/js.js';
+import { TokenBucket } from '../src/datapath/packet.js';
+import { DROP_REASONS, type DropReason } from '../src/datapath/types.js';
+import { formatIPv4 } from '../src/net/cidr.js';
+import { genDecapDatagram, genEncapPacket, type GenKind } from './fuzz/gen.js';
+import { CheckingIO, type InputRecord } from './fuzz/io.js';
+import { DEFAULT_MASK, ipOf, LOCAL, rd16, refDecap, refEncap, ROUTE_FAMILY, RouteSet, setIpChecksum, wr16, wr32, type Verdict } from './fuzz/model.js';
+import { Rng } from './fuzz/rng.js';
+
+const ICMP_RATE = 100;
+const ICMP_BURST = 100;
+/** Fake clock: this much passes per encap input (the bucket refills 0.3 tokens per input). */
+const CLOCK_STEP_MS = 3;
+const MTUS = [1472, 1472, 1450, 1400, 9000, 68, 576, 65507, 1280];
+/** decapBatch record header: [u32 source][u16 length][u8 flags][u8 0]; flags bit 0 = truncated. */
+const UDP_REC_HDR = 8;
+
+export interface JsFuzzOptions {
+  /** Inputs to run (packets and datagrams, single or inside batches). */
+  count: number;
+  seed?: number;
+  /** Split the run into this many rounds; with global.gc, heap is measured after each. */
+  rounds?: number;
+  /** Keep at most this many violation messages (default 50). */
+  maxMessages?: number;
+}
+
+export interface JsFuzzReport {
+  seed: number;
+  inputs: { total: number; encap: number; decap: number; encapBatches: number; decapBatches: number };
+  /** Per verdict ('forward' or a drop reason), as the forwarder counted them. */
+  verdicts: { encap: Record<string, number>; decap: Record<string, number> };
+  icmp: { sent: number; rateLimited: number; refused: number; expected: number };
+  generated: Record<string, number>;
+  violationCount: number;
+  violations: string[];
+  /** heapUsed (bytes) after a full GC at the end of each round; empty without --expose-gc. */
+  heapAfterRound: number[];
+  seconds: number;
+}
+
+/** Verdict counts, for comparing a call's outcome with the reference. */
+type Tally = Map<Verdict, number>;
+const tallyAdd = (t: Tally, v: Verdict, n = 1): void => {
+  if (n !== 0) t.set(v, (t.get(v) ?? 0) + n);
+};
+const tallyText = (t: Tally): string => [...t].filter(([, n]) => n !== 0).map(([v, n]) => `${v} ${n}`).sort().join(', ') || 'nothing';
+
+export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
+  const seed = options.seed ?? 1;
+  const rounds = Math.max(1, options.rounds ?? 1);
+  const maxMessages = options.maxMessages ?? 50;
+  const rng = new Rng(seed);
+  const violations: string[] = [];
+  let violationCount = 0;
+  let where = '';
+  const violation = (msg: string): void => {
+    violationCount++;
+    if (violations.length < maxMessages) violations.push(`${where}: ${msg}`);
+  };
+  let routes = new RouteSet(DEFAULT_MASK);
+  let mtu = 1472;
+  const io = new CheckingIO(routes, violation);
+  let now = 1_000_000;
+  const t0 = now;
+  let clockStep = CLOCK_STEP_MS;
+
+  // The MTU is part of a forwarder's config: one forwarder per MTU and I/O flavour, all kept in
+  // step with the route set. `batched` ones get the BatchIO, as JsDatapath does.
+  const forwarders = new Map<string, JsForwarder>();
+  const forwarderFor = (m: number, batched: boolean): JsForwarder => {
+    const key = `${m}/${batched ? 'batch' : 'packet'}`;
+    let f = forwarders.get(key);
+    if (!f) {
+      f = new JsForwarder({ localSubnet: LOCAL, mtu: m }, io, new TokenBucket(ICMP_RATE, ICMP_BURST, () => now), batched ? io : undefined);
+      f.setRoutes(routes.routes);
+      forwarders.set(key, f);
+    }
+    return f;
+  };
+
+  const generated: Record<string, number> = {};
+  const gen = (k: GenKind | 'encap batch' | 'decap batch'): void => {
+    generated[k] = (generated[k] ?? 0) + 1;
+  };
+  const inputs = { total: 0, encap: 0, decap: 0, encapBatches: 0, decapBatches: 0 };
+  let icmpExpected = 0;
+  const heapAfterRound: number[] = [];
+  const started = performance.now();
+  const gc = (globalThis as { gc?: () => void }).gc;
+
+  /** The forwarder's counters before a call, to read what the call did. */
+  const snapshot = (f: JsForwarder) => {
+    const c = f.counters;
+    return {
+      encap: { ...c.encapDrops },
+      decap: { ...c.decapDrops },
+      encapPackets: c.encapPackets,
+      decapPackets: c.decapPackets,
+      icmpSent: c.icmpSent,
+      icmpRateLimited: c.icmpRateLimited,
+      sends: io.sends,
+      batchSent: io.batchSent,
+      batchFailed: io.batchFailed,
+      tunWrites: io.tunWrites,
+      icmpWritten: io.icmpWritten,
+      icmpRefused: io.icmpRefused,
+    };
+  };
+
+  /** Encap outcome of a call: drops by reason, plus 'forward' for every packet handed to I/O. */
+  const encapOutcome = (f: JsForwarder, before: ReturnType<typeof snapshot>): Tally => {
+    const t: Tally = new Map();
+    const refused = io.icmpRefused - before.icmpRefused;
+    for (const r of DROP_REASONS) tallyAdd(t, r, f.counters.encapDrops[r] - before.encap[r] - (r === 'tun-write-error' ? refused : 0));
+    // A batch entry the I/O refused shows as send-error above; it was forwarded all the same.
+    const refusedEntries = io.batchFailed - before.batchFailed;
+    tallyAdd(t, 'send-error', -refusedEntries);
+    tallyAdd(t, 'forward', io.sends - before.sends + (io.batchSent - before.batchSent) + refusedEntries);
+    return t;
+  };
+
+  /** ICMP accounting of a call: every expected error written, refused or rate-limited, no other. */
+  const checkIcmpCount = (f: JsForwarder, before: ReturnType<typeof snapshot>, expected: number): void => {
+    const written = io.icmpWritten - before.icmpWritten;
+    const refused = io.icmpRefused - before.icmpRefused;
+    const limited = f.counters.icmpRateLimited - before.icmpRateLimited;
+    if (f.counters.icmpSent - before.icmpSent !== written) violation(`icmpSent +${f.counters.icmpSent - before.icmpSent} but ${written} ICMP writes`);
+    if (written + refused + limited !== expected) violation(`ICMP written ${written} / refused ${refused} / rate-limited ${limited}, reference expects ${expected}`);
+    icmpExpected += expected;
+  };
+
+  const encapRecord = (buf: Uint8Array, start: number, length: number, sendFails: boolean): InputRecord => {
+    const ref = refEncap(buf, start, length, routes, mtu, sendFails);
+    return { start, original: copyOf(buf, start, start + length), expected: ref.verdict, icmp: ref.icmp, sender: '', emitted: 0, icmpSeen: 0 };
+  };
+
+  /** One TUN packet at buf[start, start + length), through encap() and PacketIO. */
+  const runEncap = (f: JsForwarder, buf: Buffer, start: number, length: number): void => {
+    inputs.encap++;
+    inputs.total++;
+    now += clockStep;
+    const rec = encapRecord(buf, start, length, io.backlogged || io.sendThrows > 0);
+    io.begin('encap', buf, [rec]);
+    const before = snapshot(f);
+    try {
+      f.encap(buf, start, length);
+    } catch (err) {
+      violation(`encap threw: ${(err as Error).stack ?? err}`);
+    }
+    const got = encapOutcome(f, before);
+    if (got.size !== 1 || got.get(rec.expected) !== 1) violation(`encap verdict [${tallyText(got)}], reference ${rec.expected} (${hex(rec.original)})`);
+    checkIcmpCount(f, before, rec.icmp ? 1 : 0);
+    io.end();
+  };
+
+  /**
+   * A TUN reader batch: [u16 length][packet] records, sometimes cut short or with a wrong count.
+   * Complete records run as packets; a cut record counts one `truncated` and ends the batch.
+   */
+  const runEncapBatch = (f: JsForwarder, batched: boolean): void => {
+    gen('encap batch');
+    inputs.encapBatches++;
+    const packets = Array.from({ length: 1 + rng.int(12) }, () => genEncapPacket(rng, routes, mtu, gen)).map((p) => p.subarray(0, Math.min(p.length, 0xffff)));
+    const parts: Buffer[] = [];
+    for (const p of packets) {
+      const h = Buffer.alloc(2);
+      wr16(h, 0, p.length);
+      parts.push(h, p);
+    }
+    let data = Buffer.concat(parts);
+    let count = packets.length;
+    if (rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
+    if (rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
+    // The reference, record by record, in the order the forwarder meets them.
+    const records: InputRecord[] = [];
+    const want: Tally = new Map();
+    let throwsLeft = io.sendThrows;
+    let off = 0;
+    for (let i = 0; i < count; i++) {
+      const len = off + 2 <= data.length ? rd16(data, off) : -1;
+      if (len < 0 || off + 2 + len > data.length) {
+        tallyAdd(want, 'truncated');
+        inputs.encap++;
+        inputs.total++;
+        break;
+      }
+      // PacketIO path: a forwarded packet may meet the backlog or a throwing send.
+      let rec = encapRecord(data, off + 2, len, false);
+      if (!batched && rec.expected === 'forward' && (io.backlogged || throwsLeft > 0)) {
+        if (!io.backlogged) throwsLeft--;
+        rec = { ...rec, expected: 'send-error' };
+      }
+      records.push(rec);
+      tallyAdd(want, rec.expected);
+      off += 2 + len;
+      inputs.encap++;
+      inputs.total++;
+    }
+    now += clockStep * records.length;
+    io.begin('encap', data, records);
+    const before = snapshot(f);
+    try {
+      f.encapBatch(data, count);
+    } catch (err) {
+      violation(`encapBatch threw: ${(err as Error).stack ?? err}`);
+    }
+    const got = encapOutcome(f, before);
+    if (tallyText(got) !== tallyText(want)) violation(`encapBatch (${batched ? 'BatchIO' : 'PacketIO'}) of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]`);
+    checkIcmpCount(f, before, records.filter((r) => r.icmp).length);
+    for (const r of records) if (r.expected === 'forward' && r.emitted !== 1) violation(`forwarded record at ${r.start} sent ${r.emitted} times`);
+    io.end();
+  };
+
+  /** One datagram from `sender`, through decap() and PacketIO. */
+  const runDecap = (f: JsForwarder, msg: Buffer, sender: string): void => {
+    inputs.decap++;
+    inputs.total++;
+    let expected = refDecap(msg, 0, msg.length, sender, routes);
+    if (expected === 'forward' && (io.tunFails > 0 || io.tunThrows > 0)) expected = 'tun-write-error';
+    const rec: InputRecord = { start: 0, original: copyOf(msg, 0, msg.length), expected, icmp: '', sender, emitted: 0, icmpSeen: 0 };
+    io.begin('decap', msg, [rec]);
+    const before = snapshot(f);
+    try {
+      f.decap(msg, sender);
+    } catch (err) {
+      violation(`decap threw: ${(err as Error).stack ?? err}`);
+    }
+    const got: Tally = new Map();
+    for (const r of DROP_REASONS) tallyAdd(got, r, f.counters.decapDrops[r] - before.decap[r]);
+    tallyAdd(got, 'forward', f.counters.decapPackets - before.decapPackets);
+    if (got.size !== 1 || got.get(expected) !== 1) violation(`decap verdict [${tallyText(got)}], reference ${expected} from "${sender}" (${hex(rec.original)})`);
+    if (f.counters.decapPackets - before.decapPackets !== io.tunWrites - before.tunWrites) violation('decap counted packets it did not write');
+    io.end();
+  };
+
+  /** A UDP reader batch: [u32 source][u16 length][u8 flags][u8 0][datagram] records. */
+  const runDecapBatch = (f: JsForwarder, batched: boolean): void => {
+    gen('decap batch');
+    inputs.decapBatches++;
+    const n = 1 + rng.int(16);
+    const parts: Buffer[] = [];
+    const sources: number[] = [];
+    const flags: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const [msg, sender] = genDecapDatagram(rng, routes, mtu, gen);
+      // The reader gives numeric IPv4 sources (0.0.0.0 for a non-IPv4 one).
+      const src = /^\d+\.\d+\.\d+\.\d+$/.test(sender) ? ipOf(sender) : 0;
+      const body = msg.subarray(0, Math.min(msg.length, 0xffff));
+      const h = Buffer.alloc(UDP_REC_HDR);
+      wr32(h, 0, src);
+      wr16(h, 4, body.length);
+      h[6] = rng.chance(2) ? 1 : 0;
+      sources.push(src);
+      flags.push(h[6]!);
+      parts.push(h, body);
+    }
+    let data = Buffer.concat(parts);
+    let count = n;
+    if (rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
+    if (rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
+    const records: InputRecord[] = [];
+    const want: Tally = new Map();
+    let off = 0;
+    for (let i = 0; i < count; i++) {
+      inputs.decap++;
+      inputs.total++;
+      const len = off + UDP_REC_HDR <= data.length ? rd16(data, off + 4) : -1;
+      if (len < 0 || off + UDP_REC_HDR + len > data.length) {
+        tallyAdd(want, 'truncated');
+        break;
+      }
+      const start = off + UDP_REC_HDR;
+      const sender = formatIPv4(sources[i]!);
+      let expected: Verdict = refDecap(data, start, len, sender, routes);
+      if (expected !== 'unknown-peer' && flags[i]! & 1) expected = 'oversize';
+      records.push({ start, original: copyOf(data, start, start + len), expected, icmp: '', sender, emitted: 0, icmpSeen: 0 });
+      tallyAdd(want, expected);
+      off = start + len;
+    }
+    io.begin('decap', data, records);
+    const before = snapshot(f);
+    try {
+      f.decapBatch(data, count);
+    } catch (err) {
+      violation(`decapBatch threw: ${(err as Error).stack ?? err}`);
+    }
+    // Written or not, a packet the reference forwards reaches the TUN write.
+    const got: Tally = new Map();
+    for (const r of DROP_REASONS) if (r !== 'tun-write-error') tallyAdd(got, r, f.counters.decapDrops[r] - before.decap[r]);
+    const written = f.counters.decapPackets - before.decapPackets;
+    tallyAdd(got, 'forward', written + f.counters.decapDrops['tun-write-error'] - before.decap['tun-write-error']);
+    if (tallyText(got) !== tallyText(want)) violation(`decapBatch (${batched ? 'BatchIO' : 'PacketIO'}) of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]`);
+    if (written !== io.tunWrites - before.tunWrites) violation(`decapBatch counted ${written} packets, ${io.tunWrites - before.tunWrites} written`);
+    io.end();
+  };
+
+  const perRound = Math.ceil(options.count / rounds);
+  for (let round = 0; round < rounds; round++) {
+    const target = Math.min(options.count, (round + 1) * perRound);
+    while (inputs.total < target) {
+      where = `seed ${seed}, input ${inputs.total}`;
+      // Set-up between bursts: lease churn, MTU, faults, the clock.
+      if (rng.chance(10)) {
+        routes = new RouteSet(rng.chance(50) ? DEFAULT_MASK : rng.int(1 << ROUTE_FAMILY.length));
+        mtu = rng.pick(MTUS);
+        for (const f of forwarders.values()) f.setRoutes(routes.routes);
+        io.routes = routes;
+        io.mtu = mtu;
+      }
+      // Now and then an ICMP storm: the clock stands still while no-route packets pour in, so the
+      // token bucket runs dry and the rate limit has work to do.
+      const storm = rng.chance(1);
+      clockStep = storm ? 0 : CLOCK_STEP_MS;
+      io.backlogged = rng.chance(3);
+      io.sendThrows = rng.chance(5) ? rng.int(3) : 0;
+      io.sendFails = rng.chance(10) ? rng.int(6) : 0;
+      io.tunFails = rng.chance(10) ? rng.int(4) : 0;
+      io.tunThrows = rng.chance(3) ? 1 : 0;
+      io.batchFails = rng.chance(10) ? rng.int(5) : 0;
+      io.batchThrows = rng.chance(2) ? 1 : 0;
+      const batched = rng.chance(50);
+      const f = forwarderFor(mtu, batched);
+      const n = storm ? 150 + rng.int(150) : 1 + rng.int(32);
+      const dir = rng.int(3);
+      for (let i = 0; i < n && inputs.total < target; i++) {
+        where = `seed ${seed}, input ${inputs.total}`;
+        if (storm) {
+          const p = stormPacket(rng);
+          runEncap(f, p, 0, p.length);
+        } else if ((dir === 2 ? rng.int(2) : dir) === 0) {
+          if (rng.chance(10)) {
+            runEncapBatch(f, batched);
+          } else {
+            // Packets sit at an offset inside the reader's batch buffer.
+            const p = genEncapPacket(rng, routes, mtu, gen);
+            const pad = rng.chance(50) ? 0 : 2 + rng.int(64);
+            const buf = Buffer.alloc(pad + p.length + (rng.chance(50) ? 0 : rng.int(64)));
+            p.copy(buf, pad);
+            runEncap(f, buf, pad, p.length);
+          }
+        } else if (rng.chance(10)) {
+          runDecapBatch(f, batched);
+        } else {
+          const [msg, sender] = genDecapDatagram(rng, routes, mtu, gen);
+          runDecap(f, msg, sender);
+        }
+      }
+      // PacketIO sends complete after the burst, as dgram callbacks would.
+      const packets0 = sumOver(forwarders, (c) => c.encapPackets);
+      const errors0 = sumOver(forwarders, (c) => c.encapDrops['send-error']);
+      const completed = io.completeSends();
+      const done = sumOver(forwarders, (c) => c.encapPackets) - packets0 + sumOver(forwarders, (c) => c.encapDrops['send-error']) - errors0;
+      if (done !== completed) violation(`${completed} sends completed, counted ${done}`);
+      // Each forwarder's bucket allows its burst plus the rate over the time so far. Tokens go to
+      // ICMP errors written and to those the TUN refused (encap's only tun-write-error).
+      for (const [key, f2] of forwarders) {
+        const spent = f2.counters.icmpSent + f2.counters.encapDrops['tun-write-error'];
+        if (spent > ICMP_BURST + (ICMP_RATE * (now - t0)) / 1000 + 1) violation(`ICMP rate limit exceeded (forwarder ${key}): ${spent} in ${(now - t0) / 1000} s (fake clock)`);
+      }
+    }
+    if (gc) {
+      gc();
+      heapAfterRound.push(process.memoryUsage().heapUsed);
+    }
+  }
+
+  // The books: every input counted once (an ICMP error the TUN refused adds one tun-write-error).
+  const encapDrops = dropTotals(forwarders, 'encap');
+  const decapDrops = dropTotals(forwarders, 'decap');
+  const encapPackets = sumOver(forwarders, (c) => c.encapPackets);
+  const decapPackets = sumOver(forwarders, (c) => c.decapPackets);
+  if (sumDrops(encapDrops) + encapPackets !== inputs.encap + io.icmpRefused) {
+    violation(`encap books: ${encapPackets} sent + ${sumDrops(encapDrops)} dropped != ${inputs.encap} inputs + ${io.icmpRefused} refused ICMP`);
+  }
+  if (sumDrops(decapDrops) + decapPackets !== inputs.decap) {
+    violation(`decap books: ${decapPackets} written + ${sumDrops(decapDrops)} dropped != ${inputs.decap} inputs`);
+  }
+  return {
+    seed,
+    inputs,
+    verdicts: {
+      encap: { forward: encapPackets, ...nonZero(encapDrops) },
+      decap: { forward: decapPackets, ...nonZero(decapDrops) },
+    },
+    icmp: {
+      sent: sumOver(forwarders, (c) => c.icmpSent),
+      rateLimited: sumOver(forwarders, (c) => c.icmpRateLimited),
+      refused: io.icmpRefused,
+      expected: icmpExpected,
+    },
+    generated,
+    violationCount,
+    violations,
+    heapAfterRound,
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** An echo request from a local pod into 10.250.0.0/16 (no lease there unless a default route). */
+function stormPacket(rng: Rng): Buffer {
+  const b = Buffer.alloc(28);
+  b[0] = 0x45;
+  wr16(b, 2, 28);
+  b[8] = 64;
+  b[9] = 1;
+  wr32(b, 12, (LOCAL.ip | (2 + rng.int(250))) >>> 0);
+  wr32(b, 16, (0x0afa0000 | rng.int(65536)) >>> 0);
+  b[20] = 8;
+  setIpChecksum(b, 0);
+  return b;
+}
+
+type Counters = JsForwarder['counters'];
+
+function sumOver(forwarders: Map<string, JsForwarder>, pick: (c: Counters) => number): number {
+  let n = 0;
+  for (const f of forwarders.values()) n += pick(f.counters);
+  return n;
+}
+
+function dropTotals(forwarders: Map<string, JsForwarder>, which: 'encap' | 'decap'): Record<DropReason, number> {
+  const out = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
+  for (const f of forwarders.values()) {
+    const d = which === 'encap' ? f.counters.encapDrops : f.counters.decapDrops;
+    for (const r of DROP_REASONS) out[r] += d[r];
+  }
+  return out;
+}
+
+function sumDrops(d: Record<DropReason, number>): number {
+  return DROP_REASONS.reduce((a, r) => a + d[r], 0);
+}
+
+function nonZero(d: Record<DropReason, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(d).filter(([, n]) => n > 0));
+}
+
+/** A copy (Buffer#slice would be a view, and the forwarder edits packets in place). */
+function copyOf(b: Uint8Array, start: number, end: number): Uint8Array {
+  return Uint8Array.prototype.slice.call(b, start, end);
+}
+
+function hex(b: Uint8Array): string {
+  const head = Buffer.from(b.subarray(0, 48)).toString('hex');
+  return `${head}${b.length > 48 ? '...' : ''} (${b.length} bytes)`;
+}
+
+/** Human-readable summary, counts per verdict. */
+export function formatJsFuzzReport(r: JsFuzzReport): string {
+  const line = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ');
+  const heap = r.heapAfterRound.length
+    ? `\n  heap after GC per round (MB): ${r.heapAfterRound.map((h) => (h / 1048576).toFixed(2)).join(' ')}`
+    : '';
+  return [
+    `js fuzz: ${r.inputs.total} inputs (${r.inputs.encap} encap, ${r.inputs.decap} decap; ${r.inputs.encapBatches} TUN and ${r.inputs.decapBatches} UDP reader batches), seed ${r.seed}, ${r.seconds.toFixed(1)} s`,
+    `  generated: ${line(r.generated)}`,
+    `  encap: ${line(r.verdicts.encap)}; ICMP sent ${r.icmp.sent}, rate-limited ${r.icmp.rateLimited}, refused ${r.icmp.refused} (expected ${r.icmp.expected})`,
+    `  decap: ${line(r.verdicts.decap)}${heap}`,
+    ...r.violations.map((v) => `  VIOLATION ${v}`),
+    `${r.violationCount ? 'FAIL' : 'OK'}: ${r.violationCount} violations`,
+  ].join('\n');
+}
+
+/** Heap growth from the second round to the last (the first warms up JIT and caches). */
+export function heapGrowth(r: JsFuzzReport): number {
+  const h = r.heapAfterRound;
+  return h.length >= 3 ? h[h.length - 1]! - h[1]! : 0;
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string', default: '1000000' },
+      seed: { type: 'string', default: '1' },
+      rounds: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      'max-heap-growth-mb': { type: 'string', default: '8' },
+    },
+  });
+  const count = Number(values.count);
+  const seed = Number(values.seed);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(count) || count < 1 || !Number.isInteger(seed) || !Number.isInteger(rounds) || rounds < 1) {
+    console.error('usage: node --expose-gc dist/scripts/fuzz-js.js [--count N] [--seed S] [--rounds R] [--json] [--max-heap-growth-mb M]');
+    process.exit(2);
+  }
+  const report = runJsFuzz({ count, seed, rounds });
+  const growthMB = heapGrowth(report) / 1048576;
+  const heapOk = growthMB <= Number(values['max-heap-growth-mb']);
+  if (values.json) {
+    console.log(JSON.stringify({ ...report, heapGrowthMB: growthMB, heapOk }));
+  } else {
+    console.log(formatJsFuzzReport(report));
+    if (report.heapAfterRound.length) console.log(`heap growth round 2 -> ${rounds}: ${growthMB.toFixed(2)} MB (${heapOk ? 'ok' : 'TOO MUCH'})`);
+    else console.log('heap not measured (run with node --expose-gc)');
+  }
+  process.exit(report.violationCount === 0 && heapOk ? 0 : 1);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main();
