@@ -14,6 +14,7 @@ import { chooseInterface, type UnderlayInterface } from './net/iface.js';
 import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
 import { startDebugServer } from './debug/server.js';
+import { collectGarbageSoon } from './heap.js';
 
 /** IPv4 (20) + UDP (8): the TUN MTU is the underlay MTU minus this. */
 export const ENCAP_OVERHEAD = 28;
@@ -316,6 +317,7 @@ export class Agent implements AgentState {
     if (quiet) {
       const added = changes.filter((c) => c.type === 'added').length;
       this.log.info({ added, removed: changes.length - added, leases: this.table.size }, 'lease table updated');
+      collectGarbageSoon();
     }
     if (!this.lease) return;
     const own = this.table.get(this.lease.subnet);

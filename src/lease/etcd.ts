@@ -47,7 +47,7 @@ const DEFAULT_CALL_TIMEOUT_MS = 10_000;
 /** flannel's raceRetries. */
 const MAX_ACQUIRE_ATTEMPTS = 10;
 /** TimeToLive calls in flight while listing (5,000 leases must list quickly). */
-const TTL_LOOKUP_CONCURRENCY = 128;
+const TTL_LOOKUP_CONCURRENCY = 32;
 const WATCH_BACKOFF_MIN_MS = 100;
 const WATCH_BACKOFF_MAX_MS = 5_000;
 /** A watch that stayed up this long counts as healthy: the next failure starts the backoff afresh. */
