@@ -160,21 +160,31 @@ export class CheckingIO implements PacketIO, BatchIO {
       const start = desc[i * 3]!;
       this.checkDatagram(start, buf.subarray(start, start + desc[i * 3 + 1]!), formatIPv4(desc[i * 3 + 2]!));
     }
+    this.batchSent += this.batchOutcome(count, ok, 'EBADF (injected)');
+  }
+
+  /**
+   * Applies the injected failures to one batch call: the whole call throws, or single entries fail
+   * (ok[i] = 0). Returns how many entries succeeded.
+   */
+  private batchOutcome(count: number, ok: Uint8Array, thrown: string): number {
     if (this.batchThrows > 0) {
       this.batchThrows--;
       this.batchFailed += count;
-      throw new Error('EBADF (injected)');
+      throw new Error(thrown);
     }
+    let succeeded = 0;
     for (let i = 0; i < count; i++) {
       if (this.batchFails > 0) {
         this.batchFails--;
         this.batchFailed++;
         ok[i] = 0;
       } else {
-        this.batchSent++;
+        succeeded++;
         ok[i] = 1;
       }
     }
+    return succeeded;
   }
 
   writeTunBatch(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array): void {
@@ -183,21 +193,7 @@ export class CheckingIO implements PacketIO, BatchIO {
       const start = desc[i * 2]!;
       this.checkDecapWrite(start, buf.subarray(start, start + desc[i * 2 + 1]!));
     }
-    if (this.batchThrows > 0) {
-      this.batchThrows--;
-      this.batchFailed += count;
-      throw new Error('EIO (injected)');
-    }
-    for (let i = 0; i < count; i++) {
-      if (this.batchFails > 0) {
-        this.batchFails--;
-        this.batchFailed++;
-        ok[i] = 0;
-      } else {
-        this.tunWrites++;
-        ok[i] = 1;
-      }
-    }
+    this.tunWrites += this.batchOutcome(count, ok, 'EIO (injected)');
   }
 
   // ---- checks ----
