@@ -1,8 +1,9 @@
-// A hand-written SVG chart of a throughput result: Gbit/s bars (1-flow and 4-flow) per path on the
-// left, idle ping RTT (avg bar, p50 and p99 marks) per path on the right. No dependencies.
+// A hand-written SVG chart of a bench result, three panels: Gbit/s bars (1-flow and 4-flow) per
+// path, idle ping RTT (sparse and dense, p50 bars with p99 whiskers), and TCP request/response
+// transactions per second. No dependencies.
 import { PATH_LABELS, PATH_NAMES, type BenchResult, type PathResult } from './results.js';
 
-const W = 960;
+const W = 1400;
 const H = 450;
 const TOP = 70;
 const BOTTOM = H - 100;
@@ -95,35 +96,71 @@ function throughputPanel(paths: PathResult[], x0: number, x1: number): string[] 
   return svg;
 }
 
+/** Median RTT bars (sparse and dense ping side by side) with a p99 whisker, in microseconds. */
 function rttPanel(paths: PathResult[], x0: number, x1: number): string[] {
-  // Scaled to the averages: one slow reply must not flatten every bar. A p99 off the scale is
+  // Scaled to the medians: one slow reply must not flatten every bar. A p99 off the scale is
   // drawn as a whisker to the top with its value written there.
-  const top = Math.max(0, ...paths.map((p) => Math.max(p.ping?.avgMs ?? 0, p.ping?.p50Ms ?? 0)));
-  const { svg, y } = axes({ x0, x1, title: 'Ping RTT (idle)', unit: 'ms', max: top * 1.6 });
+  const us = (ms: number | undefined) => (ms === undefined ? undefined : ms * 1000);
+  const top = Math.max(0, ...paths.flatMap((p) => [us(p.pingSparse?.p50Ms) ?? 0, us(p.pingDense?.p50Ms) ?? 0]));
+  const { svg, y } = axes({ x0, x1, title: 'Ping RTT p50 (idle)', unit: 'us', max: top * 1.5 });
+  const slot = (x1 - x0) / Math.max(1, paths.length);
+  const bw = Math.min(26, slot * 0.3);
+  paths.forEach((p, i) => {
+    const cx = x0 + slot * (i + 0.5);
+    const runs: [typeof p.pingSparse, string, number][] = [
+      [p.pingSparse, COLORS.single, cx - bw - 2],
+      [p.pingDense, COLORS.multi, cx + 2],
+    ];
+    for (const [ping, color, x] of runs) {
+      if (!ping) continue;
+      const p50 = ping.p50Ms * 1000;
+      const p99 = ping.p99Ms * 1000;
+      svg.push(bar(x, bw, y(p50), color, `${PATH_LABELS[p.name]}: p50 ${p50.toFixed(0)} us, p99 ${p99.toFixed(0)} us`));
+      const mid = x + bw / 2;
+      const capY = y(p99);
+      svg.push(`<line x1="${mid.toFixed(1)}" x2="${mid.toFixed(1)}" y1="${y(p50).toFixed(1)}" y2="${capY.toFixed(1)}" stroke="${COLORS.axis}"/>`);
+      if (capY <= TOP + 0.5) {
+        svg.push(text(mid, TOP - 4, p99.toFixed(0), `text-anchor="middle" font-size="9.5" fill="${COLORS.text}"`));
+      } else {
+        svg.push(`<line x1="${(mid - 4).toFixed(1)}" x2="${(mid + 4).toFixed(1)}" y1="${capY.toFixed(1)}" y2="${capY.toFixed(1)}" stroke="${COLORS.axis}" stroke-width="2"/>`);
+      }
+      svg.push(text(mid, y(p50) - 4, p50.toFixed(0), `text-anchor="middle" font-size="10" fill="${COLORS.text}"`));
+    }
+    if (!p.pingSparse && !p.pingDense) svg.push(text(cx, BOTTOM - 8, 'failed', `text-anchor="middle" font-size="12" fill="#b00"`));
+    svg.push(text(cx, BOTTOM + 16, PATH_LABELS[p.name], `text-anchor="middle" font-size="11" fill="${COLORS.text}"`));
+    const r = p.vsVxlan;
+    const ratios = r.sparseP50 === null && r.denseP50 === null ? '' : `${r.sparseP50?.toFixed(1) ?? '-'}x / ${r.denseP50?.toFixed(1) ?? '-'}x`;
+    svg.push(text(cx, BOTTOM + 30, ratios, `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
+  });
+  const lx = x0 + 6;
+  svg.push(`<rect x="${lx}" y="${TOP - 2}" width="12" height="12" fill="${COLORS.single}"/>`);
+  svg.push(text(lx + 16, TOP + 8, 'every 200 ms', `font-size="11" fill="${COLORS.text}"`));
+  svg.push(`<rect x="${lx + 100}" y="${TOP - 2}" width="12" height="12" fill="${COLORS.multi}"/>`);
+  svg.push(text(lx + 116, TOP + 8, 'every 5 ms', `font-size="11" fill="${COLORS.text}"`));
+  svg.push(text((x0 + x1) / 2, TOP - 14, 'bar = p50, whisker = p99; under each: sparse / dense vs VXLAN', `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
+  return svg;
+}
+
+/** Back-to-back TCP request/response: transactions per second, p50 latency written under. */
+function rrPanel(paths: PathResult[], x0: number, x1: number): string[] {
+  const top = Math.max(0, ...paths.map((p) => p.rr?.transactionsPerS ?? 0));
+  const { svg, y } = axes({ x0, x1, title: 'TCP request/response', unit: 'per s', max: top * 1.15 });
   const slot = (x1 - x0) / Math.max(1, paths.length);
   const bw = Math.min(34, slot * 0.4);
   paths.forEach((p, i) => {
     const cx = x0 + slot * (i + 0.5);
-    const ping = p.ping;
-    if (ping) {
-      svg.push(bar(cx - bw / 2, bw, y(ping.avgMs), COLORS.rtt, `${PATH_LABELS[p.name]}: avg ${ping.avgMs.toFixed(3)} ms`));
-      svg.push(`<line x1="${(cx - bw / 2).toFixed(1)}" x2="${(cx + bw / 2).toFixed(1)}" y1="${y(ping.p50Ms).toFixed(1)}" y2="${y(ping.p50Ms).toFixed(1)}" stroke="#fff" stroke-width="2"><title>p50 ${ping.p50Ms.toFixed(3)} ms</title></line>`);
-      const capY = y(ping.p99Ms);
-      svg.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${y(ping.avgMs).toFixed(1)}" y2="${capY.toFixed(1)}" stroke="${COLORS.axis}"><title>p99 ${ping.p99Ms.toFixed(3)} ms</title></line>`);
-      if (capY <= TOP + 0.5) {
-        svg.push(`<path d="M${(cx - 5).toFixed(1)} ${(TOP + 6).toFixed(1)} L${cx.toFixed(1)} ${TOP.toFixed(1)} L${(cx + 5).toFixed(1)} ${(TOP + 6).toFixed(1)} Z" fill="${COLORS.axis}"/>`);
-        svg.push(text(cx, TOP - 4, `p99 ${ping.p99Ms.toFixed(2)}`, `text-anchor="middle" font-size="10" fill="${COLORS.text}"`));
-      } else {
-        svg.push(`<line x1="${(cx - 6).toFixed(1)}" x2="${(cx + 6).toFixed(1)}" y1="${capY.toFixed(1)}" y2="${capY.toFixed(1)}" stroke="${COLORS.axis}" stroke-width="2"/>`);
-      }
+    const rr = p.rr;
+    if (rr) {
+      svg.push(bar(cx - bw / 2, bw, y(rr.transactionsPerS), COLORS.rtt, `${PATH_LABELS[p.name]}: ${rr.transactionsPerS.toFixed(0)}/s, p50 ${rr.p50Us.toFixed(1)} us`));
+      svg.push(text(cx, y(rr.transactionsPerS) - 4, `${(rr.transactionsPerS / 1000).toFixed(1)}k`, `text-anchor="middle" font-size="11" fill="${COLORS.text}"`));
     } else {
       svg.push(text(cx, BOTTOM - 8, 'failed', `text-anchor="middle" font-size="12" fill="#b00"`));
     }
     svg.push(text(cx, BOTTOM + 16, PATH_LABELS[p.name], `text-anchor="middle" font-size="11" fill="${COLORS.text}"`));
-    if (ping) svg.push(text(cx, BOTTOM + 30, `p50 ${ping.p50Ms.toFixed(3)}`, `text-anchor="middle" font-size="10.5" fill="${COLORS.text}"`));
-    svg.push(text(cx, BOTTOM + 44, ratioNote(p.vsVxlan.rttP50), `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
+    if (rr) svg.push(text(cx, BOTTOM + 30, `p50 ${rr.p50Us.toFixed(0)} us`, `text-anchor="middle" font-size="10.5" fill="${COLORS.text}"`));
+    svg.push(text(cx, BOTTOM + 44, ratioNote(p.vsVxlan.rrTps), `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
   });
-  svg.push(text((x0 + x1) / 2, TOP - 14, 'bar = avg, white line = p50, whisker = p99', `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
+  svg.push(text((x0 + x1) / 2, TOP - 14, '64 B each way, back to back, one connection', `text-anchor="middle" font-size="10.5" fill="${COLORS.muted}"`));
   return svg;
 }
 
@@ -134,11 +171,12 @@ export function renderChart(result: BenchResult): string {
   const judged = result.targets.filter((t) => t.met !== null).length;
   const body = [
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    text(20, 26, `felt throughput bench — ${result.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`, `font-size="16" font-weight="bold" fill="${COLORS.text}"`),
+    text(20, 26, `felt bench — ${result.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`, `font-size="16" font-weight="bold" fill="${COLORS.text}"`),
     text(W - 20, 26, judged > 0 ? `targets met: ${met} of ${judged}` : 'no felt path measured: no targets judged', `text-anchor="end" font-size="13" fill="${COLORS.text}"`),
-    ...throughputPanel(paths, 70, 520),
-    ...rttPanel(paths, 600, 935),
-    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingCount} x ${s.pingIntervalMs} ms; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${result.testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
+    ...throughputPanel(paths, 70, 500),
+    ...rttPanel(paths, 570, 960),
+    ...rrPanel(paths, 1030, 1375),
+    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms, request/response ${s.rrSeconds} s; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${result.testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
     text(20, H - 14, 'Shared 2-vCPU machine: absolute numbers are noisy; compare the ratios to kernel VXLAN measured in the same run.', `font-size="11" fill="${COLORS.muted}"`),
   ];
   return [

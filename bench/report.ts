@@ -1,5 +1,5 @@
-// The text report: one column per path, one row per figure with its ratio to kernel VXLAN,
-// then the targets marked met / MISSED / n/a. Pure: returns the text.
+// The text report: a latency table and a throughput table, one column per path, one row per
+// figure with its ratio to kernel VXLAN, then the targets marked met / MISSED / n/a. Pure.
 import { dropsTotal } from './probes.js';
 import { PATH_LABELS, PATH_NAMES, type BenchResult, type PathResult, type TargetResult, type TcpRun } from './results.js';
 
@@ -29,7 +29,23 @@ function pair(a: number | null | undefined, b: number | null | undefined): strin
 
 type Row = [string, (p: PathResult) => string];
 
-const ROWS: Row[] = [
+function us(ms: number | null | undefined): string {
+  return ms == null ? DASH : (ms * 1000).toFixed(0);
+}
+
+const LATENCY_ROWS: Row[] = [
+  ['ping sparse p50 us', (p) => withRatio(us(p.pingSparse?.p50Ms), p.vsVxlan.sparseP50)],
+  ['ping sparse p99 us', (p) => us(p.pingSparse?.p99Ms)],
+  ['ping dense p50 us', (p) => withRatio(us(p.pingDense?.p50Ms), p.vsVxlan.denseP50)],
+  ['ping dense p99 us', (p) => us(p.pingDense?.p99Ms)],
+  ['TCP req/resp per s', (p) => withRatio(fixed(p.rr?.transactionsPerS, 0), p.vsVxlan.rrTps)],
+  ['req/resp p50 us', (p) => withRatio(fixed(p.rr?.p50Us, 1), p.vsVxlan.rrP50)],
+  ['req/resp p99 us', (p) => fixed(p.rr?.p99Us, 1)],
+  ['agent CPU us/transaction', (p) => fixed(p.rr?.agentCpuUsPerTransaction, 1)],
+  ['machine busy % (req/resp)', (p) => fixed(p.rr?.machineCpu.busyPct, 0)],
+];
+
+const THROUGHPUT_ROWS: Row[] = [
   ['1-flow TCP Gbit/s', (p) => withRatio(fixed(p.single?.gbps, 2), p.vsVxlan.singleGbps)],
   ['4-flow TCP Gbit/s', (p) => withRatio(fixed(p.multi?.gbps, 2), p.vsVxlan.multiGbps)],
   ['retransmits 1-flow', (p) => retrans(p.single)],
@@ -37,9 +53,6 @@ const ROWS: Row[] = [
   ['  RTO/TLP/DSACK 1-flow', (p) => (p.single ? causes(p.single) : DASH)],
   ['kernel drops snd/rcv 1f', (p) => (p.single?.kernelDrops ? `${dropsTotal(p.single.kernelDrops.sender)}/${dropsTotal(p.single.kernelDrops.receiver)}` : DASH)],
   ['kernel drops snd/rcv 4f', (p) => (p.multi?.kernelDrops ? `${dropsTotal(p.multi.kernelDrops.sender)}/${dropsTotal(p.multi.kernelDrops.receiver)}` : DASH)],
-  ['ping RTT avg ms', (p) => withRatio(fixed(p.ping?.avgMs, 3), p.vsVxlan.rttAvg)],
-  ['ping RTT p50 ms', (p) => withRatio(fixed(p.ping?.p50Ms, 3), p.vsVxlan.rttP50)],
-  ['ping RTT p99 ms', (p) => fixed(p.ping?.p99Ms, 3)],
   ['TCP RTT under load ms', (p) => fixed(p.single?.tcpMeanRttMs, 3)],
   ['iperf3 CPU snd/rcv %', (p) => pair(p.single?.cpu.hostTotal, p.single?.cpu.remoteTotal)],
   ['agent CPU snd/rcv %', (p) => (p.single?.agentCpuPct ? pair(p.single.agentCpuPct.sender, p.single.agentCpuPct.receiver) : DASH)],
@@ -51,16 +64,26 @@ function pad(text: string, width: number): string {
   return text.length >= width ? text : text + ' '.repeat(width - text.length);
 }
 
-export function formatTable(result: BenchResult): string {
+function measured(p: PathResult): boolean {
+  return p.ok || p.single !== null || p.pingSparse !== null || p.rr !== null;
+}
+
+function formatRows(result: BenchResult, title: string, rowSet: Row[], withErrors: boolean): string {
   const paths = PATH_NAMES.map((n) => result.paths[n]).filter((p): p is PathResult => p !== undefined);
-  const header = ['', ...paths.map((p) => PATH_LABELS[p.name])];
-  const body = ROWS.map(([label, cell]) => [label, ...paths.map((p) => (p.ok || p.single || p.ping ? cell(p) : 'failed'))]);
+  const header = [title, ...paths.map((p) => PATH_LABELS[p.name])];
+  const body = rowSet.map(([label, cell]) => [label, ...paths.map((p) => (measured(p) ? cell(p) : 'failed'))]);
   const rows = [header, ...body];
   const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)) + 2);
   const lines = rows.map((r) => r.map((c, i) => pad(c, widths[i]!)).join('').trimEnd());
   lines.splice(1, 0, '-'.repeat(widths.reduce((a, b) => a + b, 0) - 2));
-  for (const p of paths) for (const e of p.errors) lines.push(`! ${PATH_LABELS[p.name]}: ${e}`);
+  if (withErrors) for (const p of paths) for (const e of p.errors) lines.push(`! ${PATH_LABELS[p.name]}: ${e}`);
   return lines.join('\n');
+}
+
+export function formatTable(result: BenchResult): string {
+  const parts = [formatRows(result, 'Latency', LATENCY_ROWS, result.settings.latencyOnly)];
+  if (!result.settings.latencyOnly) parts.push(formatRows(result, 'Throughput', THROUGHPUT_ROWS, true));
+  return parts.join('\n\n');
 }
 
 function targetValue(t: TargetResult): string {
@@ -78,9 +101,11 @@ export function formatTargets(targets: readonly TargetResult[]): string {
 export function formatReport(result: BenchResult): string {
   const s = result.settings;
   return [
-    `felt throughput bench, ${result.startedAt} (${result.wallSeconds.toFixed(0)} s)`,
-    `iperf3 ${s.durationS} s per run (+${s.omitS} s omitted), ${s.multiStreams}-flow = -P ${s.multiStreams}, ` +
-      `ping ${s.pingCount} x ${s.pingIntervalMs} ms; ratios are to kernel VXLAN in this run`,
+    `felt bench, ${result.startedAt} (${result.wallSeconds.toFixed(0)} s)`,
+    `ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms (sparse) and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms (dense), ` +
+      `TCP request/response ${s.rrBytes} B each way for ${s.rrSeconds} s (sockperf ping-pong)` +
+      (s.latencyOnly ? '' : `, iperf3 ${s.durationS} s per run (+${s.omitS} s omitted), ${s.multiStreams}-flow = -P ${s.multiStreams}`) +
+      '; ratios are to kernel VXLAN in this run',
     `${result.host.cpus} CPUs (${result.host.cpuModel}), kernel ${result.host.kernel}, load ${result.host.loadAvg1Start.toFixed(2)} -> ${result.host.loadAvg1End.toFixed(2)}`,
     '',
     formatTable(result),

@@ -1,7 +1,9 @@
-// `npm run bench`: one command, one run, one testbed. Measures iperf3 1-flow and 4-flow TCP and
-// idle ping RTT over the plain underlay, kernel VXLAN (as flannel's vxlan backend), felt native
-// and felt js, side by side; prints a table with ratios to kernel VXLAN and the targets; writes
-// bench/results/latest.json and latest.svg. Needs root (namespaces), iperf3 and ping.
+// `npm run bench`: one command, one run, one testbed. Measures, over the plain underlay, kernel
+// VXLAN (as flannel's vxlan backend), felt native and felt js, side by side: latency (ping RTT at a
+// sparse and a dense interval, back-to-back TCP request/response with the agents' CPU per
+// transaction) and throughput (iperf3 1-flow and 4-flow TCP); prints both tables with ratios to
+// kernel VXLAN and the targets; writes bench/results/latest.json and latest.svg. Needs root
+// (namespaces), iperf3, sockperf and ping.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,6 +13,7 @@ import { Testbed, UNDERLAY_LEN, UNDERLAY_PREFIX } from '../test/testbed/testbed.
 import { repoRoot } from '../test/testbed/tcp.js';
 import { renderChart } from './chart.js';
 import { runIperfClient, startIperfServer, type IperfServer } from './iperf.js';
+import { runRr, startRrServer, type RrServer } from './latency.js';
 import { setupPath, underlayMtu, type PathEnds } from './paths.js';
 import {
   dropsDelta,
@@ -34,16 +37,18 @@ import {
   type BenchSettings,
   type PathName,
   type PathResult,
+  type RrRun,
   type TcpRun,
 } from './results.js';
 
-const USAGE = `usage: npm run bench -- [--duration S] [--only native,js,vxlan,underlay] [--quick] [--out DIR]
+const USAGE = `usage: npm run bench -- [--duration S] [--only native,js,vxlan,underlay] [--latency-only] [--quick] [--out DIR]
 
-  --duration S   seconds per iperf3 run, after 1 s of omitted warm-up (default 8; 3 with --quick)
-  --only LIST    paths to measure, comma-separated: underlay, vxlan, native, js (default all)
-  --quick        short runs: 3 s iperf3, 20 pings
-  --out DIR      where latest.json and latest.svg go (default bench/results)
-Needs root, iperf3 and ping. Builds a throw-away testbed of felt-* namespaces and removes it.`;
+  --duration S     seconds per iperf3 run, after 1 s of omitted warm-up (default 8; 3 with --quick)
+  --only LIST      paths to measure, comma-separated: underlay, vxlan, native, js (default all)
+  --latency-only   ping and request/response only, no iperf3 runs
+  --quick          short runs: 3 s iperf3, 15 sparse + 200 dense pings, 3 s request/response
+  --out DIR        where latest.json and latest.svg go (default bench/results)
+Needs root, iperf3, sockperf and ping. Builds a throw-away testbed of felt-* namespaces and removes it.`;
 
 const started = Date.now();
 
@@ -66,6 +71,7 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
         duration: { type: 'string' },
         only: { type: 'string' },
         quick: { type: 'boolean', default: false },
+        'latency-only': { type: 'boolean', default: false },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -98,14 +104,25 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
     only = MEASURE_ORDER.filter((n) => asked.includes(n));
   }
   return {
-    settings: { durationS, omitS: 1, multiStreams: 4, pingCount: quick ? 20 : 50, pingIntervalMs: 20, quick, only },
+    settings: {
+      durationS,
+      omitS: 1,
+      multiStreams: 4,
+      pingSparse: { count: quick ? 15 : 50, intervalMs: 200 },
+      pingDense: { count: quick ? 200 : 1000, intervalMs: 5 },
+      rrSeconds: quick ? 3 : 8,
+      rrBytes: 64,
+      latencyOnly: values['latency-only'] === true,
+      quick,
+      only,
+    },
     outDir: resolve(values.out ?? join(repoRoot(), 'bench', 'results')),
   };
 }
 
 function preflight(settings: BenchSettings): void {
   if (process.getuid?.() !== 0) fail('needs root (it creates network namespaces)');
-  for (const tool of ['iperf3', 'ping', 'ip', 'bridge', 'ss']) {
+  for (const tool of ['iperf3', 'sockperf', 'ping', 'ip', 'bridge', 'ss']) {
     try {
       execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
     } catch {
@@ -194,6 +211,27 @@ async function measureTcp(ends: PathEnds, settings: BenchSettings, streams: numb
   };
 }
 
+/** One request/response run with the agents' CPU and the machine's around it. */
+async function measureRr(ends: PathEnds, settings: BenchSettings): Promise<RrRun> {
+  const agentCpu = () =>
+    ends.agents ? Promise.all([processCpuSeconds(ends.agents.sender.pid), processCpuSeconds(ends.agents.receiver.pid)]) : null;
+  const [cpu0, machine0] = await Promise.all([agentCpu(), readMachineCpu()]);
+  const rr = await runRr(ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes);
+  const [cpu1, machine1] = await Promise.all([agentCpu(), readMachineCpu()]);
+  let perTransaction: number | null = null;
+  if (cpu0 && cpu1 && cpu0.every((v) => v !== null) && cpu1.every((v) => v !== null)) {
+    // Agent CPU over the whole client run (its warm-up too), per transaction at the measured rate.
+    const seconds = cpu1[0]! - cpu0[0]! + (cpu1[1]! - cpu0[1]!);
+    perTransaction = (seconds * 1e6) / (rr.transactionsPerS * settings.rrSeconds);
+  }
+  return { ...rr, agentCpuUsPerTransaction: perTransaction, machineCpu: machineCpuUse(machine0, machine1) };
+}
+
+function describeRr(run: RrRun): string {
+  const cpu = run.agentCpuUsPerTransaction === null ? '' : `, agents ${run.agentCpuUsPerTransaction.toFixed(1)} us CPU per transaction`;
+  return `${run.transactionsPerS.toFixed(0)} transactions/s, p50 ${run.p50Us.toFixed(1)} us, p99 ${run.p99Us.toFixed(1)} us${cpu}`;
+}
+
 function describeRun(run: TcpRun): string {
   const cpu = run.agentCpuPct ? `, agent CPU ${run.agentCpuPct.sender?.toFixed(0) ?? '?'}/${run.agentCpuPct.receiver?.toFixed(0) ?? '?'}%` : '';
   return `${run.gbps.toFixed(2)} Gbit/s, ${run.retransSegs} retransmits (${run.retransmitPct.toFixed(3)}%)${cpu}`;
@@ -218,7 +256,8 @@ function agentsAlive(ends: PathEnds, result: PathResult): boolean {
 function emptyResult(name: PathName): PathResult {
   return {
     name, label: PATH_LABELS[name], ok: false, errors: [], clientIP: null, serverIP: null, mtu: null,
-    ping: null, single: null, multi: null, vsVxlan: { singleGbps: null, multiGbps: null, rttAvg: null, rttP50: null }, info: {},
+    pingSparse: null, pingDense: null, rr: null, single: null, multi: null,
+    vsVxlan: { singleGbps: null, multiGbps: null, sparseP50: null, denseP50: null, rrTps: null, rrP50: null }, info: {},
   };
 }
 
@@ -246,15 +285,32 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
   result.mtu = ends.mtu;
   result.info = { ...ends.info };
   let server: IperfServer | undefined;
+  let rrServer: RrServer | undefined;
+  const showPing = (p: { avgMs: number; p50Ms: number; p99Ms: number; lossPct: number }) =>
+    `avg ${p.avgMs.toFixed(3)} ms, p50 ${p.p50Ms.toFixed(3)}, p99 ${p.p99Ms.toFixed(3)}, loss ${p.lossPct}%`;
   try {
     // A few pings first: neighbour entries, caches and the agents' first packets out of the way.
     await pingStats(ends.client, ends.serverIP, 5, 0.05).catch(() => undefined);
-    result.ping = await step(
-      `ping ${settings.pingCount} x ${settings.pingIntervalMs} ms`,
-      () => pingStats(ends.client, ends.serverIP, settings.pingCount, settings.pingIntervalMs / 1000),
-      (p) => `avg ${p.avgMs.toFixed(3)} ms, p50 ${p.p50Ms.toFixed(3)}, p99 ${p.p99Ms.toFixed(3)}, loss ${p.lossPct}%`,
+    const { pingSparse: sparse, pingDense: dense } = settings;
+    result.pingSparse = await step(
+      `ping ${sparse.count} x ${sparse.intervalMs} ms`,
+      () => pingStats(ends.client, ends.serverIP, sparse.count, sparse.intervalMs / 1000),
+      showPing,
     );
-    server = (await step('start iperf3 server', () => startIperfServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
+    result.pingDense = await step(
+      `ping ${dense.count} x ${dense.intervalMs} ms`,
+      () => pingStats(ends.client, ends.serverIP, dense.count, dense.intervalMs / 1000),
+      showPing,
+    );
+    rrServer = (await step('start sockperf server', () => startRrServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
+    if (rrServer && agentsAlive(ends, result)) {
+      result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrSeconds} s`, () => measureRr(ends, settings), describeRr);
+    }
+    await rrServer?.stop();
+    rrServer = undefined;
+    if (!settings.latencyOnly) {
+      server = (await step('start iperf3 server', () => startIperfServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
+    }
     if (server && agentsAlive(ends, result)) {
       result.single = await step(`1-flow TCP ${settings.durationS} s`, () => measureTcp(ends, settings, 1), describeRun);
     }
@@ -268,10 +324,13 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
       result.info.agentFeatures = { sender: await features(ends.agents.sender), receiver: await features(ends.agents.receiver) };
     }
   } finally {
+    await rrServer?.stop().catch(() => undefined);
     await server?.stop().catch(() => undefined);
     await step('tear down', () => ends.teardown(), () => 'done');
   }
-  result.ok = result.errors.length === 0 && result.ping !== null && result.single !== null && result.multi !== null;
+  const latencyOk = result.pingSparse !== null && result.pingDense !== null && result.rr !== null;
+  const throughputOk = settings.latencyOnly || (result.single !== null && result.multi !== null);
+  result.ok = result.errors.length === 0 && latencyOk && throughputOk;
   return result;
 }
 

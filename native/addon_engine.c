@@ -65,8 +65,10 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
     return NULL;
   bool udp_gso = true;
   uint32_t tun_offload = 2;
+  uint32_t threads = ENGINE_THREADS_PER_DIRECTION;
   if (get_opt_bool(env, argv[0], "udpGso", &udp_gso) < 0 ||
-      get_prop_u32(env, argv[0], "tunOffload", 0, 2, true, &tun_offload) < 0)
+      get_prop_u32(env, argv[0], "tunOffload", 0, 2, true, &tun_offload) < 0 ||
+      get_prop_u32(env, argv[0], "threads", 0, 1, true, &threads) < 0)
     return NULL;
   engine_config cfg = {
       .tun_fd = (int)tun_fd,
@@ -77,6 +79,7 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
       .port = (uint16_t)port,
       .udp_gso = udp_gso,
       .tun_offload = (int)tun_offload,
+      .threads = (int)threads,
   };
   engine_box *box = calloc(1, sizeof *box);
   if (!box) {

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -83,6 +84,7 @@ typedef struct enc_thread {
   engine *e;
   const route_table *table;
   peer *cur; /* destination peer of the packet being split */
+  int backlog; /* the last wake-up found more than one packet waiting */
   uint64_t now_ms;
   token_bucket icmp;
   tx_batch tx;
@@ -306,24 +308,34 @@ static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   }
 }
 
+/* One wake-up's worth of TUN reads, then the send batch goes out. At low rates one read per
+ * wake-up: a second read would only return EAGAIN (level-triggered waiting reports the fd again
+ * if more is queued). Once a wake-up finds a backlog, it drains up to TUN_READ_BURST reads so the
+ * sends batch. */
+static void enc_drain(enc_thread *t) {
+  engine *e = t->e;
+  t->table = enter_table(e, &e->enc_seen);
+  t->now_ms = now_ms();
+  uint32_t limit = t->backlog ? TUN_READ_BURST : 1;
+  uint32_t reads = 0;
+  while (reads < limit) {
+    ssize_t n = read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN: drained; anything else: the wait reports it */
+    }
+    reads++;
+    ctr_add(&e->enc_ctr.tun_reads, 1);
+    enc_packet(t, t->rbuf, (size_t)n);
+  }
+  t->backlog = reads > 1 || reads == limit; /* limit 1 reached: maybe more behind it */
+  enc_flush(t);
+}
+
 static void *enc_main(void *arg) {
   enc_thread *t = arg;
   engine *e = t->e;
-  bucket_init(&t->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
-  while (wait_fd(e, e->cfg.tun_fd, POLLIN, &e->enc_seen) == 0) {
-    t->table = enter_table(e, &e->enc_seen);
-    t->now_ms = now_ms();
-    for (int i = 0; i < TUN_READ_BURST; i++) {
-      ssize_t n = read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        break; /* EAGAIN: drained; anything else: poll reports it */
-      }
-      ctr_add(&e->enc_ctr.tun_reads, 1);
-      enc_packet(t, t->rbuf, (size_t)n);
-    }
-    enc_flush(t);
-  }
+  while (wait_fd(e, e->cfg.tun_fd, POLLIN, &e->enc_seen) == 0) enc_drain(t);
   __atomic_store_n(&e->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
   return NULL;
 }
@@ -416,36 +428,81 @@ static void dec_message(dec_thread *t, int i) {
   for (size_t off = 0; off < len; off += seg) dec_packet(t, rp, t->bufs[i] + off, len - off < seg ? len - off : seg);
 }
 
+/* Everything queued on the UDP socket, up to RX_ROUNDS recvmmsg calls; a short batch means the
+ * socket is drained, so no call ever returns EAGAIN at low rates. */
+static void dec_drain(dec_thread *t) {
+  engine *e = t->e;
+  t->table = enter_table(e, &e->dec_seen);
+  t->now_ms = now_ms();
+  for (int round = 0; round < RX_ROUNDS; round++) {
+    for (int i = 0; i < RX_MSGS; i++) {
+      t->iov[i] = (struct iovec){t->bufs[i], RX_BUF};
+      t->msgs[i].msg_hdr = (struct msghdr){
+          .msg_name = &t->from[i],
+          .msg_namelen = sizeof t->from[i],
+          .msg_iov = &t->iov[i],
+          .msg_iovlen = 1,
+          .msg_control = t->ctl[i].buf,
+          .msg_controllen = sizeof t->ctl[i].buf,
+      };
+    }
+    int n = recvmmsg(e->udp.fd, t->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN: drained */
+    }
+    ctr_add(&e->dec_ctr.udp_recv_calls, 1);
+    ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
+    for (int i = 0; i < n; i++) dec_message(t, i);
+    gro_flush(&t->gro, dec_write, t);
+    if (n < RX_MSGS) break;
+  }
+}
+
 static void *dec_main(void *arg) {
   dec_thread *t = arg;
   engine *e = t->e;
-  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) {
-    t->table = enter_table(e, &e->dec_seen);
-    t->now_ms = now_ms();
-    for (int round = 0; round < RX_ROUNDS; round++) {
-      for (int i = 0; i < RX_MSGS; i++) {
-        t->iov[i] = (struct iovec){t->bufs[i], RX_BUF};
-        t->msgs[i].msg_hdr = (struct msghdr){
-            .msg_name = &t->from[i],
-            .msg_namelen = sizeof t->from[i],
-            .msg_iov = &t->iov[i],
-            .msg_iovlen = 1,
-            .msg_control = t->ctl[i].buf,
-            .msg_controllen = sizeof t->ctl[i].buf,
-        };
-      }
-      int n = recvmmsg(e->udp.fd, t->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        break; /* EAGAIN: drained */
-      }
-      ctr_add(&e->dec_ctr.udp_recv_calls, 1);
-      ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
-      for (int i = 0; i < n; i++) dec_message(t, i);
-      gro_flush(&t->gro, dec_write, t);
-      if (n < RX_MSGS) break;
-    }
+  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) dec_drain(t);
+  __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* One thread for both directions (ENGINE_THREADS_ONE): a packet and its reply are handled by the
+ * same thread, so a round trip through the node wakes one thread instead of two, and the thread
+ * that wakes is the one that ran last. Epoll keeps the three fds registered between waits. */
+static void *duo_main(void *arg) {
+  engine *e = arg;
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  struct epoll_event ev[3];
+  int ok = ep >= 0;
+  const int fds[3] = {e->cfg.tun_fd, e->udp.fd, e->wake_fd};
+  for (int i = 0; ok && i < 3; i++) {
+    struct epoll_event want = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    ok = epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &want) == 0;
   }
+  while (ok && !is_stopping(e)) {
+    __atomic_store_n(&e->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
+    int n = epoll_wait(ep, ev, 3, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    int tun = 0, udp = 0;
+    for (int i = 0; i < n; i++) {
+      if (ev[i].data.u32 == 2 || (ev[i].events & (EPOLLERR | EPOLLHUP) && ev[i].data.u32 == 0)) ok = 0;
+      else if (ev[i].data.u32 == 0) tun = 1;
+      else udp = 1;
+    }
+    if (!ok || is_stopping(e)) break;
+    /* Replies first: a reply waiting on the socket is the end of someone's round trip. What the
+     * decap just wrote into the TUN device is often answered at once by the local kernel (ICMP
+     * echo, TCP ACKs): that answer is already queued on the device, so read it without a wait. */
+    if (udp) dec_drain(e->dec);
+    if (tun || udp) enc_drain(e->enc);
+  }
+  if (ep >= 0) close(ep);
+  __atomic_store_n(&e->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
   __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
   return NULL;
 }
@@ -512,14 +569,21 @@ engine *engine_start(const engine_config *cfg, felt_err *err) {
   }
   e->enc->e = e;
   e->dec->e = e;
+  bucket_init(&e->enc->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
   gro_init(&e->dec->gro);
 
-  int rc = pthread_create(&e->enc_tid, NULL, enc_main, e->enc);
+  int rc;
+  if (cfg->threads == ENGINE_THREADS_ONE) {
+    rc = pthread_create(&e->enc_tid, NULL, duo_main, e);
+  } else {
+    rc = pthread_create(&e->enc_tid, NULL, enc_main, e->enc);
+  }
   if (rc != 0) {
     felt_errno(err, rc, "engineStart: pthread_create");
     goto fail;
   }
   e->enc_started = 1;
+  if (cfg->threads == ENGINE_THREADS_ONE) return e;
   rc = pthread_create(&e->dec_tid, NULL, dec_main, e->dec);
   if (rc != 0) {
     felt_errno(err, rc, "engineStart: pthread_create");

@@ -21,7 +21,10 @@ typedef struct {
   uint16_t port;
   int udp_gso;     /* use UDP GSO when the kernel has it (0: one datagram per send, for fallback tests) */
   int tun_offload; /* TUNSETOFFLOAD request: 2 = csum+TSO(+USO), 1 = csum only, 0 = none */
+  int threads;     /* ENGINE_THREADS_ONE or ENGINE_THREADS_PER_DIRECTION */
 } engine_config;
+
+enum { ENGINE_THREADS_PER_DIRECTION = 0, ENGINE_THREADS_ONE = 1 };
 
 /* Encap (TUN -> UDP) counters: written by the encap thread only. */
 typedef struct {

@@ -19,7 +19,7 @@ echo "setup: installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  etcd-server etcd-client iperf3 iputils-ping iproute2 tcpdump iptables nftables \
+  etcd-server etcd-client iperf3 sockperf iputils-ping iproute2 tcpdump iptables nftables \
   ethtool curl ca-certificates chromium python3 make g++ >/dev/null
 
 echo "setup: installing npm dependencies and building the native addon"

@@ -237,7 +237,8 @@ export class Agent implements AgentState {
 
   private async startDatapath(subnet: Subnet): Promise<void> {
     const engine = this.flag<EngineName>('engine');
-    const datapath = await createDatapath(engine, this.datapathConfig(subnet), this.log);
+    const threads = this.flag<number>('datapath-threads') === 2 ? 2 : 1;
+    const datapath = await createDatapath(engine, this.datapathConfig(subnet), this.log, { threads });
     try {
       await datapath.start();
     } catch (err) {

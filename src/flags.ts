@@ -41,6 +41,7 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'healthz-ip', type: 'string', default: '0.0.0.0', help: 'address of the /healthz and /readyz server' },
   { name: 'healthz-port', type: 'number', default: 0, range: [0, 65535], help: 'port of the /healthz and /readyz server (0 = disabled)' },
   { name: 'engine', type: 'string', default: 'native', choices: ['native', 'js'], help: 'data path: native (C threads, offloads) or js (per-packet decisions in JavaScript, the readable reference; I/O batched in C)' },
+  { name: 'datapath-threads', type: 'number', default: 1, range: [1, 2], help: 'native engine packet threads: 1 = one thread serves both directions (fewest wake-ups per round trip: lowest latency), 2 = one thread per direction (for heavy traffic both ways at once on a machine with cores to spare)' },
   { name: 'tun-name', type: 'string', default: 'flannel0', help: 'name of the TUN device' },
   { name: 'debug-addr', type: 'string', default: '127.0.0.1:8286', help: 'debug server (/leases, /metrics, /healthz, /readyz): host:port, unix:/path, or "" to disable' },
   { name: 'startup-timeout', type: 'number', default: 30, range: [1, 86400], help: 'seconds to keep retrying the store (config, lease) at start before giving up' },

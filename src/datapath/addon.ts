@@ -81,6 +81,8 @@ export interface NativeEngineConfig {
   udpGso?: boolean;
   /** TUN offloads to ask for: 2 = checksum + TSO (+ USO), 1 = checksum only, 0 = none (default 2). */
   tunOffload?: 0 | 1 | 2;
+  /** 1: one thread serves both directions; 0: a thread per direction (default 0). */
+  threads?: 0 | 1;
 }
 
 /** Opaque handle of a running engine. */

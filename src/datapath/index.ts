@@ -2,21 +2,25 @@
 // works on a machine where the native one (or its part of the addon) is missing.
 import type { Logger } from 'pino';
 import { JsDatapath } from './js.js';
+import type { NativeDatapathOptions } from './native.js';
 import type { Datapath, DatapathConfig } from './types.js';
 
 export type EngineName = 'native' | 'js';
 export const ENGINE_NAMES: readonly EngineName[] = ['native', 'js'];
 
-type DatapathClass = new (config: DatapathConfig, log?: Logger) => Datapath;
+type DatapathClass = new (config: DatapathConfig, log?: Logger, options?: NativeDatapathOptions) => Datapath;
 
-export async function createDatapath(engine: EngineName, config: DatapathConfig, log?: Logger): Promise<Datapath> {
+/** Engine-specific tuning; an engine ignores what it has no use for. */
+export type EngineTuning = NativeDatapathOptions;
+
+export async function createDatapath(engine: EngineName, config: DatapathConfig, log?: Logger, tuning: EngineTuning = {}): Promise<Datapath> {
   switch (engine) {
     case 'js':
       return new JsDatapath(config, log);
     case 'native': {
       const NativeDatapath = await loadNative();
       try {
-        return new NativeDatapath(config, log);
+        return new NativeDatapath(config, log, tuning);
       } catch (err) {
         throw new Error(`datapath engine "native" cannot be created: ${(err as Error).message}`, { cause: err });
       }

@@ -57,6 +57,9 @@ export interface NativeDatapathOptions {
   udpGso?: boolean;
   /** TUN offloads: 'full' = checksum + TSO (+ USO), 'csum' = checksum only, 'none' (default 'full'). */
   tunOffload?: 'full' | 'csum' | 'none';
+  /** Packet threads: 1 = one for both directions (default: fewest wake-ups per round trip),
+   *  2 = one per direction. */
+  threads?: 1 | 2;
 }
 
 const TUN_OFFLOAD_LEVEL = { none: 0, csum: 1, full: 2 } as const;
@@ -107,6 +110,7 @@ export class NativeDatapath implements Datapath {
         port,
         udpGso: this.options.udpGso ?? true,
         tunOffload: TUN_OFFLOAD_LEVEL[this.options.tunOffload ?? 'full'],
+        threads: (this.options.threads ?? 1) === 1 ? 1 : 0,
       });
       addon.engineSetRoutes(this.handle, this.routes);
       configureTun(addon, this.tun.name, this.config, this.log, TUN_TX_QUEUE_LEN);

@@ -30,20 +30,27 @@ const B_TUNNEL = '10.244.2.0';
 const PORT = 8285;
 const LISTEN_PORT = 9999;
 
-function nodeConfig(subnet: string, bindIP: string, tunName = 'felt0'): EngineNodeConfig {
-  return { tunName, mtu: 1472, network: '10.244.0.0/16', localSubnet: subnet, bindIP, port: PORT };
-}
+// The native engine runs the suite twice: with its default single packet thread and with a
+// thread per direction (--datapath-threads 2).
+const VARIANTS = [
+  { engine: 'js', label: 'js', threads: undefined },
+  { engine: 'native', label: 'native', threads: undefined },
+  { engine: 'native', label: 'native, a thread per direction', threads: 2 },
+] as const;
+type Engine = (typeof VARIANTS)[number]['engine'];
 
-const ENGINES = ['js', 'native'] as const;
-function engineSource(engine: (typeof ENGINES)[number]): string {
+function engineSource(engine: Engine): string {
   return path.join(repoRoot, 'src/datapath', `${engine}.ts`);
 }
 
 const distEntry = path.join(repoRoot, 'dist/src/datapath/index.js');
 
-for (const engine of ENGINES) {
+for (const { engine, label, threads } of VARIANTS) {
+  const nodeConfig = (subnet: string, bindIP: string, tunName = 'felt0'): EngineNodeConfig => ({
+    tunName, mtu: 1472, network: '10.244.0.0/16', localSubnet: subnet, bindIP, port: PORT, ...(threads ? { threads } : {}),
+  });
   if (!existsSync(engineSource(engine))) {
-    describe(`datapath engine "${engine}" (root, netns)`, () => {
+    describe(`datapath engine "${label}" (root, netns)`, () => {
       it(`has an implementation at ${path.relative(repoRoot, engineSource(engine))}`, () => {
         throw new Error(`${engineSource(engine)} does not exist`);
       });
@@ -51,7 +58,7 @@ for (const engine of ENGINES) {
     continue;
   }
 
-  describe(`datapath engine "${engine}" (root, netns)`, () => {
+  describe(`datapath engine "${label}" (root, netns)`, () => {
     const nodes = new TwoNodes(runPrefix());
     let a: EngineNode;
     let b: EngineNode;

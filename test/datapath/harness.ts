@@ -87,6 +87,8 @@ export interface EngineNodeConfig {
   localSubnet: string;
   bindIP: string;
   port: number;
+  /** Native engine packet threads (the engine's default when absent). */
+  threads?: 1 | 2;
 }
 
 type Json = Record<string, any>;

@@ -1,0 +1,88 @@
+// Latency over one path: ping RTT at a sparse and a dense interval, and a back-to-back TCP
+// request/response test (sockperf ping-pong: one connection, a small request, the same-size reply,
+// the next request as soon as the reply is in; like netperf TCP_RR or qperf tcp_lat). The parser
+// is pure so it can be checked on saved output.
+import type { ChildProcess } from 'node:child_process';
+import type { Netns } from '../test/testbed/netns.js';
+import { sleep } from '../test/testbed/netns.js';
+
+export const RR_PORT = 11111;
+
+export interface RrResult {
+  /** Request size = reply size, bytes. */
+  messageBytes: number;
+  /** Seconds measured (sockperf's valid duration, after its warm-up). */
+  seconds: number;
+  /** Completed request/response transactions. */
+  transactions: number;
+  transactionsPerS: number;
+  /** Round-trip time of one transaction, microseconds. */
+  avgUs: number;
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+}
+
+/** Parses sockperf's ping-pong summary (run with --full-rtt, so every figure is a round trip). */
+export function parseSockperf(text: string, messageBytes: number): RrResult {
+  const clean = text.replace(/\x1b\[[0-9;]*m/g, '');
+  const valid = /\[Valid Duration\] RunTime=([\d.]+) sec; SentMessages=(\d+); ReceivedMessages=(\d+)/.exec(clean);
+  if (!valid) throw new Error(`sockperf printed no result: ${clean.trim().split('\n').slice(-3).join(' | ') || '(nothing)'}`);
+  const pct = (p: string): number => {
+    const m = new RegExp(`percentile ${p.replace('.', '\\.')} =\\s*([\\d.]+)`).exec(clean);
+    if (!m) throw new Error(`sockperf: no ${p} percentile in its output`);
+    return Number(m[1]);
+  };
+  const avg = /avg-rtt=([\d.]+)/.exec(clean);
+  const max = /<MAX> observation =\s*([\d.]+)/.exec(clean);
+  const seconds = Number(valid[1]);
+  const transactions = Number(valid[3]);
+  if (!(seconds > 0) || transactions === 0) throw new Error('sockperf: no transaction completed');
+  return {
+    messageBytes,
+    seconds,
+    transactions,
+    transactionsPerS: transactions / seconds,
+    avgUs: avg ? Number(avg[1]) : NaN,
+    p50Us: pct('50.000'),
+    p99Us: pct('99.000'),
+    maxUs: max ? Number(max[1]) : NaN,
+  };
+}
+
+export interface RrServer {
+  stop(): Promise<void>;
+}
+
+/** Starts a sockperf TCP server bound to `ip` inside `ns` and waits until it listens. */
+export async function startRrServer(ns: Netns, ip: string, port = RR_PORT): Promise<RrServer> {
+  const child: ChildProcess = ns.spawn(['sockperf', 'server', '--tcp', '-i', ip, '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  const stop = async (): Promise<void> => {
+    if (exited) return;
+    const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGKILL');
+    await gone;
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (exited) throw new Error(`sockperf server in ${ns.name} exited at once: ${stderr.trim()}`);
+    const out = await ns.exec(['ss', '-Htln', `sport = :${port}`], { check: false });
+    if (out.stdout.includes(`:${port}`)) return { stop };
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`sockperf server in ${ns.name} is not listening on ${ip}:${port} after 10 s`);
+    }
+    await sleep(50);
+  }
+}
+
+/** One back-to-back request/response run from `ns` to a sockperf server at `serverIP`. */
+export async function runRr(ns: Netns, serverIP: string, seconds: number, messageBytes: number, port = RR_PORT): Promise<RrResult> {
+  const argv = ['sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(port), '-m', String(messageBytes), '--full-rtt', '-t', String(seconds)];
+  const r = await ns.exec(argv, { check: false, timeoutMs: (seconds + 30) * 1000 });
+  return parseSockperf(r.stdout + r.stderr, messageBytes);
+}
