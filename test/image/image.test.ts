@@ -251,7 +251,7 @@ describe('felt image: Dockerfile built with podman from stand-in bases, DaemonSe
     const modules = (await sh('ls /app/node_modules /app/node_modules/@kubernetes')).split(/\s+/);
     for (const dev of ['vitest', 'typescript', 'yaml', 'kubernetes-models', 'tinybench', 'playwright-core']) expect(modules, dev).not.toContain(dev);
     for (const prod of ['etcd3', 'pino', 'prom-client', 'client-node']) expect(modules, prod).toContain(prod);
-    expect((await sh('node /app/dist/src/cli.js --version')).trim()).toMatch(/^\d+\.\d+\.\d+/);
+    expect((await sh('node /app/dist/src/cli.js --version')).trim()).toMatch(/^felt \d+\.\d+\.\d+$/);
 
     const history = (await podman(['history', '--format', '{{.Size}}\t{{.CreatedBy}}', IMAGE])).stdout.trim().split('\n')
       .map((l) => l.replace(/\/bin\/sh -c (#\(nop\) )?/, '').slice(0, 100));
@@ -395,7 +395,7 @@ describe('felt image: Dockerfile built with podman from stand-in bases, DaemonSe
       pods.set('n3', again);
       expect(subnetEnvOf(again).FLANNEL_SUBNET).toBe(subnet);
       const rules = await iptablesSave(p.node);
-      expect(rules.match(/-A POSTROUTING -j FELT-POSTRTG/g) ?? [], rules).toHaveLength(1);
+      expect(rules.match(/-A POSTROUTING .*-j FELT-POSTRTG/g) ?? [], rules).toHaveLength(1);
       await pingAllPairs(tb, [...appPods.values()]);
     }, STEP_TIMEOUT);
 

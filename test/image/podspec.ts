@@ -250,6 +250,8 @@ export function podRuns(ds: Obj, ctx: PodContext): ContainerRun[] {
   if (!pod.hostNetwork) throw new Error('only hostNetwork pods are supported by this translation');
   if (pod.hostPID || pod.hostIPC) throw new Error('hostPID/hostIPC are not supported by this translation');
   const grace = Number(pod.terminationGracePeriodSeconds ?? 30);
+  // The kubelet sets every volume up before the first container starts.
+  for (const v of pod.volumes ?? []) if (v.hostPath) prepareHostPath(v.hostPath.path, v.hostPath.type, ctx);
   const runs: ContainerRun[] = [];
   for (const [init, list] of [[true, pod.initContainers ?? []], [false, pod.containers]] as const) {
     for (const c of list as Obj[]) {
