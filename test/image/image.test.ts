@@ -21,7 +21,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cniAdd, cniDel, podAddress, type CniHost } from '../testbed/cni.js';
 import { FakeApiControl, type JsonObject, type PolicyRule } from '../testbed/fake-apiserver.js';
-import { Netns, sleep } from '../testbed/netns.js';
+import { Netns, run as runCommand, sleep } from '../testbed/netns.js';
 import { repoRoot } from '../testbed/tcp.js';
 import { HUB_IP, Testbed, type TestbedNode } from '../testbed/testbed.js';
 import { buildFeltImage, ensureBaseImages, type BaseImages, type FeltImage } from './images.js';
@@ -244,7 +244,7 @@ describe('felt image: Dockerfile built with podman from stand-in bases, DaemonSe
   });
 
   it('holds the agent and its production dependencies only; reports what its size is made of', async () => {
-    const sh = async (script: string) => (await podman(['run', '--rm', '--pull=never', '--entrypoint', 'sh', IMAGE, '-c', script])).stdout;
+    const sh = async (script: string) => (await podman(['run', '--rm', '--pull=never', '--network=none', '--entrypoint', 'sh', IMAGE, '-c', script])).stdout;
     expect((await sh('ls /app/dist')).split('\n').filter(Boolean)).toEqual(['src']);
     expect(await sh('find /app/dist -name "*.map" | wc -l')).toBe('0\n');
     expect((await sh('ls /app')).split('\n').filter(Boolean).sort()).toEqual(['build', 'dist', 'node_modules', 'package.json']);
@@ -576,6 +576,12 @@ describe('felt image: Dockerfile built with podman from stand-in bases, DaemonSe
       const noToken = (await tb.hub.exec(['curl', '-s', '-m', '5', '--cacert', join(certDir, 'ca.crt'), '-o', '/dev/null', '-w', '%{http_code}', `https://${HUB_IP}:${API_PORT}/api/v1/nodes`])).stdout;
       expect(noToken).toBe('401');
     });
+  });
+
+  it('leaves nothing behind: no container, no podman bridge or CNI chain in the host\'s namespace', async () => {
+    expect((await podman(['ps', '-a', '--format', '{{.Names}}'])).stdout.trim()).toBe('');
+    expect((await runCommand(['ip', '-o', 'link', 'show'])).stdout).not.toMatch(/cni-podman|\bcni0\b/);
+    expect((await runCommand(['iptables-save'])).stdout).not.toMatch(/CNI-/);
   });
 });
 

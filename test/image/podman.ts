@@ -1,6 +1,7 @@
 // podman for the image tests, kept apart from the machine's own container settings: a private
 // containers.conf (runc + cgroupfs: crun cannot drive hybrid cgroup hierarchies; ulimits within
-// the current hard limits, since root may lack CAP_SYS_RESOURCE; no CNI config of the machine's)
+// the current hard limits, since root may lack CAP_SYS_RESOURCE; no network unless asked for, no
+// CNI config of the machine's)
 // and a private image store under /tmp/felt-podman, which also caches the stand-in base images
 // between runs. Every container started through here is removed on teardown and on process exit.
 import { execFileSync } from 'node:child_process';
@@ -36,6 +37,9 @@ export function podmanEnv(): NodeJS.ProcessEnv {
   const conf = join(PODMAN_ROOT, 'containers.conf');
   writeFileSync(conf, [
     '[containers]',
+    // A container never joins podman's default bridge (it would put cni-podman0 and an address into
+    // the host's namespace): the tests give --network=ns:... or --network=host explicitly.
+    'netns = "none"',
     `default_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]`,
     '[engine]',
     'runtime = "runc"',
