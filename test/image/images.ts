@@ -14,7 +14,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync,
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { run } from '../testbed/netns.js';
-import { podman, podmanEnv, ulimitArgs } from './podman.js';
+import { podman, ulimitArgs } from './podman.js';
 
 /** Bump when the recipe below changes, so cached stand-ins are rebuilt. */
 const STANDIN_RECIPE = 3;
@@ -213,4 +213,3 @@ export async function buildFeltImage(root: string, name: string): Promise<FeltIm
   }
 }
 
-export { podmanEnv };
