@@ -13,12 +13,11 @@ RUN ln -s /usr/local/include/node /usr/include/node
 COPY package.json package-lock.json binding.gyp ./
 COPY native ./native
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+# Only the agent is compiled (tsconfig.image.json: src/ alone), so bench/, scripts/ and the test
+# helpers never reach the image.
+COPY tsconfig.json tsconfig.image.json ./
 COPY src ./src
-COPY scripts ./scripts
-COPY bench ./bench
-COPY test/testbed ./test/testbed
-RUN npm run build \
+RUN npm run build:image \
  && npm prune --omit=dev --no-audit --no-fund \
  && test -f build/Release/felt.node
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command that sets felt up on a fresh Debian machine, as root:
-# system packages (etcd, iperf3, iproute2, iptables, chromium, ...), npm dependencies,
+# system packages (etcd, iperf3, iproute2, iptables, chromium, podman + runc + debootstrap and the
+# standard CNI plugins for the image test, ...), npm dependencies,
 # the native addon (compiled from source by node-gyp during `npm ci`) and the TypeScript build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   etcd-server etcd-client iperf3 sockperf iputils-ping iproute2 tcpdump iptables nftables \
-  ethtool curl ca-certificates chromium python3 make g++ >/dev/null
+  ethtool curl ca-certificates chromium python3 make g++ openssl \
+  podman runc debootstrap containernetworking-plugins >/dev/null
 
 echo "setup: installing npm dependencies and building the native addon"
 # The addon builds against the headers of the Node.js that runs it (/usr/include/node),

@@ -215,9 +215,20 @@ for (const [mode, docs] of [['Kubernetes mode', kubeDocs], ['etcd mode', etcdDoc
       expect(ds.spec.template.metadata.labels).toMatchObject(ds.spec.selector.matchLabels);
     });
 
-    it('is not privileged: NET_ADMIN and NET_RAW only, nothing else escalated', () => {
-      for (const c of [...(pod.initContainers ?? []), ...pod.containers] as Obj[]) expect(c.securityContext?.privileged ?? false).toBe(false);
-      expect(felt.securityContext).toEqual({ privileged: false, capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } });
+    it('is restricted: every capability dropped but NET_ADMIN and NET_RAW, no escalation, read-only root, RuntimeDefault seccomp', () => {
+      for (const c of [...(pod.initContainers ?? []), ...pod.containers] as Obj[]) {
+        expect(c.securityContext?.privileged ?? false).toBe(false);
+        expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(c.securityContext.capabilities.drop).toEqual(['ALL']);
+      }
+      for (const c of pod.initContainers as Obj[]) expect(c.securityContext.capabilities.add).toBeUndefined();
+      expect(felt.securityContext).toEqual({
+        privileged: false,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'], add: ['NET_ADMIN', 'NET_RAW'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
       expect(pod.hostPID ?? false).toBe(false);
       expect(pod.hostIPC ?? false).toBe(false);
     });
@@ -313,15 +324,18 @@ describe('Dockerfile and .dockerignore', () => {
     expect(froms).toEqual([['node:20-bookworm', 'build'], ['node:20-bookworm-slim', undefined]]);
     const [build, runtime] = dockerfile.split(/^FROM node:20-bookworm-slim$/m) as [string, string];
     expect(build).toMatch(/^RUN npm ci\b/m);
-    expect(build).toMatch(/npm run build/);
+    expect(build).toMatch(/npm run build:image/);
     expect(build).toMatch(/test -f build\/Release\/felt\.node/);
     expect(runtime).toMatch(/apt-get install -y --no-install-recommends iptables/);
     expect(runtime).toMatch(/COPY --from=build \/src\/build\/Release\/felt\.node \.\/build\/Release\/felt\.node/);
     expect(runtime).toMatch(/^ENTRYPOINT \["node", "\/app\/dist\/src\/cli\.js", "run"\]$/m);
   });
 
-  it('copies only paths that exist and the TypeScript build needs', () => {
-    const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.json'), 'utf8')) as { include: string[] };
+  it('copies only paths that exist and the image\'s TypeScript build (src/ alone) needs', () => {
+    const tsconfig = JSON.parse(readFileSync(join(ROOT, 'tsconfig.image.json'), 'utf8')) as { include: string[] };
+    expect(tsconfig.include).toEqual(['src/**/*.ts']);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts['build:image']).toBe('tsc -p tsconfig.image.json');
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
     for (const p of copied) expect(statSync(join(ROOT, p)), p).toBeTruthy();
     for (const inc of tsconfig.include) {

@@ -109,7 +109,7 @@ describe(`Kubernetes mode end to end, engine ${ENGINE} (root, netns, TUN, iptabl
   beforeAll(async () => {
     if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
     if (!existsSync(FAKE_API_ENTRY)) throw new Error(`${FAKE_API_ENTRY} missing: run "npm run build" first`);
-    tb = await Testbed.create({ nodes: 3, pods: true, etcd: true });
+    tb = await Testbed.create({ nodes: 3, pods: true, cni: true, etcd: true });
     api = await startFakeApi(tb);
     for (const n of tb.nodes) await api.ctl.addNode(nodeObject(n));
     netConf = join(tb.workDir, 'net-conf.json');

@@ -1,5 +1,6 @@
 // End to end (needs root, network namespaces, /dev/net/tun, the etcd binary and `npm run build`):
-// real agents in node namespaces, real etcd, pods on cni0 bridges, real packets through flannel0.
+// real agents in node namespaces, real etcd, pods on cni0 bridges wired by the real CNI plugins
+// (flannel delegate -> bridge + host-local, portmap), real packets through flannel0.
 // The same suite runs for each engine. There are no timing thresholds apart from the join
 // test's 2 s polling deadline, which the brief sets; other timeouts only catch hangs.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -67,7 +68,7 @@ for (const engine of ENGINES) {
 
     beforeAll(async () => {
       if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
-      tb = await Testbed.create({ nodes: 3, pods: true, etcd: true });
+      tb = await Testbed.create({ nodes: 3, pods: true, cni: true, etcd: true });
       for (const n of tb.nodes) await start(n);
       await converged([...agents.values()].map((a) => a.subnet));
     });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig, PatchStrategy, Watch, setHeaderOptions } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeApiControl, FakeApiServer, strategicMergePatch, type Json, type JsonObject } from '../testbed/fake-apiserver.js';
+import { FakeApiControl, FakeApiServer, forbidden, requestAttributes, ruleAllows, strategicMergePatch, type Json, type JsonObject, type PolicyRule } from '../testbed/fake-apiserver.js';
 import { repoRoot } from '../testbed/tcp.js';
 import { bareNode, until } from './helpers.js';
 
@@ -243,5 +243,55 @@ describe('fake API server: standalone process (needs npm run build)', () => {
     const code = await new Promise((r) => proc.once('exit', r));
     expect(code).toBe(0);
     expect(existsSync(sock)).toBe(false);
+  });
+});
+
+describe('fake API server: RBAC authorization as kube-apiserver does it', () => {
+  it('derives verb, resource and subresource from the request as RequestInfo does', () => {
+    expect(requestAttributes('GET', '/api/v1/nodes')).toEqual({ verb: 'list', apiGroup: '', resource: 'nodes' });
+    expect(requestAttributes('GET', '/api/v1/nodes?watch=true&resourceVersion=5')).toEqual({ verb: 'watch', apiGroup: '', resource: 'nodes' });
+    expect(requestAttributes('GET', '/api/v1/nodes/n1')).toEqual({ verb: 'get', apiGroup: '', resource: 'nodes', name: 'n1' });
+    expect(requestAttributes('PATCH', '/api/v1/nodes/n1/status')).toEqual({ verb: 'patch', apiGroup: '', resource: 'nodes', subresource: 'status', name: 'n1' });
+    expect(requestAttributes('GET', '/api/v1/namespaces/kube-felt/pods/p')).toEqual({ verb: 'get', apiGroup: '', resource: 'pods', namespace: 'kube-felt', name: 'p' });
+    expect(requestAttributes('DELETE', '/apis/apps/v1/namespaces/x/daemonsets')).toEqual({ verb: 'deletecollection', apiGroup: 'apps', resource: 'daemonsets', namespace: 'x' });
+    expect(requestAttributes('GET', '/version')).toEqual({ verb: 'get', path: '/version' });
+  });
+
+  it('matches rules on group, resource/subresource, verb and resourceNames', () => {
+    const nodes: PolicyRule = { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] };
+    const status: PolicyRule = { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] };
+    expect(ruleAllows(nodes, requestAttributes('GET', '/api/v1/nodes/n1'))).toBe(true);
+    expect(ruleAllows(nodes, requestAttributes('GET', '/api/v1/nodes/n1/status'))).toBe(false);
+    expect(ruleAllows(nodes, requestAttributes('PATCH', '/api/v1/nodes/n1'))).toBe(false);
+    expect(ruleAllows(status, requestAttributes('PATCH', '/api/v1/nodes/n1/status'))).toBe(true);
+    expect(ruleAllows(status, requestAttributes('PATCH', '/api/v1/nodes/n1'))).toBe(false);
+    expect(ruleAllows({ ...nodes, apiGroups: ['apps'] }, requestAttributes('GET', '/api/v1/nodes'))).toBe(false);
+    expect(ruleAllows({ apiGroups: ['*'], resources: ['*'], verbs: ['*'] }, requestAttributes('DELETE', '/api/v1/nodes/n1/status'))).toBe(true);
+    expect(ruleAllows({ ...nodes, resourceNames: ['n1'] }, requestAttributes('GET', '/api/v1/nodes/n1'))).toBe(true);
+    expect(ruleAllows({ ...nodes, resourceNames: ['n1'] }, requestAttributes('GET', '/api/v1/nodes'))).toBe(false);
+    expect(ruleAllows({ verbs: ['get'], nonResourceURLs: ['/healthz*'] }, requestAttributes('GET', '/healthz/ready'))).toBe(true);
+  });
+
+  it('denies with 403 and the apiserver\'s Status (message, reason, details), and logs every decision', async () => {
+    const fake = await FakeApiServer.start({ token: 't', rbac: { user: 'system:serviceaccount:kube-felt:felt', rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['list'] }] } });
+    try {
+      const call = async (method: string, path: string, body?: string) => {
+        const r = await fetch(`${fake.url}${path}`, { method, body, headers: { Authorization: 'Bearer t', 'Content-Type': 'application/merge-patch+json' } });
+        return { status: r.status, body: (await r.json()) as JsonObject };
+      };
+      expect((await call('GET', '/api/v1/nodes')).status).toBe(200);
+      expect(await call('PATCH', '/api/v1/nodes/n1/status', '{}')).toEqual({
+        status: 403,
+        body: {
+          kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403,
+          message: 'nodes "n1" is forbidden: User "system:serviceaccount:kube-felt:felt" cannot patch resource "nodes/status" in API group "" at the cluster scope',
+          details: { name: 'n1', kind: 'nodes' },
+        },
+      });
+      expect(fake.authz.map((d) => [d.verb, d.allowed, d.rule])).toEqual([['list', true, 0], ['patch', false, undefined]]);
+      expect(forbidden('u', { verb: 'get', path: '/version' }).message).toBe('forbidden: User "u" cannot get path "/version"');
+    } finally {
+      await fake.close();
+    }
   });
 });

@@ -25,7 +25,11 @@
 //   GET   /api/v1/namespaces/{ns}/pods/{name}
 //   Errors are Status objects (404 NotFound, 401 Unauthorized, 409 Conflict, 410 Expired, 415,
 //   400 BadRequest, 405 MethodNotAllowed). resourceVersions are one global, increasing counter.
-//   Optional bearer-token authentication (--token).
+//   Optional bearer-token authentication (--token), TLS (--tls-cert/--tls-key: https://), and RBAC
+//   (--rbac FILE: the token's user and a ClusterRole's rules): every authenticated request is
+//   authorized as kube-apiserver's RBAC authorizer does (verb from method and query, resource and
+//   subresource from the path, apiGroups/resources/verbs/resourceNames/nonResourceURLs of each rule);
+//   a denied request gets the real 403 Forbidden Status. Every decision is logged (authzLog).
 //
 // Test controls: add/update/delete nodes, add pods, compact the watch history, drop or hold watch
 // streams, send bookmarks, and observe every PATCH. In-process: the FakeApiServer methods.
@@ -36,7 +40,8 @@
 // Plain Node: must not import vitest.
 import { randomUUID } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFileSync, rmSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import { pathToFileURL } from 'node:url';
 
@@ -64,11 +69,50 @@ export interface RequestRecord {
   status: number;
 }
 
+/** One rule of a (Cluster)Role, as in rbac.authorization.k8s.io/v1 PolicyRule. */
+export interface PolicyRule {
+  apiGroups?: string[];
+  resources?: string[];
+  verbs: string[];
+  resourceNames?: string[];
+  nonResourceURLs?: string[];
+}
+
+export interface RbacOptions {
+  /** The user the bearer token authenticates as, e.g. system:serviceaccount:kube-felt:felt */
+  user: string;
+  /** The rules bound to that user (the ClusterRole's). */
+  rules: PolicyRule[];
+}
+
+/** What a request asks for, as kube-apiserver's RequestInfo sees it. */
+export interface RequestAttributes {
+  verb: string;
+  /** Resource requests only. */
+  apiGroup?: string;
+  resource?: string;
+  subresource?: string;
+  namespace?: string;
+  name?: string;
+  /** Non-resource requests only (e.g. /version). */
+  path?: string;
+}
+
+export interface AuthzDecision extends RequestAttributes {
+  allowed: boolean;
+  /** Index of the first rule that allowed it. */
+  rule?: number;
+}
+
 export interface FakeApiServerOptions {
   /** host:port or {host, port}; default 127.0.0.1 on a free port. */
   listen?: string | { host: string; port: number };
   /** Require `Authorization: Bearer <token>`. */
   token?: string;
+  /** Serve https with this certificate and key (PEM). */
+  tls?: { cert: string; key: string };
+  /** Authorize every request against these rules (needs `token`). */
+  rbac?: RbacOptions;
   /** With allowWatchBookmarks, send a BOOKMARK this often (the real server: about a minute). */
   bookmarkIntervalMs?: number;
   /** How many events the watch history keeps before older ones count as compacted. */
@@ -250,8 +294,74 @@ function checkStringMap(obj: JsonObject, field: 'annotations' | 'labels'): void 
   }
 }
 
+const VERBS: Record<string, string> = { POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' };
+
+/** kube-apiserver's RequestInfo for a method and URL (core group /api/v1 and named groups /apis/g/v). */
+export function requestAttributes(method: string, rawUrl: string): RequestAttributes {
+  const url = new URL(rawUrl, 'http://fake');
+  const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+  let rest: string[];
+  let apiGroup: string;
+  if (parts[0] === 'api' && parts.length >= 2) {
+    apiGroup = '';
+    rest = parts.slice(2);
+  } else if (parts[0] === 'apis' && parts.length >= 3) {
+    apiGroup = parts[1]!;
+    rest = parts.slice(3);
+  } else {
+    return { verb: method === 'GET' || method === 'HEAD' ? 'get' : (VERBS[method] ?? method.toLowerCase()), path: url.pathname };
+  }
+  if (rest.length === 0) return { verb: 'get', path: url.pathname };
+  let namespace: string | undefined;
+  if (rest[0] === 'namespaces' && rest.length >= 3) {
+    namespace = rest[1];
+    rest = rest.slice(2);
+  }
+  const [resource, name, subresource] = rest;
+  const watch = ['true', '1'].includes(url.searchParams.get('watch') ?? '');
+  let verb: string;
+  if (method === 'GET' || method === 'HEAD') verb = watch ? 'watch' : name === undefined ? 'list' : 'get';
+  else if (method === 'DELETE' && name === undefined) verb = 'deletecollection';
+  else verb = VERBS[method] ?? method.toLowerCase();
+  const attrs: RequestAttributes = { verb, apiGroup, resource: resource! };
+  if (subresource !== undefined) attrs.subresource = subresource;
+  if (namespace !== undefined) attrs.namespace = namespace;
+  if (name !== undefined) attrs.name = name;
+  return attrs;
+}
+
+/** The RBAC authorizer's rule match (rbac/v1 semantics, including "*" and resourceNames). */
+export function ruleAllows(rule: PolicyRule, a: RequestAttributes): boolean {
+  const has = (list: string[] | undefined, v: string): boolean => (list ?? []).includes(v) || (list ?? []).includes('*');
+  if (!has(rule.verbs, a.verb)) return false;
+  if (a.path !== undefined) {
+    return (rule.nonResourceURLs ?? []).some((u) => u === '*' || u === a.path || (u.endsWith('*') && a.path!.startsWith(u.slice(0, -1))));
+  }
+  if (!has(rule.apiGroups, a.apiGroup!)) return false;
+  const combined = a.subresource ? `${a.resource}/${a.subresource}` : a.resource!;
+  const resources = rule.resources ?? [];
+  const resourceOk = resources.includes('*') || resources.includes(combined) || (a.subresource !== undefined && resources.includes(`*/${a.subresource}`));
+  if (!resourceOk) return false;
+  if (rule.resourceNames && rule.resourceNames.length > 0) return a.name !== undefined && rule.resourceNames.includes(a.name);
+  return true;
+}
+
+/** The 403 Status kube-apiserver sends (same message shape, reason and details). */
+export function forbidden(user: string, a: RequestAttributes): ApiError {
+  if (a.path !== undefined) return new ApiError(403, 'Forbidden', `forbidden: User "${user}" cannot ${a.verb} path "${a.path}"`);
+  const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource!;
+  const what = a.name !== undefined ? `${a.resource} "${a.name}"` : a.resource!;
+  const scope = a.namespace !== undefined ? `in the namespace "${a.namespace}"` : 'at the cluster scope';
+  const details: JsonObject = { kind: a.resource! };
+  if (a.name !== undefined) details.name = a.name;
+  if (a.apiGroup) details.group = a.apiGroup;
+  return new ApiError(403, 'Forbidden', `${what} is forbidden: User "${user}" cannot ${a.verb} resource "${res}" in API group "${a.apiGroup}" ${scope}`, details);
+}
+
 export class FakeApiServer {
   readonly patches: RecordedPatch[] = [];
+  /** Every RBAC decision, in order (with the rbac option). */
+  readonly authz: AuthzDecision[] = [];
   readonly requests: RequestRecord[] = [];
   private rv = 1000;
   private readonly nodes = new Map<string, JsonObject>();
@@ -273,7 +383,8 @@ export class FakeApiServer {
   ) {}
 
   static async start(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
-    const server = createServer();
+    if (options.rbac && options.token === undefined) throw new Error('fake-apiserver: rbac needs a token to authenticate the user');
+    const server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }) : createServer();
     const fake = new FakeApiServer(server, options);
     fake.rv = options.startResourceVersion ?? 1000;
     fake.oldestServable = fake.rv;
@@ -291,7 +402,7 @@ export class FakeApiServer {
       });
     });
     const addr = server.address() as AddressInfo;
-    fake.url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    fake.url = `${options.tls ? 'https' : 'http'}://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
     return fake;
   }
 
@@ -488,6 +599,12 @@ export class FakeApiServer {
     if (this.options.token !== undefined && req.headers.authorization !== `Bearer ${this.options.token}`) {
       throw new ApiError(401, 'Unauthorized', 'Unauthorized');
     }
+    if (this.options.rbac) {
+      const attrs = requestAttributes(req.method ?? 'GET', req.url ?? '/');
+      const rule = this.options.rbac.rules.findIndex((r) => ruleAllows(r, attrs));
+      this.authz.push({ ...attrs, allowed: rule >= 0, ...(rule >= 0 ? { rule } : {}) });
+      if (rule < 0) throw forbidden(this.options.rbac.user, attrs);
+    }
     const url = new URL(req.url ?? '/', 'http://fake');
     const method = req.method ?? 'GET';
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
@@ -648,7 +765,7 @@ export class FakeApiServer {
 const CONTROL_METHODS = [
   'resourceVersion', 'addNode', 'updateNode', 'deleteNode', 'getNode', 'listNodes', 'addPod', 'compact',
   'dropWatches', 'setWatchGate', 'heldWatchCount', 'watchCount', 'sendBookmarks', 'clearPatches',
-  'patchLog', 'requestLog',
+  'patchLog', 'requestLog', 'authzLog',
 ] as const;
 type ControlMethod = (typeof CONTROL_METHODS)[number];
 
@@ -658,6 +775,8 @@ function callControl(fake: FakeApiServer, method: ControlMethod, args: Json[]): 
       return fake.patches;
     case 'requestLog':
       return fake.requests;
+    case 'authzLog':
+      return fake.authz;
     default: {
       const fn = (fake as unknown as Record<string, (...a: Json[]) => unknown>)[method]!;
       return fn.apply(fake, args);
@@ -742,6 +861,7 @@ export class FakeApiControl {
   clearPatches = (): Promise<void> => this.call('clearPatches');
   patches = (): Promise<RecordedPatch[]> => this.call('patchLog');
   requests = (): Promise<RequestRecord[]> => this.call('requestLog');
+  authz = (): Promise<AuthzDecision[]> => this.call('authzLog');
 }
 
 // ---- standalone entry point ------------------------------------------------------------------
@@ -759,11 +879,15 @@ async function main(argv: string[]): Promise<void> {
     if (flag === '--listen') opts.listen = value();
     else if (flag === '--control') control = value().replace(/^unix:/, '');
     else if (flag === '--token') opts.token = value();
+    else if (flag === '--tls-cert') opts.tls = { key: '', ...opts.tls, cert: readFileSync(value(), 'utf8') };
+    else if (flag === '--tls-key') opts.tls = { cert: '', ...opts.tls, key: readFileSync(value(), 'utf8') };
+    else if (flag === '--rbac') opts.rbac = JSON.parse(readFileSync(value(), 'utf8')) as RbacOptions;
     else if (flag === '--bookmark-interval-ms') opts.bookmarkIntervalMs = Number(value());
     else if (flag === '--history-limit') opts.historyLimit = Number(value());
-    else throw new Error(`unknown flag ${flag} (flags: --listen host:port --control unix:/path [--token T] [--bookmark-interval-ms N] [--history-limit N])`);
+    else throw new Error(`unknown flag ${flag} (flags: --listen host:port --control unix:/path [--token T] [--tls-cert F --tls-key F] [--rbac F] [--bookmark-interval-ms N] [--history-limit N])`);
   }
   if (!control) throw new Error('--control unix:/path is required');
+  if (opts.tls && (!opts.tls.cert || !opts.tls.key)) throw new Error('--tls-cert and --tls-key go together');
   const fake = await FakeApiServer.start(opts);
   const ctl = await serveControl(fake, control);
   const stop = (): void => {

@@ -1,12 +1,14 @@
 // The testbed: a hub namespace with a bridge (the underlay 192.168.77.0/24), node namespaces
 // plugged into it, optionally etcd inside the hub, and pod namespaces on a per-node `cni0`
-// bridge as the CNI bridge plugin would build them. Everything is torn down by destroy(),
+// bridge: wired by the real CNI plugins from subnet.env (option `cni`, see cni.ts), or by hand
+// as the CNI bridge plugin would build them. Everything is torn down by destroy(),
 // also when create() fails halfway. Plain Node (no vitest): reused by bench/ and scripts/.
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { cniAdd, cniDel, FLANNEL_CONFLIST, podAddress, type CniHost } from './cni.js';
 import { startEtcd } from './etcd.js';
 import { Netns, ping, registerExitCleanup, runPrefix, type PingOptions, type PingResult } from './netns.js';
 
@@ -26,6 +28,12 @@ export interface TestbedOptions {
   pods?: boolean;
   /** Pods per node when `pods` is set (default 1). */
   podsPerNode?: number;
+  /**
+   * Wire pods with the real CNI plugins (flannel's delegate to bridge + host-local, then portmap)
+   * from the node's subnet.env at `<workDir>/<node>/subnet.env` (where startAgent has felt write it),
+   * instead of by hand.
+   */
+  cni?: boolean;
   /** Start etcd inside the hub namespace and write the network config. */
   etcd?: boolean;
   /** Namespace name prefix; default a fresh `felt-<6 hex>`. */
@@ -42,6 +50,8 @@ export interface Pod {
   /** Pod address (no prefix length), e.g. 10.244.5.2 */
   ip: string;
   node: TestbedNode;
+  /** Set when the pod was wired by the CNI plugins (its container ID for DEL). */
+  cniContainerID?: string;
 }
 
 export interface TestbedNode {
@@ -167,6 +177,7 @@ export class Testbed {
    * different subnet rebuilds them.
    */
   async ensurePods(node: TestbedNode, leaseSubnet: string, count = this.options.podsPerNode ?? 1): Promise<Pod[]> {
+    if (this.options.cni) return this.ensureCniPods(node, leaseSubnet, count);
     const { base, len } = splitSubnet(leaseSubnet);
     const subnet = `${base}.0/${len}`;
     if (node.podSubnet === subnet && node.pods.length >= count) return node.pods;
@@ -194,9 +205,38 @@ export class Testbed {
     return node.pods;
   }
 
-  /** Deletes the node's pods and its cni0 bridge. */
+  /** The node's CNI state: plugins run in its namespace, its files under `<workDir>/<node>/`. */
+  cniHost(node: TestbedNode): CniHost {
+    return { ns: node.ns, subnetFile: join(this.workDir, node.name, 'subnet.env'), stateDir: join(this.workDir, node.name, 'cni') };
+  }
+
+  /** ensurePods with the CNI plugins: ADD for each new pod, after a DEL of all when the subnet moved. */
+  private async ensureCniPods(node: TestbedNode, leaseSubnet: string, count: number): Promise<Pod[]> {
+    const { base, len } = splitSubnet(leaseSubnet);
+    const subnet = `${base}.0/${len}`;
+    if (node.podSubnet !== undefined && node.podSubnet !== subnet) await this.removePods(node);
+    node.podSubnet = subnet;
+    const host = this.cniHost(node);
+    mkdirSync(host.stateDir, { recursive: true });
+    for (let p = node.pods.length + 1; p <= count; p++) {
+      const name = `${node.name}p${p}`;
+      const ns = await Netns.create(`${this.prefix}-${name}`);
+      const pod: Pod = { name, ns, ip: '', node, cniContainerID: `${this.prefix}-${name}` };
+      node.pods.push(pod);
+      const result = await cniAdd(host, { containerID: pod.cniContainerID!, netns: ns, ifname: 'eth0' }, FLANNEL_CONFLIST);
+      pod.ip = podAddress(result);
+    }
+    return node.pods;
+  }
+
+  /** Deletes the node's pods (CNI DEL first for CNI-wired ones) and its cni0 bridge. */
   async removePods(node: TestbedNode): Promise<void> {
-    for (const pod of node.pods) await pod.ns.delete();
+    for (const pod of node.pods) {
+      if (pod.cniContainerID && !node.ns.isDeleted) {
+        await cniDel(this.cniHost(node), { containerID: pod.cniContainerID, netns: pod.ns, ifname: 'eth0' }, FLANNEL_CONFLIST);
+      }
+      await pod.ns.delete();
+    }
     node.pods = [];
     if (node.podSubnet !== undefined && !node.ns.isDeleted) {
       await node.ns.ip(['link', 'del', 'cni0']).catch(() => undefined);
