@@ -348,7 +348,7 @@ function hostInfo(loadStart: number): BenchResult['host'] {
 
 const NOTES = [
   'The machine is shared and has 2 vCPUs: during a felt run iperf3 (2 processes) and the two agents compete for them. Absolute numbers are noisy; compare ratios to kernel VXLAN from the same run.',
-  'On veth, kernel VXLAN hands 64 KB GSO packets through without segmenting them, so it runs at nearly underlay speed; a userspace tunnel pays per-packet copies and syscalls (reference/userspace-tunnel-perf.md section 4.1).',
+  'On veth, kernel VXLAN hands 64 KB GSO packets through without segmenting them, so it runs at nearly underlay speed; a userspace tunnel pays per-packet copies and syscalls.',
 ];
 
 /** Notes that depend on this run's figures. */
