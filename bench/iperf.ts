@@ -1,8 +1,7 @@
 // iperf3 inside network namespaces: a server per path, one client run per measurement, and a
 // parser for iperf3's JSON report (`-J`). The parser is pure so it can be checked on saved output.
-import type { ChildProcess } from 'node:child_process';
 import type { Netns } from '../test/testbed/netns.js';
-import { sleep } from '../test/testbed/netns.js';
+import { startServer, type BenchServer } from './server.js';
 
 export const IPERF_PORT = 5201;
 
@@ -74,35 +73,9 @@ export function parseIperfJson(text: string): IperfResult {
   };
 }
 
-/** An iperf3 server listening on `ip` inside `ns`; stop() kills it. */
-export interface IperfServer {
-  stop(): Promise<void>;
-}
-
-/** Starts `iperf3 -s` bound to `ip` and waits until it listens. */
-export async function startIperfServer(ns: Netns, ip: string, port = IPERF_PORT): Promise<IperfServer> {
-  const child: ChildProcess = ns.spawn(['iperf3', '-s', '-B', ip, '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let exited = false;
-  child.once('exit', () => (exited = true));
-  const stop = async (): Promise<void> => {
-    if (exited) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGKILL');
-    await gone;
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (exited) throw new Error(`iperf3 server in ${ns.name} exited at once: ${stderr.trim()}`);
-    const out = await ns.exec(['ss', '-Htln', `sport = :${port}`], { check: false });
-    if (out.stdout.includes(`:${port}`)) return { stop };
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`iperf3 server in ${ns.name} is not listening on ${ip}:${port} after 10 s`);
-    }
-    await sleep(50);
-  }
+/** Starts `iperf3 -s` bound to `ip` and waits until it listens; stop() kills it. */
+export function startIperfServer(ns: Netns, ip: string, port = IPERF_PORT): Promise<BenchServer> {
+  return startServer(ns, ['iperf3', '-s', '-B', ip, '-p', String(port)], port);
 }
 
 export interface IperfClientOptions {

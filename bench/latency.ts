@@ -2,9 +2,8 @@
 // request/response test (sockperf ping-pong: one connection, a small request, the same-size reply,
 // the next request as soon as the reply is in; like netperf TCP_RR or qperf tcp_lat). The parser
 // is pure so it can be checked on saved output.
-import type { ChildProcess } from 'node:child_process';
 import type { Netns } from '../test/testbed/netns.js';
-import { sleep } from '../test/testbed/netns.js';
+import { startServer, type BenchServer } from './server.js';
 
 export const RR_PORT = 11111;
 
@@ -50,34 +49,9 @@ export function parseSockperf(text: string, messageBytes: number): RrResult {
   };
 }
 
-export interface RrServer {
-  stop(): Promise<void>;
-}
-
 /** Starts a sockperf TCP server bound to `ip` inside `ns` and waits until it listens. */
-export async function startRrServer(ns: Netns, ip: string, port = RR_PORT): Promise<RrServer> {
-  const child: ChildProcess = ns.spawn(['sockperf', 'server', '--tcp', '-i', ip, '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let exited = false;
-  child.once('exit', () => (exited = true));
-  const stop = async (): Promise<void> => {
-    if (exited) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGKILL');
-    await gone;
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (exited) throw new Error(`sockperf server in ${ns.name} exited at once: ${stderr.trim()}`);
-    const out = await ns.exec(['ss', '-Htln', `sport = :${port}`], { check: false });
-    if (out.stdout.includes(`:${port}`)) return { stop };
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`sockperf server in ${ns.name} is not listening on ${ip}:${port} after 10 s`);
-    }
-    await sleep(50);
-  }
+export function startRrServer(ns: Netns, ip: string, port = RR_PORT): Promise<BenchServer> {
+  return startServer(ns, ['sockperf', 'server', '--tcp', '-i', ip, '-p', String(port)], port);
 }
 
 /** One back-to-back request/response run from `ns` to a sockperf server at `serverIP`. */

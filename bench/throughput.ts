@@ -12,8 +12,9 @@ import { parseArgs } from 'node:util';
 import { Testbed, UNDERLAY_LEN, UNDERLAY_PREFIX } from '../test/testbed/testbed.js';
 import { repoRoot } from '../test/testbed/tcp.js';
 import { renderChart } from './chart.js';
-import { runIperfClient, startIperfServer, type IperfServer } from './iperf.js';
-import { runRr, startRrServer, type RrServer } from './latency.js';
+import { runIperfClient, startIperfServer } from './iperf.js';
+import { runRr, startRrServer } from './latency.js';
+import type { BenchServer } from './server.js';
 import { setupPath, underlayMtu, type PathEnds } from './paths.js';
 import {
   dropsDelta,
@@ -284,8 +285,8 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
   result.serverIP = ends.serverIP;
   result.mtu = ends.mtu;
   result.info = { ...ends.info };
-  let server: IperfServer | undefined;
-  let rrServer: RrServer | undefined;
+  let server: BenchServer | undefined;
+  let rrServer: BenchServer | undefined;
   const showPing = (p: { avgMs: number; p50Ms: number; p99Ms: number; lossPct: number }) =>
     `avg ${p.avgMs.toFixed(3)} ms, p50 ${p.p50Ms.toFixed(3)}, p99 ${p.p99Ms.toFixed(3)}, loss ${p.lossPct}%`;
   try {
