@@ -6,6 +6,7 @@
 
 #include "addon_engine.h"
 #include "addon_jsio.h"
+#include "addon_probe.h"
 #include "addon_reader.h"
 #include "addon_util.h"
 #include "netlink.h"
@@ -108,6 +109,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   addon_engine_register(env, exports);
   addon_jsio_register(env, exports);
+  addon_probe_register(env, exports);
   return exports;
 }
 

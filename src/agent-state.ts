@@ -1,6 +1,7 @@
 // What the running agent exposes to the debug server (/leases, /metrics, /healthz, /readyz).
 import type { Lease, StoreStatus, LeaseEvent } from './lease/types.js';
 import type { DatapathStats } from './datapath/types.js';
+import type { ProbeSummary } from './probe/types.js';
 
 export interface AgentSnapshot {
   /** This node: its lease and data-path settings. Undefined until a lease is held. */
@@ -21,6 +22,8 @@ export interface AgentSnapshot {
   /** Lease events applied to the table since start, by type; plus own-lease re-acquisitions. */
   leaseEvents: { added: number; removed: number; snapshots: number; reacquired: number };
   startedAt: number;
+  /** Peer probes; undefined before they start. */
+  probes?: ProbeSummary;
 }
 
 /** Implemented by the agent; the debug server only reads through it. */
@@ -30,4 +33,6 @@ export interface AgentState {
   snapshot(): AgentSnapshot;
   /** Called for every lease event the table applies (metrics count them). */
   onLeaseEvent?(listener: (event: LeaseEvent) => void): void;
+  /** Called with the RTT (seconds) of every answered peer probe (the /metrics histogram). */
+  onProbeRtt?(listener: (seconds: number) => void): void;
 }

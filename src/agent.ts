@@ -15,6 +15,7 @@ import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr
 import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
 import { startDebugServer } from './debug/server.js';
 import { collectGarbageSoon } from './heap.js';
+import { startPeerProbes, type PeerProbes } from './probe/index.js';
 
 /** IPv4 (20) + UDP (8): the TUN MTU is the underlay MTU minus this. */
 export const ENCAP_OVERHEAD = 28;
@@ -49,6 +50,8 @@ export class Agent implements AgentState {
   private watcher?: Watcher;
   private masq?: Masquerade;
   private servers: Closable[] = [];
+  private probes?: PeerProbes;
+  private readonly rttListeners: ((seconds: number) => void)[] = [];
   private readonly table = new LeaseTable(
     (lease) => this.leaseProblem(lease),
     ({ lease, reason }) => this.warnOnce(`${formatSubnet(lease.subnet)} ${lease.publicIP} ${reason}`,
@@ -79,6 +82,10 @@ export class Agent implements AgentState {
     this.leaseListeners.push(listener);
   }
 
+  onProbeRtt(listener: (seconds: number) => void): void {
+    this.rttListeners.push(listener);
+  }
+
   snapshot(): AgentSnapshot {
     const store = this.store?.status() ?? {
       backend: this.flag<boolean>('kube-subnet-mgr') ? 'kube' : 'etcd',
@@ -101,6 +108,7 @@ export class Agent implements AgentState {
       store,
       leaseEvents: { ...this.counts },
       startedAt: this.startedAt,
+      probes: this.probes?.summary(),
     };
   }
 
@@ -137,6 +145,7 @@ export class Agent implements AgentState {
       // Peers first: the watch fills the route table while the rest of start-up runs.
       this.watcher = this.store.watch((update) => this.onUpdate(update));
       await this.startMasquerade();
+      this.startProbes();
       await this.writeSubnetFile();
       this.scheduleRenewal();
       this.isReady = true;
@@ -153,6 +162,7 @@ export class Agent implements AgentState {
     this.stopping = true;
     this.isReady = false;
     clearTimeout(this.renewTimer);
+    this.probes?.stop();
     await this.watcher?.stop().catch((err) => this.log.warn({ err }, 'stopping the watch failed'));
     await this.reacquiring?.catch(() => {});
     await this.datapath?.stop().catch((err) => this.log.warn({ err }, 'stopping the data path failed'));
@@ -247,6 +257,20 @@ export class Agent implements AgentState {
     }
     this.datapath = datapath;
     datapath.setRoutes(this.table.routes(subnet));
+  }
+
+  /** Peer probes (src/probe/): from our TUN address through our own data path to every peer's. */
+  private startProbes(): void {
+    this.probes = startPeerProbes({
+      enabled: this.flag<boolean>('probe'),
+      intervalSeconds: this.flag<number>('probe-interval'),
+      maxRate: this.flag<number>('probe-max-rate'),
+    }, {
+      local: () => (this.lease && this.datapath && this.config ? { address: this.lease.subnet.ip, mtu: this.tunMTU(), port: this.config.port } : undefined),
+      peers: () => this.table.all().filter((l) => !this.lease || l.subnet.ip !== this.lease.subnet.ip || l.subnet.prefixLen !== this.lease.subnet.prefixLen),
+    }, this.log);
+    this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });
+    this.onLeaseEvent(() => this.probes?.leaseChanged());
   }
 
   private async startMasquerade(): Promise<void> {

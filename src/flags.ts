@@ -45,6 +45,9 @@ const RUN_FLAGS: FlagSpec[] = [
   { name: 'tun-name', type: 'string', default: 'flannel0', help: 'name of the TUN device' },
   { name: 'debug-addr', type: 'string', default: '127.0.0.1:8286', help: 'debug server (/leases, /metrics, /healthz, /readyz): host:port, unix:/path, or "" to disable' },
   { name: 'startup-timeout', type: 'number', default: 30, range: [1, 86400], help: 'seconds to keep retrying the store (config, lease) at start before giving up' },
+  { name: 'probe', type: 'boolean', default: true, help: 'probe every peer through the overlay (ICMP echo from our TUN address to theirs, plus a full-size DF probe); shown in /leases and /metrics' },
+  { name: 'probe-interval', type: 'number', default: 10, range: [1, 3600], help: 'seconds between probes of one peer (stretched when --probe-max-rate caps it)' },
+  { name: 'probe-max-rate', type: 'number', default: 20, range: [1, 1000], help: 'probes per second at most, all peers together' },
   { name: 'log-level', type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], help: 'level of the JSON logs written to stderr' },
 ];
 

@@ -4,6 +4,8 @@
 import { DROP_REASONS, type DropReason } from '../datapath/types.js';
 import { formatAgo, formatBytes, formatCount, formatDuration } from './format.js';
 import type { LeaseView, LeasesView, PeerView } from './view.js';
+import type { PeerProbeView } from '../probe/view.js';
+import { formatRtt } from './table.js';
 
 export const REFRESH_MS = 2000;
 
@@ -75,6 +77,11 @@ function banners(v: LeasesView): string {
     out.push(`<div class="banner warn"><b>${formatCount(v.store.errors)} store error${v.store.errors === 1 ? '' : 's'}</b> so far. Last: <code>${e(v.store.lastError)}</code></div>`);
   }
   if (v.ready === false) out.push('<div class="banner warn"><b>Not ready:</b> no lease held yet or the data path is not running.</div>');
+  const unreachable = v.leases.filter((l) => l.probe?.state === 'unreachable');
+  if (unreachable.length > 0) {
+    const list = unreachable.slice(0, 5).map((l) => `${l.subnet} (${l.publicIP})`).join(', ');
+    out.push(`<div class="banner bad"><b>${unreachable.length} peer${unreachable.length === 1 ? '' : 's'} unreachable</b> through the overlay: ${e(list)}${unreachable.length > 5 ? ', …' : ''}. Run <code>felt doctor</code> on this node for the likely cause.</div>`);
+  }
   const expired = v.leases.filter((l) => l.expiryState === 'expired').length;
   if (expired > 0) out.push(`<div class="banner bad"><b>${expired} expired lease${expired === 1 ? '' : 's'}</b> still in the table.</div>`);
   return out.join('\n');
@@ -99,6 +106,14 @@ function cards(v: LeasesView): string {
     out.push(card('ICMP sent', formatCount(d.icmpSent), d.icmpRateLimited !== null ? `${formatCount(d.icmpRateLimited)} rate-limited` : 'errors back to senders'));
   } else {
     out.push(card('Data path', '—', 'not running'));
+  }
+  const p = v.probes;
+  if (p && p.enabled) {
+    const n = p.peers;
+    const sub = p.error && p.sent.small === 0
+      ? e(p.error)
+      : `${formatCount(n.unreachable)} unreachable · ${formatCount(n.unknown)} unknown${n.pathMtuFailing ? ` · <b>${formatCount(n.pathMtuFailing)} fail full-size</b>` : ''}`;
+    out.push(card('Peers reachable', `${formatCount(n.reachable)} <small>of ${formatCount(n.reachable + n.unreachable + n.unknown)}</small>`, sub, n.unreachable > 0 || n.pathMtuFailing > 0 || (p.error && p.sent.small === 0) ? 'alert' : ''));
   }
   const relist = `${s.lastRelistSecondsAgo !== null ? `listed ${formatAgo(s.lastRelistSecondsAgo)}` : 'not listed yet'} · ${formatCount(s.relists)} relist${s.relists === 1 ? '' : 's'}`;
   out.push(
@@ -165,7 +180,26 @@ function expiresCell(l: LeaseView): string {
   return `<td class="num expires ${l.expiryState}"${title}>${e(main)}${sub ? `<div class="sub">${e(sub)}</div>` : ''}</td>`;
 }
 
-function leaseRow(l: LeaseView): string {
+function probeCell(p: PeerProbeView | null | undefined, enabled: boolean): string {
+  if (!enabled) return '';
+  if (!p) return '<td class="probe dim">—</td>';
+  const mtu = p.pathMtu.state === 'failed'
+    ? `<div class="sub hot" title="full-size probes (${p.pathMtu.size ?? '?'} bytes, DF) are lost while small ones pass">full-size ${p.pathMtu.size ?? ''} FAILS</div>`
+    : p.pathMtu.state === 'ok' ? `<div class="sub">full-size ${p.pathMtu.size ?? ''} ok</div>` : '';
+  const loss = p.windowSent > 0 ? ` · ${p.windowAnswered}/${p.windowSent}` : '';
+  if (p.state === 'reachable') {
+    return `<td class="probe">${badge('reachable', 'ok', `since ${p.since ?? '?'}`)}<div class="sub">${p.rttP50Ms !== null ? `p50 ${e(formatRtt(p.rttP50Ms))}` : ''}${loss}</div>${mtu}</td>`;
+  }
+  if (p.state === 'unreachable') {
+    const since = p.sinceSecondsAgo !== null ? `for ${formatDuration(p.sinceSecondsAgo)}` : '';
+    const why = p.evidence ? `<div class="sub">${e(p.evidence.kind)} from ${e(p.evidence.from)} ${e(formatAgo(p.evidence.secondsAgo))}</div>` : '';
+    const last = `<div class="sub">last ok ${p.lastSuccessSecondsAgo !== null ? e(formatAgo(p.lastSuccessSecondsAgo)) : 'never'}</div>`;
+    return `<td class="probe">${badge('unreachable', 'bad', `since ${p.since ?? '?'}`)}<div class="sub">${e(since)}${loss}</div>${why}${last}</td>`;
+  }
+  return `<td class="probe">${badge('probing', 'muted')}</td>`;
+}
+
+function leaseRow(l: LeaseView, probes: boolean): string {
   const classes = [l.self ? 'self' : '', l.expiryState === 'expired' ? 'expired' : '', l.expiryState === 'expiring' ? 'expiring' : '']
     .filter(Boolean)
     .join(' ');
@@ -175,16 +209,17 @@ function leaseRow(l: LeaseView): string {
   <td class="mono">${e(l.publicIP)}</td>
   ${expiresCell(l)}
   <td class="source">${sourceCell(l)}</td>
-  ${l.self ? '<td class="local" colspan="4">local subnet, not tunnelled</td>' : `${trafficCell(l.datapath, 'tx')}${trafficCell(l.datapath, 'rx')}${dropsCell(l.datapath)}${lastCell(l.datapath)}`}
+  ${l.self ? `<td class="local" colspan="${probes ? 5 : 4}">local subnet, not tunnelled</td>` : `${probeCell(l.probe, probes)}${trafficCell(l.datapath, 'tx')}${trafficCell(l.datapath, 'rx')}${dropsCell(l.datapath)}${lastCell(l.datapath)}`}
 </tr>`;
 }
 
 function leaseTable(v: LeasesView): string {
   if (v.leases.length === 0) return '<div class="empty">No leases known yet.</div>';
+  const probes = !!v.probes?.enabled;
   return `<table id="leases">
-<thead><tr><th>Subnet</th><th>Public IP</th><th class="num">Expires in</th><th>Source</th><th class="num">TX</th><th class="num">RX</th><th class="num">Drops</th><th>Last packet</th></tr></thead>
+<thead><tr><th>Subnet</th><th>Public IP</th><th class="num">Expires in</th><th>Source</th>${probes ? '<th>Reachability</th>' : ''}<th class="num">TX</th><th class="num">RX</th><th class="num">Drops</th><th>Last packet</th></tr></thead>
 <tbody>
-${v.leases.map(leaseRow).join('\n')}
+${v.leases.map((l) => leaseRow(l, probes)).join('\n')}
 </tbody>
 </table>`;
 }
@@ -221,6 +256,8 @@ h2{font-size:14px;color:var(--muted);font-weight:600;margin:22px 0 8px}
 .badge{padding:3px 10px;border-radius:999px;font-size:12px;font-weight:600;white-space:nowrap}
 .badge.ok{color:var(--ok);background:var(--okbg)}.badge.warn{color:var(--warn);background:var(--warnbg)}
 .badge.bad{color:var(--bad);background:var(--badbg)}.badge.info{color:var(--info);background:var(--infobg)}
+.badge.muted{color:var(--muted);background:var(--bg)}
+td.probe{white-space:nowrap}td.probe .sub{margin-top:2px}
 .banner{padding:10px 14px;border-radius:8px;margin:0 0 12px;border:1px solid}
 .banner.bad{color:var(--bad);background:var(--badbg);border-color:var(--bad)}
 .banner.warn{color:var(--warn);background:var(--warnbg);border-color:var(--warn)}

@@ -4,7 +4,7 @@
 // a counter here moves exactly as its source does.
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AgentSnapshot, AgentState } from '../agent-state.js';
 import { DROP_REASONS } from '../datapath/types.js';
 import { formatSubnet } from '../net/cidr.js';
@@ -191,6 +191,32 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
   gauge('felt_store_last_relist_timestamp_seconds', 'Unix time of the last full list of the lease store, initial or relist (absent before the first).', ['backend'], (s) =>
     s.store.lastRelistAt ? [[{ backend: s.store.backend }, s.store.lastRelistAt / 1000]] : [],
   );
+
+  // Peer probes: counts and one RTT histogram, never a label per peer (5,000 peers stay 3 series).
+  gauge('felt_probe_enabled', 'Whether peer probes run: 1, or 0 when off or when the probe socket could not be opened.', [], (s) =>
+    s.probes ? [[{}, s.probes.enabled && !(s.probes.error && s.probes.sent.small === 0) ? 1 : 0]] : [],
+  );
+  gauge('felt_probe_peers', 'Peers by what the probes found: state = reachable, unreachable, unknown (not decided yet).', ['state'], (s) => {
+    if (!s.probes?.enabled) return [];
+    const n = { reachable: 0, unreachable: 0, unknown: 0 };
+    for (const p of Object.values(s.probes.peers)) n[p.state]++;
+    return Object.entries(n).map(([state, v]) => [{ state }, v]);
+  });
+  gauge('felt_probe_path_mtu_failing_peers', 'Peers whose full-size probes (TUN MTU, DF set) are lost while small probes pass.', [], (s) =>
+    s.probes?.enabled ? [[{}, Object.values(s.probes.peers).filter((p) => p.mtu.state === 'failed').length]] : [],
+  );
+  counter('felt_probes_sent_total', 'Peer probes sent, by size (small, full = the TUN MTU with DF set).', ['size'], (s) =>
+    s.probes ? [[{ size: 'small' }, s.probes.sent.small], [{ size: 'full' }, s.probes.sent.full]] : [],
+  );
+  counter('felt_probes_lost_total', 'Peer probes not answered within the timeout.', [], (s) => (s.probes ? [[{}, s.probes.lost]] : []));
+  counter('felt_probe_icmp_errors_total', 'ICMP errors received that concern a peer (port unreachable from its tunnel port, ...).', [], (s) => (s.probes ? [[{}, s.probes.errors]] : []));
+  const rtt = new Histogram({
+    name: 'felt_probe_rtt_seconds',
+    help: 'Round-trip time of answered small peer probes, through both data paths and the underlay.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  state.onProbeRtt?.((seconds) => rtt.observe(seconds));
 
   registerDefaultMetrics(registry);
   registerEventLoopMetrics(registry);

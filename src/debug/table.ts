@@ -1,5 +1,6 @@
 // /leases?format=table and `felt leases`: the lease document as aligned plain text for a terminal.
 import type { LeaseView, LeasesView, PeerView, SourceView } from './view.js';
+import type { PeerProbeView } from '../probe/view.js';
 import { alignColumns, formatAgo, formatBytes, formatCount, formatDuration } from './format.js';
 
 function sourceText(s: SourceView): string {
@@ -38,6 +39,30 @@ function peerCells(p: PeerView | null): string[] {
     formatAgo(p.lastTxSecondsAgo),
     formatAgo(p.lastRxSecondsAgo),
   ];
+}
+
+/** "ok 0.42ms", "UNREACHABLE 1m02s (port-unreachable from 192.168.77.13)", "unknown". */
+export function probeText(p: PeerProbeView | null): string {
+  if (!p) return '-';
+  const since = p.sinceSecondsAgo !== null ? ` ${formatDuration(p.sinceSecondsAgo)}` : '';
+  if (p.state === 'reachable') return `ok ${p.rttP50Ms !== null ? `${formatRtt(p.rttP50Ms)}` : ''}`.trim();
+  if (p.state === 'unreachable') {
+    const why = p.evidence ? ` (${p.evidence.kind} from ${p.evidence.from})` : '';
+    return `UNREACHABLE${since}${why}`;
+  }
+  return 'unknown';
+}
+
+export function pathMtuText(p: PeerProbeView | null): string {
+  if (!p) return '-';
+  if (p.pathMtu.state === 'ok') return `ok ${p.pathMtu.size ?? ''}`.trim();
+  if (p.pathMtu.state === 'failed') return `FAIL ${p.pathMtu.size ?? ''}`.trim();
+  return '?';
+}
+
+/** 0.4213 -> "0.42ms", 12.5 -> "12.5ms". */
+export function formatRtt(ms: number): string {
+  return `${ms < 10 ? ms.toFixed(2) : ms.toFixed(1)}ms`;
 }
 
 function summaryLines(v: LeasesView): string[] {
@@ -80,23 +105,37 @@ function summaryLines(v: LeasesView): string[] {
     rows.push(['drops tx', dropsText(d.drops.encap)]);
     rows.push(['drops rx', dropsText(d.drops.decap)]);
   }
+  const p = v.probes;
+  if (p) {
+    rows.push([
+      'probes',
+      !p.enabled ? 'off (--probe=false)'
+      : p.error && p.sent.small === 0 ? `not running: ${p.error}`
+      : `${p.peers.reachable} reachable  ${p.peers.unreachable} unreachable  ${p.peers.unknown} unknown` +
+        `${p.peers.pathMtuFailing ? `  ${p.peers.pathMtuFailing} failing full-size` : ''}  (every ${p.intervalSeconds}s, at most ${p.maxRate}/s)`,
+    ]);
+  }
   return alignColumns(rows.map(([k, val]) => [`${k}:`, val!]));
 }
 
 /** Renders the lease document as aligned text (one line per lease, numbers right-aligned). */
 export function formatLeaseTable(v: LeasesView): string {
   const withPath = v.datapath !== null;
+  const withProbes = v.probes !== null && v.probes !== undefined && v.probes.enabled;
   const header = ['', 'SUBNET', 'PUBLIC IP', 'EXPIRES IN'];
+  if (withProbes) header.push('PROBE', 'FULL-SIZE');
   if (withPath) header.push('TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'DROPS', 'LAST TX', 'LAST RX');
   header.push('SOURCE');
   const rows = [header];
   for (const l of v.leases) {
     const row = [l.self ? '*' : '', l.subnet, l.publicIP, expiresText(l)];
+    if (withProbes) row.push(l.self ? 'self' : probeText(l.probe ?? null), l.self ? '' : pathMtuText(l.probe ?? null));
     if (withPath) row.push(...peerCells(l.datapath));
     row.push(sourceText(l.source));
     rows.push(row);
   }
-  const right = new Set(withPath ? [3, 4, 5, 6, 7] : [3]);
+  const shift = withProbes ? 2 : 0;
+  const right = new Set(withPath ? [3, 4 + shift, 5 + shift, 6 + shift, 7 + shift] : [3]);
 
   const out = summaryLines(v);
   out.push('');

@@ -6,6 +6,7 @@ import type { DirectionCounters, DropCounters, PeerStats } from '../datapath/typ
 import { DROP_REASONS } from '../datapath/types.js';
 import type { Lease, StoreStatus } from '../lease/types.js';
 import { formatSubnet } from '../net/cidr.js';
+import { peerProbeView, probesView, type PeerProbeView, type ProbesView } from '../probe/view.js';
 
 export const LEASES_VIEW_VERSION = 1;
 
@@ -42,6 +43,8 @@ export interface LeaseView {
   attrs: Record<string, unknown>;
   /** This peer's data-path counters (joined by PublicIP); null when the data path has none. */
   datapath: PeerView | null;
+  /** What the peer probes found (joined by subnet); null for our own lease or without probes. */
+  probe: PeerProbeView | null;
 }
 
 export interface DatapathView {
@@ -99,6 +102,8 @@ export interface LeasesView {
   datapath: DatapathView | null;
   store: StoreView;
   leaseEvents: { added: number; removed: number; snapshots: number; reacquired: number };
+  /** Peer probe totals; null when not made by an agent or before probing starts. */
+  probes: ProbesView | null;
 }
 
 function iso(ms: number | undefined): string | null {
@@ -189,6 +194,8 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
     leasedIPs.add(lease.publicIP);
     const secondsLeft = lease.expiresAt !== undefined ? secondsBetween(lease.expiresAt, now) : null;
     const peer = peers[lease.publicIP];
+    const probed = snap.probes?.peers[formatSubnet(lease.subnet)];
+    const probeOf = probed && probed.publicIP === lease.publicIP ? probed : undefined;
     return {
       subnet: formatSubnet(lease.subnet),
       publicIP: lease.publicIP,
@@ -199,6 +206,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
       source: sourceView(lease),
       attrs: lease.attrs ?? {},
       datapath: peer ? peerView(peer, now) : null,
+      probe: probeOf ? peerProbeView(probeOf, now) : null,
     };
   });
 
@@ -251,6 +259,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
     datapath,
     store: storeView(snap.store, now),
     leaseEvents: { ...snap.leaseEvents },
+    probes: snap.probes ? probesView(snap.probes) : null,
   };
 }
 

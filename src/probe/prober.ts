@@ -1,0 +1,387 @@
+// Peer probes: every peer is sent an ICMP echo from our TUN address (lease .0) to its TUN address,
+// by the kernel through our own data path, so one answer proves encap, the underlay, the peer's
+// decap and the peer's kernel (a stock flannel-UDP peer answers the same way). Every few rounds a
+// second, full-size probe with DF set checks the path MTU.
+//
+// The rate stays small at any size: one peer per tick, ticks `interval / peers` apart but never
+// more than `maxRate` per second (5,000 peers at 20/s: each peer every ~4 min), each tick jittered
+// by +-50% and the round order shuffled, so 5,000 nodes never probe in step. New peers and peers
+// whose probe was just lost jump the queue (within the same rate) so a verdict comes quickly; a
+// peer turns unreachable after three lost probes in a row, reachable again on one answer.
+import type { Lease } from '../lease/types.js';
+import { formatIPv4, formatSubnet, parseIPv4 } from '../net/cidr.js';
+import { icmpErrorName, MIN_PROBE_SIZE, type EchoRequest, type ReceivedIcmp } from './packet.js';
+import type { Received } from './socket.js';
+import type { PeerProbeStatus, ProbeEvidence, ProbeSummary, Reachability } from './types.js';
+
+export interface ProberOptions {
+  /** Each peer is probed about this often when the rate allows (seconds). */
+  intervalSeconds: number;
+  /** Probes per second at most, all peers together (full-size probes included). */
+  maxRate: number;
+  /** A probe not answered within this long is lost. */
+  timeoutMs: number;
+  /** Recent small-probe outcomes kept per peer (RTT median, answered ratio). */
+  window?: number;
+  /** Lost probes in a row that make a peer unreachable. */
+  failuresToUnreachable?: number;
+  /** A full-size probe goes with every Nth small one (and every time while it fails). */
+  mtuEvery?: number;
+  /** How often queued replies are read (ms). */
+  pollMs?: number;
+}
+
+/** What the prober needs from the agent. */
+export interface ProberContext {
+  /** Our TUN address, the TUN MTU and the tunnel port; undefined while there is no data path. */
+  local(): { address: number; mtu: number; port: number } | undefined;
+  /** The peer leases (ours excluded). */
+  peers(): Lease[];
+}
+
+export interface ProbeSocketLike {
+  send(req: EchoRequest): number;
+  poll(): Array<Received<ReceivedIcmp>>;
+  close(): void;
+}
+
+interface InFlight {
+  peer: PeerState;
+  full: boolean;
+  sentAt: number;
+}
+
+interface PeerState {
+  status: PeerProbeStatus;
+  target: number;
+  publicIP: number;
+  rounds: number;
+  rtts: number[];
+  outcomes: boolean[];
+  fullFailures: number;
+  removed: boolean;
+}
+
+const DEFAULTS = { window: 20, failuresToUnreachable: 3, mtuEvery: 6, pollMs: 100 };
+
+function median(values: number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export class PeerProber {
+  private readonly opts: Required<ProberOptions>;
+  private readonly peers = new Map<string, PeerState>();
+  private readonly byPublicIP = new Map<number, PeerState>();
+  private ring: string[] = [];
+  private ringPos = 0;
+  private readonly urgent: string[] = [];
+  private readonly inFlight = new Map<number, InFlight>();
+  private seq = Math.floor(Math.random() * 0x10000);
+  private readonly id: number;
+  private tickTimer?: NodeJS.Timeout;
+  private pollTimer?: NodeJS.Timeout;
+  private stopped = false;
+  private syncQueued = false;
+  private readonly counts = { small: 0, full: 0, replies: 0, lost: 0, errors: 0 };
+  private readonly rttListeners: Array<(seconds: number) => void> = [];
+  private lastError?: string;
+
+  constructor(
+    private readonly ctx: ProberContext,
+    private readonly socket: ProbeSocketLike,
+    options: ProberOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.opts = { ...DEFAULTS, ...options };
+    // Echo ids tell our replies from other pingers' (and from the doctor's).
+    this.id = (process.pid ^ Math.floor(Math.random() * 0x10000)) & 0xffff;
+  }
+
+  start(): void {
+    this.syncPeers();
+    this.scheduleTick(Math.random() * 1000);
+    this.pollTimer = setInterval(() => this.pollNow(), this.opts.pollMs);
+    this.pollTimer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.tickTimer);
+    clearInterval(this.pollTimer);
+    this.socket.close();
+  }
+
+  /** Called with each answered probe's RTT (seconds), for the /metrics histogram. */
+  onRtt(listener: (seconds: number) => void): void {
+    this.rttListeners.push(listener);
+  }
+
+  /** A lease appeared or went away: probe a new peer soon, forget a removed one. */
+  leaseChanged(): void {
+    // A 5,000-lease snapshot is 5,000 events: one sync after the burst.
+    if (this.syncQueued || this.stopped) return;
+    this.syncQueued = true;
+    setImmediate(() => {
+      this.syncQueued = false;
+      if (!this.stopped) this.syncPeers();
+    });
+  }
+
+  summary(): Omit<ProbeSummary, 'enabled' | 'error'> & { error?: string } {
+    const peers: Record<string, PeerProbeStatus> = {};
+    for (const [key, p] of this.peers) peers[key] = { ...p.status, mtu: { ...p.status.mtu }, evidence: p.status.evidence && { ...p.status.evidence } };
+    return {
+      error: this.lastError,
+      intervalSeconds: this.opts.intervalSeconds,
+      maxRate: this.opts.maxRate,
+      timeoutMs: this.opts.timeoutMs,
+      sent: { small: this.counts.small, full: this.counts.full },
+      replies: this.counts.replies,
+      lost: this.counts.lost,
+      errors: this.counts.errors,
+      peers,
+    };
+  }
+
+  // ---- peers ------------------------------------------------------------------------------------
+
+  private syncPeers(): void {
+    const seen = new Set<string>();
+    for (const lease of this.ctx.peers()) {
+      const key = formatSubnet(lease.subnet);
+      seen.add(key);
+      let publicIP: number;
+      try {
+        publicIP = parseIPv4(lease.publicIP);
+      } catch {
+        continue;
+      }
+      const existing = this.peers.get(key);
+      if (existing && existing.publicIP === publicIP) continue;
+      if (existing) this.forget(key, existing);
+      const state: PeerState = {
+        target: lease.subnet.ip >>> 0,
+        publicIP,
+        rounds: 0,
+        rtts: [],
+        outcomes: [],
+        fullFailures: 0,
+        removed: false,
+        status: {
+          subnet: key,
+          publicIP: lease.publicIP,
+          target: formatIPv4(lease.subnet.ip),
+          state: 'unknown',
+          consecutiveFailures: 0,
+          windowSent: 0,
+          windowAnswered: 0,
+          mtu: { state: 'unknown', size: 0 },
+        },
+      };
+      this.peers.set(key, state);
+      this.byPublicIP.set(publicIP, state);
+      this.urgent.push(key);
+    }
+    for (const [key, p] of this.peers) if (!seen.has(key)) this.forget(key, p);
+  }
+
+  private forget(key: string, p: PeerState): void {
+    p.removed = true;
+    this.peers.delete(key);
+    if (this.byPublicIP.get(p.publicIP) === p) this.byPublicIP.delete(p.publicIP);
+  }
+
+  private nextPeer(): PeerState | undefined {
+    while (this.urgent.length > 0) {
+      const p = this.peers.get(this.urgent.shift()!);
+      if (p) return p;
+    }
+    for (let tries = 0; tries < 2; tries++) {
+      while (this.ringPos < this.ring.length) {
+        const p = this.peers.get(this.ring[this.ringPos++]!);
+        if (p) return p;
+      }
+      // A new round: the current peers in a fresh random order.
+      this.ring = [...this.peers.keys()];
+      for (let i = this.ring.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [this.ring[i], this.ring[j]] = [this.ring[j]!, this.ring[i]!];
+      }
+      this.ringPos = 0;
+    }
+    return undefined;
+  }
+
+  // ---- sending ----------------------------------------------------------------------------------
+
+  /** Milliseconds between ticks: the interval spread over the peers, capped by the rate. */
+  private period(): number {
+    const n = Math.max(1, this.peers.size);
+    return Math.max((this.opts.intervalSeconds * 1000) / n, 1000 / this.opts.maxRate);
+  }
+
+  private scheduleTick(delay?: number): void {
+    if (this.stopped) return;
+    const d = delay ?? this.period() * (0.5 + Math.random());
+    this.tickTimer = setTimeout(() => this.tick(), d);
+    this.tickTimer.unref();
+  }
+
+  private tick(): void {
+    try {
+      this.expire();
+      const local = this.ctx.local();
+      const peer = local ? this.nextPeer() : undefined;
+      if (peer && local) {
+        peer.rounds++;
+        this.sendProbe(peer, local, false);
+        // Sized probes say nothing while small ones are lost: none to an unreachable peer.
+        const mtuDue = peer.status.state !== 'unreachable' &&
+          (peer.status.mtu.state !== 'ok' || peer.rounds % this.opts.mtuEvery === 1 || this.opts.mtuEvery <= 1);
+        if (mtuDue && local.mtu > MIN_PROBE_SIZE) this.sendProbe(peer, local, true);
+      }
+    } catch (err) {
+      this.lastError = (err as Error).message;
+    } finally {
+      // A full-size probe counts against the rate too.
+      this.scheduleTick();
+    }
+  }
+
+  private sendProbe(peer: PeerState, local: { address: number; mtu: number }, full: boolean): void {
+    this.seq = (this.seq + 1) & 0xffff;
+    const seq = this.seq;
+    let sentAt: number;
+    try {
+      sentAt = this.socket.send({ src: local.address, dst: peer.target, id: this.id, seq, size: full ? local.mtu : MIN_PROBE_SIZE + 22, df: true });
+      this.lastError = undefined;
+    } catch (err) {
+      // A send that fails at once (no route, device gone) is a lost probe, decided now.
+      this.lastError = (err as Error).message;
+      sentAt = this.now();
+      if (full) this.counts.full++;
+      else this.counts.small++;
+      this.lost({ peer, full, sentAt });
+      return;
+    }
+    if (full) this.counts.full++;
+    else this.counts.small++;
+    peer.status.lastProbeAt = sentAt;
+    this.inFlight.set(seq, { peer, full, sentAt });
+  }
+
+  private expire(): void {
+    const cutoff = this.now() - this.opts.timeoutMs;
+    for (const [seq, f] of this.inFlight) {
+      if (f.sentAt > cutoff) continue;
+      this.inFlight.delete(seq);
+      this.lost(f);
+    }
+  }
+
+  // ---- receiving --------------------------------------------------------------------------------
+
+  /** Reads whatever the socket holds (also called by the poll timer). */
+  pollNow(): void {
+    if (this.stopped) return;
+    let packets: Array<Received<ReceivedIcmp>>;
+    try {
+      packets = this.socket.poll();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      return;
+    }
+    for (const p of packets) {
+      if (p.kind === 'echo-reply') this.onReply(p);
+      else this.onError(p);
+    }
+    this.expire();
+  }
+
+  private onReply(p: Received<ReceivedIcmp & { kind: 'echo-reply' }>): void {
+    if (p.id !== this.id) return;
+    const f = this.inFlight.get(p.seq);
+    if (!f || f.peer.target !== p.from) return;
+    this.inFlight.delete(p.seq);
+    this.counts.replies++;
+    const peer = f.peer;
+    if (peer.removed) return;
+    const s = peer.status;
+    if (f.full) {
+      s.mtu = { state: 'ok', size: p.size, checkedAt: p.at };
+      peer.fullFailures = 0;
+      return;
+    }
+    const rtt = Math.max(0, p.at - f.sentAt);
+    this.record(peer, true);
+    peer.rtts.push(rtt);
+    if (peer.rtts.length > this.opts.window) peer.rtts.shift();
+    s.rttP50Ms = median(peer.rtts);
+    s.lastSuccessAt = p.at;
+    s.consecutiveFailures = 0;
+    this.setState(peer, 'reachable', p.at);
+    for (const l of this.rttListeners) l(rtt / 1000);
+  }
+
+  private lost(f: InFlight): void {
+    this.counts.lost++;
+    const peer = f.peer;
+    if (peer.removed) return;
+    const s = peer.status;
+    const at = this.now();
+    if (f.full) {
+      // Conclusive only when a small probe got through since: then size is what failed.
+      if (s.lastSuccessAt !== undefined && s.lastSuccessAt >= f.sentAt - this.opts.timeoutMs) {
+        peer.fullFailures++;
+        if (peer.fullFailures >= 2 || s.mtu.state === 'failed') s.mtu = { state: 'failed', size: this.ctx.local()?.mtu ?? s.mtu.size, checkedAt: at };
+      }
+      return;
+    }
+    this.record(peer, false);
+    s.lastFailureAt = at;
+    s.consecutiveFailures++;
+    if (s.consecutiveFailures >= this.opts.failuresToUnreachable) this.setState(peer, 'unreachable', at);
+    else this.urgent.push(s.subnet); // confirm soon
+  }
+
+  private record(peer: PeerState, answered: boolean): void {
+    peer.outcomes.push(answered);
+    if (peer.outcomes.length > this.opts.window) peer.outcomes.shift();
+    peer.status.windowSent = peer.outcomes.length;
+    peer.status.windowAnswered = peer.outcomes.filter(Boolean).length;
+  }
+
+  private setState(peer: PeerState, state: Reachability, at: number): void {
+    if (peer.status.state === state) return;
+    peer.status.state = state;
+    peer.status.since = at;
+  }
+
+  /** ICMP errors: about the tunnel datagrams to a peer (UDP to its port), or about our probes. */
+  private onError(p: Received<ReceivedIcmp & { kind: 'error' }>): void {
+    const q = p.quoted;
+    let peer: PeerState | undefined;
+    let about: ProbeEvidence['about'];
+    if (q.protocol === 17 && q.dstPort === this.ctx.local()?.port) {
+      peer = this.byPublicIP.get(q.dst >>> 0);
+      about = 'tunnel';
+    } else if (q.protocol === 1 && q.echoId === this.id && q.echoSeq !== undefined) {
+      peer = this.inFlight.get(q.echoSeq)?.peer;
+      about = 'probe';
+    } else {
+      return;
+    }
+    if (!peer || peer.removed) return;
+    this.counts.errors++;
+    peer.status.evidence = {
+      kind: icmpErrorName(p.type, p.code),
+      from: formatIPv4(p.from),
+      about,
+      ...(p.mtu ? { mtu: p.mtu } : {}),
+      at: p.at,
+    };
+  }
+}
