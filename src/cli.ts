@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// felt's command line: `felt run` (the agent), `felt leases` (the lease table), `felt --help`.
+// felt's command line: `felt run` (the agent), `felt leases` (the lease table), `felt doctor`
+// (what is wrong on this node), `felt --help`.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -73,6 +74,9 @@ async function main(argv: string[]): Promise<void> {
       const values = parseFlags('leases', rest);
       const { runLeasesCommand } = await import('./leases-cmd.js');
       process.exitCode = await runLeasesCommand(values, process.stdout);
+    } else if (command === 'doctor') {
+      const { runDoctorCommand } = await import('./doctor/index.js');
+      process.exitCode = await runDoctorCommand(parseFlags('doctor', rest), process.stdout);
     }
   } catch (err) {
     if (err instanceof FlagError) fail(err.message);

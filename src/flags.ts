@@ -57,9 +57,22 @@ const LEASES_FLAGS: FlagSpec[] = [
   { name: 'json', type: 'boolean', default: false, help: 'print JSON instead of a table' },
 ];
 
+const DOCTOR_FLAGS: FlagSpec[] = [
+  { name: 'agent', type: 'string', default: '', help: 'the local agent\'s debug server: http://host:port or unix:/path (default: --debug-addr)' },
+  { name: 'debug-addr', type: 'string', default: '127.0.0.1:8286', help: 'the agent\'s --debug-addr, where --agent is looked for by default' },
+  ...RUN_FLAGS.filter((f) => f.name.startsWith('etcd-')).map((f) => (f.name === 'etcd-endpoints'
+    ? { ...f, default: '', help: 'read etcd directly at these endpoints (default: only when the agent does not answer, then flannel\'s defaults)' }
+    : f)),
+  { name: 'tun-name', type: 'string', default: 'flannel0', help: 'name of the TUN device when the agent does not answer' },
+  { name: 'subnet-file', type: 'string', default: '/run/flannel/subnet.env', help: 'subnet.env to read when the agent does not answer' },
+  { name: 'timeout', type: 'number', default: 3, range: [1, 60], help: 'seconds to wait for probe answers' },
+  { name: 'json', type: 'boolean', default: false, help: 'print the report as JSON' },
+];
+
 export const COMMANDS: Record<string, { summary: string; flags: FlagSpec[] }> = {
   run: { summary: 'run the overlay agent on this node', flags: RUN_FLAGS },
   leases: { summary: 'print the lease table (from etcd or from a running agent)', flags: LEASES_FLAGS },
+  doctor: { summary: 'check this node and name the cause when pods cannot reach other nodes (exit 0 healthy, 1 problem, 2 not checked)', flags: DOCTOR_FLAGS },
 };
 
 export type FlagValues = Record<string, string | boolean | number | string[]>;

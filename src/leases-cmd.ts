@@ -24,14 +24,14 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-function oneLine(err: unknown): string {
+export function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   // grpc appends an empty "Resolution note:" to connection errors.
   return text.split('\n')[0]!.replace(/\s*Resolution note:\s*$/, '').trim() || 'unknown error';
 }
 
 /** "unix:/run/felt.sock", "http://127.0.0.1:8286" or "127.0.0.1:8286" -> request target. */
-function agentTarget(agent: string): { socketPath?: string; host?: string; port?: number; label: string } {
+export function agentTarget(agent: string): { socketPath?: string; host?: string; port?: number; label: string } {
   if (agent.startsWith('unix:')) {
     const socketPath = agent.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
     if (!socketPath.startsWith('/')) throw new SourceError(`--agent ${agent}: expected unix:/absolute/path`);
@@ -48,7 +48,7 @@ function agentTarget(agent: string): { socketPath?: string; host?: string; port?
 }
 
 /** GET /leases?format=json from a running agent. */
-async function fromAgent(agent: string, timeoutMs: number): Promise<LeasesView> {
+export async function fromAgent(agent: string, timeoutMs: number): Promise<LeasesView> {
   const target = agentTarget(agent);
   const body = await withTimeout(
     new Promise<string>((resolve, reject) => {
@@ -86,7 +86,7 @@ async function fromAgent(agent: string, timeoutMs: number): Promise<LeasesView> 
 }
 
 /** Lists the leases in etcd (the view has no node, data path or agent state). */
-async function fromEtcd(values: FlagValues, timeoutMs: number): Promise<LeasesView> {
+export async function fromEtcd(values: FlagValues, timeoutMs: number): Promise<LeasesView> {
   const endpoints = String(values['etcd-endpoints'] ?? '')
     .split(',')
     .map((s) => s.trim())

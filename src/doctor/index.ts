@@ -1,0 +1,202 @@
+// `felt doctor`: checks this node in order and names the cause of what is broken. It reads the local
+// agent's /leases (--agent, default the agent's --debug-addr), and etcd directly when asked to or when
+// the agent does not answer. Exit code: 0 healthy, 1 a problem found, 2 could not check.
+import { readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import type { FlagValues } from '../flags.js';
+import { createLogger } from '../log.js';
+import { EtcdLeaseStore } from '../lease/etcd.js';
+import { agentTarget, fromAgent, oneLine } from '../leases-cmd.js';
+import { formatSubnet, parseSubnet, type Subnet } from '../net/cidr.js';
+import type { DoctorContext } from './context.js';
+import {
+  checkAgent, checkForward, checkIpForward, checkOwnLease, checkRoutes, checkRpFilter, checkStore,
+  checkTunDevice, checkTunInterface, checkUdpPort, checkUnderlayMtu, type PeerLease,
+} from './local.js';
+import { checkPeers } from './peers.js';
+import { formatReport, reportJSON } from './report.js';
+import { exitCodeOf, type CheckResult, type DoctorReport } from './types.js';
+
+/** flanneld's default endpoints, used when the agent is down and none were given. */
+const DEFAULT_ETCD = 'http://127.0.0.1:4001,http://127.0.0.1:2379';
+
+function str(values: FlagValues, name: string): string {
+  const v = values[name];
+  return typeof v === 'string' ? v.trim() : '';
+}
+
+function readyz(agent: string, timeoutMs: number): Promise<boolean> {
+  const t = agentTarget(agent);
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: t.socketPath, host: t.host, port: t.port, path: '/readyz', method: 'GET', timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode === 200));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function parseEnv(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m) env[m[1]!] = m[2]!.trim();
+  }
+  return env;
+}
+
+function networkOf(cidr: string | undefined): Subnet | undefined {
+  if (!cidr) return undefined;
+  try {
+    return parseSubnet(cidr);
+  } catch {
+    return undefined;
+  }
+}
+
+async function readStore(values: FlagValues, endpoints: string, timeoutMs: number): Promise<NonNullable<DoctorContext['store']>> {
+  const opt = (name: string) => str(values, name) || undefined;
+  const store = new EtcdLeaseStore({
+    endpoints: endpoints.split(',').map((s) => s.trim()).filter(Boolean),
+    prefix: opt('etcd-prefix') ?? '/coreos.com/network',
+    keyFile: opt('etcd-keyfile'), certFile: opt('etcd-certfile'), caFile: opt('etcd-cafile'),
+    username: opt('etcd-username'), password: opt('etcd-password'),
+    renewMarginMinutes: 60,
+    callTimeoutMs: timeoutMs,
+  }, createLogger('fatal'));
+  const within = <T>(p: Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs); })]).finally(() => clearTimeout(timer));
+  };
+  try {
+    const { leases } = await within(store.list());
+    const config = await within(store.getNetworkConfig()).catch(() => undefined);
+    return { leases, config, endpoints };
+  } finally {
+    await within(store.close()).catch(() => undefined);
+  }
+}
+
+export async function gatherContext(values: FlagValues): Promise<DoctorContext> {
+  const timeoutMs = Number(values.timeout ?? 3) * 1000;
+  const agent = str(values, 'agent') || str(values, 'debug-addr');
+  const ctx: DoctorContext = {
+    agentLabel: agent || '(none: --debug-addr is off)',
+    subnetFile: str(values, 'subnet-file') || '/run/flannel/subnet.env',
+    tunName: str(values, 'tun-name') || 'flannel0',
+    node: { port: 8285 },
+    timeoutMs,
+  };
+  if (agent) {
+    try {
+      ctx.agentLabel = agentTarget(agent).label;
+      ctx.view = await fromAgent(agent, 5000);
+      ctx.ready = await readyz(agent, 5000).catch(() => undefined);
+    } catch (err) {
+      ctx.agentError = oneLine(err);
+    }
+  }
+  try {
+    ctx.subnetEnv = parseEnv(readFileSync(ctx.subnetFile, 'utf8'));
+  } catch {
+    ctx.subnetEnv = undefined;
+  }
+  // The store directly: when endpoints are given, or when the agent cannot tell us what it holds.
+  const given = str(values, 'etcd-endpoints');
+  const kube = ctx.view?.store.backend === 'kube';
+  if (given || (!ctx.view && !kube)) {
+    const endpoints = given || DEFAULT_ETCD;
+    try {
+      ctx.store = await readStore(values, endpoints, 5000);
+    } catch (err) {
+      ctx.storeError = `cannot read the store at ${endpoints}: ${oneLine(err)}`;
+    }
+  }
+
+  const n = ctx.view?.node;
+  if (n) {
+    ctx.tunName = n.tunName;
+    ctx.node = { subnet: parseSubnet(n.subnet), publicIP: n.publicIP, mtu: n.mtu, network: parseSubnet(n.network), port: n.port };
+  } else {
+    const env = ctx.subnetEnv;
+    const own = networkOf(env?.FLANNEL_SUBNET);
+    const subnet = own;
+    const lease = subnet && ctx.store?.leases.find((l) => l.subnet.ip === subnet.ip && l.subnet.prefixLen === subnet.prefixLen);
+    ctx.node = {
+      subnet,
+      publicIP: lease?.publicIP,
+      mtu: env?.FLANNEL_MTU ? Number(env.FLANNEL_MTU) : undefined,
+      network: networkOf(env?.FLANNEL_NETWORK) ?? ctx.store?.config?.network,
+      port: ctx.store?.config?.port ?? 8285,
+    };
+  }
+  return ctx;
+}
+
+/** The leases of every other node, with their time left. */
+function peerLeases(ctx: DoctorContext): PeerLease[] {
+  const own = ctx.node.subnet;
+  const isOwn = (s: Subnet) => !!own && s.ip === own.ip && s.prefixLen === own.prefixLen;
+  if (ctx.view) {
+    return ctx.view.leases.filter((l) => !l.self).map((l) => ({ subnet: parseSubnet(l.subnet), publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }))
+      .filter((l) => !isOwn(l.subnet));
+  }
+  return (ctx.store?.leases ?? []).filter((l) => !isOwn(l.subnet)).map((l) => ({
+    subnet: l.subnet, publicIP: l.publicIP,
+    expiresInSeconds: l.expiresAt === undefined ? null : Math.round((l.expiresAt - Date.now()) / 1000),
+  }));
+}
+
+export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
+  const peers = peerLeases(ctx);
+  const checks: CheckResult[] = [];
+  const guard = async (id: string, title: string, fn: () => CheckResult | Promise<CheckResult>): Promise<CheckResult> => {
+    try {
+      return await fn();
+    } catch (err) {
+      return { id, title, verdict: 'error', summary: `check failed: ${oneLine(err)}` };
+    }
+  };
+  checks.push(await guard('tun-device', '/dev/net/tun', () => checkTunDevice()));
+  checks.push(await guard('agent', 'agent', () => checkAgent(ctx)));
+  checks.push(await guard('tun-interface', 'tun interface', () => checkTunInterface(ctx)));
+  let shadowed = new Map<string, string>();
+  checks.push(await guard('routes', 'routes', () => {
+    const r = checkRoutes(ctx, peers);
+    shadowed = r.shadowed;
+    return r.result;
+  }));
+  checks.push(await guard('ip-forward', 'ip_forward', () => checkIpForward()));
+  checks.push(await guard('rp-filter', 'rp_filter', () => checkRpFilter(ctx, peers)));
+  checks.push(await guard('forward', 'FORWARD chain', () => checkForward(ctx, peers)));
+  let bindAddress: string | undefined;
+  checks.push(await guard('udp-port', `UDP ${ctx.node.port}`, () => {
+    const r = checkUdpPort(ctx);
+    bindAddress = r.bindAddress;
+    return r.result;
+  }));
+  checks.push(await guard('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
+  checks.push(await guard('own-lease', 'own lease', () => checkOwnLease(ctx)));
+  checks.push(await guard('store', 'lease store', () => checkStore(ctx)));
+  try {
+    checks.push(...(await checkPeers(ctx, peers, shadowed)));
+  } catch (err) {
+    checks.push({ id: 'peers', title: 'peers', verdict: 'error', summary: `check failed: ${oneLine(err)}` });
+  }
+  return {
+    exitCode: exitCodeOf(checks),
+    node: { subnet: ctx.node.subnet ? formatSubnet(ctx.node.subnet) : null, publicIP: ctx.node.publicIP ?? null, agent: ctx.agentLabel },
+    checks,
+    generatedAt: new Date().toISOString(),
+  };
+}
+
+/** Runs every check and prints the report; returns the exit code. */
+export async function runDoctorCommand(values: FlagValues, out: NodeJS.WritableStream): Promise<number> {
+  const ctx = await gatherContext(values);
+  const report = await runChecks(ctx);
+  out.write(values.json === true ? reportJSON(report) : formatReport(report));
+  return report.exitCode;
+}
