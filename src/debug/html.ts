@@ -257,7 +257,7 @@ h2{font-size:14px;color:var(--muted);font-weight:600;margin:22px 0 8px}
 .badge.ok{color:var(--ok);background:var(--okbg)}.badge.warn{color:var(--warn);background:var(--warnbg)}
 .badge.bad{color:var(--bad);background:var(--badbg)}.badge.info{color:var(--info);background:var(--infobg)}
 .badge.muted{color:var(--muted);background:var(--bg)}
-td.probe{white-space:nowrap}td.probe .sub{margin-top:2px}
+td.probe{min-width:140px;max-width:220px}td.probe .sub{margin-top:2px}
 .banner{padding:10px 14px;border-radius:8px;margin:0 0 12px;border:1px solid}
 .banner.bad{color:var(--bad);background:var(--badbg);border-color:var(--bad)}
 .banner.warn{color:var(--warn);background:var(--warnbg);border-color:var(--warn)}

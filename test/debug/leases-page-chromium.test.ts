@@ -9,7 +9,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDebugServer, type DebugServer } from '../../src/debug/server.js';
 import { repoRoot } from '../testbed/tcp.js';
-import { HOUR, HandState, etcdLease, peer, sampleSnapshot } from '../debug/state.js';
+import { HOUR, HandState, etcdLease, peer, probeStatus, sampleSnapshot } from '../debug/state.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -35,6 +35,10 @@ function demoSnapshot() {
   snap.datapath!.encap = { packets: 49_715, bytes: 63_502_448 };
   snap.datapath!.decap = { packets: 47_307, bytes: 5_107_451 };
   snap.leaseEvents = { added: 5, removed: 1, snapshots: 1, reacquired: 0 };
+  snap.probes!.peers['10.244.6.0/24'] = probeStatus('10.244.6.0/24', '192.168.77.16', {
+    state: 'reachable', since: now - 18 * HOUR, lastSuccessAt: now - 1500, windowSent: 20, windowAnswered: 20, rttP50Ms: 0.387,
+    mtu: { state: 'ok', size: 1472, checkedAt: now - 40_000 },
+  });
   return snap;
 }
 

@@ -4,6 +4,7 @@ import type { AgentSnapshot, AgentState } from '../../src/agent-state.js';
 import type { DatapathStats, PeerStats } from '../../src/datapath/types.js';
 import { emptyDropCounters } from '../../src/datapath/types.js';
 import type { Lease } from '../../src/lease/types.js';
+import type { PeerProbeStatus, ProbeSummary } from '../../src/probe/types.js';
 import { parseSubnet } from '../../src/net/cidr.js';
 
 export const HOUR = 3600_000;
@@ -32,6 +33,33 @@ export function emptyStats(engine: 'native' | 'js' = 'native'): DatapathStats {
     drops: { encap: emptyDropCounters(), decap: emptyDropCounters() },
     peers: {},
     features: {},
+  };
+}
+
+export function probeStatus(subnet: string, publicIP: string, p: Partial<PeerProbeStatus> = {}): PeerProbeStatus {
+  return {
+    subnet, publicIP, target: subnet.replace(/\/\d+$/, ''), state: 'unknown', consecutiveFailures: 0, windowSent: 0, windowAnswered: 0,
+    mtu: { state: 'unknown', size: 0 }, ...p,
+  };
+}
+
+/** n2 reachable, n3 unreachable for 2 minutes (its agent is down: port-unreachable), n4 not decided yet. */
+export function sampleProbes(now = Date.now()): ProbeSummary {
+  return {
+    enabled: true, intervalSeconds: 10, maxRate: 20, timeoutMs: 3000,
+    sent: { small: 420, full: 70 }, replies: 466, lost: 24, errors: 6,
+    peers: {
+      '10.244.2.0/24': probeStatus('10.244.2.0/24', '192.168.77.12', {
+        state: 'reachable', since: now - 3 * HOUR, lastProbeAt: now - 4000, lastSuccessAt: now - 4000, windowSent: 20, windowAnswered: 20, rttP50Ms: 0.412,
+        mtu: { state: 'ok', size: 1472, checkedAt: now - 30_000 },
+      }),
+      '10.244.3.0/24': probeStatus('10.244.3.0/24', '192.168.77.13', {
+        state: 'unreachable', since: now - 120_000, lastProbeAt: now - 2000, lastSuccessAt: now - 125_000, lastFailureAt: now - 2000, consecutiveFailures: 12,
+        windowSent: 20, windowAnswered: 8, rttP50Ms: 0.5, mtu: { state: 'ok', size: 1472, checkedAt: now - 200_000 },
+        evidence: { kind: 'port-unreachable', from: '192.168.77.13', about: 'tunnel', at: now - 3000 },
+      }),
+      '10.244.4.0/24': probeStatus('10.244.4.0/24', '192.168.77.14'),
+    },
   };
 }
 
@@ -66,6 +94,7 @@ export function sampleSnapshot(): AgentSnapshot {
     store: { backend: 'etcd', connected: true, lastRevision: '15', lastRelistAt: now - 90_000, relists: 1, errors: 0, renewals: 2, renewalFailures: 0 },
     leaseEvents: { added: 4, removed: 1, snapshots: 1, reacquired: 0 },
     startedAt: now - 3 * HOUR,
+    probes: sampleProbes(now),
   };
 }
 
