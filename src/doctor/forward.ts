@@ -132,7 +132,9 @@ function evaluate(rule: Rule, flow: Flow): { match: Match; target?: string; why?
       case '-i': case '--in-interface': combine(ifaceMatches(val, flow.in), negate, `-i ${val}`); i++; break;
       case '-o': case '--out-interface': combine(ifaceMatches(val, flow.out), negate, `-o ${val}`); i++; break;
       case '-p': case '--protocol': combine(val === 'all' || val === '0' ? 'yes' : 'maybe', negate, `-p ${val}`); i++; break;
-      case '-j': case '--jump': case '-g': case '--goto': target = val; i++; break;
+      case '-j': case '--jump': case '-g': case '--goto':
+        // iptables-save writes the target last; what follows are its options (--reject-with ...).
+        return { match: result, target: val, why };
       case '-m': case '--match': i++; break; // the module's own options follow
       case '--ctstate': case '--state': combine(stateMatches(val), negate, `${opt} ${val}`); i++; break;
       case '--comment': i++; break;

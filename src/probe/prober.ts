@@ -239,7 +239,7 @@ export class PeerProber {
         peer.rounds++;
         this.sendProbe(peer, local, false);
         // Sized probes say nothing while small ones are lost: none to an unreachable peer.
-        const mtuDue = peer.status.state !== 'unreachable' &&
+        const mtuDue = peer.status.state !== 'unreachable' && peer.status.consecutiveFailures === 0 &&
           (peer.status.mtu.state !== 'ok' || peer.rounds % this.opts.mtuEvery === 1 || this.opts.mtuEvery <= 1);
         if (mtuDue && local.mtu > MIN_PROBE_SIZE) this.sendProbe(peer, local, true);
       }
