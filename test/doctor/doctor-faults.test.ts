@@ -181,10 +181,10 @@ describe('felt doctor names injected faults (root, netns, TUN, etcd, iptables; b
     const table = (await agents.get('n1')!.fetchText('/leases?format=table')).body;
     expect(table).toMatch(/UNREACHABLE \S+ \(port-unreachable from 192\.168\.77\.13\)/);
 
-    // The lease it left behind, as a node that died a day ago leaves it: 20 s from expiry, unrenewed.
+    // The lease it left behind, as a node that died a day ago leaves it: 15 s from expiry, unrenewed.
     const key = `${tb.etcdPrefix}/subnets/${subnetKey(n3.subnet)}`;
     const value = (await tb.etcdClient.get(key).string())!;
-    const lease = tb.etcdClient.lease(20, { autoKeepAlive: false });
+    const lease = tb.etcdClient.lease(15, { autoKeepAlive: false });
     await lease.put(key).value(value);
     await waitFor("n1 to see n3's lease expiring", async () => {
       const doc = await agents.get('n1')!.fetchJSON('/leases');
