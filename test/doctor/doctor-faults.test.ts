@@ -180,6 +180,11 @@ describe('felt doctor names injected faults (root, netns, TUN, etcd, iptables; b
     });
     const table = (await agents.get('n1')!.fetchText('/leases?format=table')).body;
     expect(table).toMatch(/UNREACHABLE \S+ \(port-unreachable from 192\.168\.77\.13\)/);
+    // On the stopped node itself: the agent, its device and its socket are named; the lease is read from etcd.
+    const local = await doctor(n(3), 'agent-down-local');
+    expectOnlyFailures(local, ['agent', 'tun-interface', 'routes', 'udp-port']);
+    expect(check(local, 'own-lease').summary).toMatch(/present in the store/);
+    expect(check(local, 'peers').verdict).toBe('skip');
 
     // The lease it left behind, as a node that died a day ago leaves it: 15 s from expiry, unrenewed.
     const key = `${tb.etcdPrefix}/subnets/${subnetKey(n3.subnet)}`;
