@@ -27,7 +27,7 @@ export interface ProberOptions {
   failuresToUnreachable?: number;
   /** A full-size probe goes with every Nth small one (and every time while it fails). */
   mtuEvery?: number;
-  /** How often queued replies are read (ms). */
+  /** First wait before queued replies are read after a send (ms); doubles while probes are out. */
   pollMs?: number;
 }
 
@@ -62,7 +62,9 @@ interface PeerState {
   removed: boolean;
 }
 
-const DEFAULTS = { window: 20, failuresToUnreachable: 3, mtuEvery: 6, pollMs: 100 };
+const DEFAULTS = { window: 20, failuresToUnreachable: 3, mtuEvery: 6, pollMs: 5 };
+/** Longest wait between reads while probes are out. */
+const MAX_POLL_MS = 250;
 
 function median(values: number[]): number | undefined {
   if (values.length === 0) return undefined;
@@ -83,6 +85,7 @@ export class PeerProber {
   private readonly id: number;
   private tickTimer?: NodeJS.Timeout;
   private pollTimer?: NodeJS.Timeout;
+  private pollDelay = 0;
   private stopped = false;
   private syncQueued = false;
   private readonly counts = { small: 0, full: 0, replies: 0, lost: 0, errors: 0 };
@@ -103,14 +106,12 @@ export class PeerProber {
   start(): void {
     this.syncPeers();
     this.scheduleTick(Math.random() * 1000);
-    this.pollTimer = setInterval(() => this.pollNow(), this.opts.pollMs);
-    this.pollTimer.unref();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.tickTimer);
-    clearInterval(this.pollTimer);
+    clearTimeout(this.pollTimer);
     this.socket.close();
   }
 
@@ -271,6 +272,23 @@ export class PeerProber {
     else this.counts.small++;
     peer.status.lastProbeAt = sentAt;
     this.inFlight.set(seq, { peer, full, sentAt });
+    // Read soon after a send and back off while answers are missing: an idle agent is not woken
+    // by a polling timer (RTTs come from the kernel's receive timestamps, not from when we read).
+    this.pollDelay = this.opts.pollMs;
+    if (!this.pollTimer) this.schedulePoll();
+  }
+
+  private schedulePoll(): void {
+    if (this.stopped) return;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = undefined;
+      this.pollNow();
+      if (this.inFlight.size > 0) {
+        this.pollDelay = Math.min(this.pollDelay * 2, MAX_POLL_MS);
+        this.schedulePoll();
+      }
+    }, this.pollDelay);
+    this.pollTimer.unref();
   }
 
   private expire(): void {
@@ -284,7 +302,7 @@ export class PeerProber {
 
   // ---- receiving --------------------------------------------------------------------------------
 
-  /** Reads whatever the socket holds (also called by the poll timer). */
+  /** Reads whatever the socket holds (ICMP errors that came in meanwhile included). */
   pollNow(): void {
     if (this.stopped) return;
     let packets: Array<Received<ReceivedIcmp>>;

@@ -82,7 +82,8 @@ describe('peer prober', () => {
       kind: 'error', from: parseIPv4('192.168.77.13'), to: parseIPv4('192.168.77.11'), type: 3, code: 3, mtu: 0,
       quoted: { protocol: 17, src: parseIPv4('192.168.77.11'), dst: parseIPv4('192.168.77.13'), srcPort: 8285, dstPort: 8285 }, at: Date.now(),
     });
-    await vi.advanceTimersByTimeAsync(500);
+    // Read with the replies to the next probe (no timer wakes an idle prober just to read).
+    await vi.advanceTimersByTimeAsync(2000);
     const p = prober.summary().peers['10.244.3.0/24']!;
     prober.stop();
     expect(p.evidence).toMatchObject({ kind: 'port-unreachable', from: '192.168.77.13', about: 'tunnel' });
