@@ -93,8 +93,9 @@ for (const engine of ENGINES) {
       if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
       tb = await Testbed.create({ nodes: 3, pods: true, etcd: true });
       [n1, n2, rogue] = [tb.node(1), tb.node(2), tb.node(3)];
-      a1 = await startAgent(tb, n1, { engine });
-      a2 = await startAgent(tb, n2, { engine });
+      // Exact packet counts are asserted: no peer probes adding packets of their own.
+      a1 = await startAgent(tb, n1, { engine, extraArgs: ['--probe=false'] });
+      a2 = await startAgent(tb, n2, { engine, extraArgs: ['--probe=false'] });
       await waitFor('both agents to know both leases', async () => {
         for (const a of [a1, a2]) {
           const subnets = (await doc(a)).leases.map((l) => l.subnet);
