@@ -1,5 +1,5 @@
 // What the running agent exposes to the debug server (/leases, /metrics, /healthz, /readyz).
-import type { Lease, StoreStatus, LeaseEvent } from './lease/types.js';
+import type { Lease, StoreStatus } from './lease/types.js';
 import type { DatapathStats } from './datapath/types.js';
 import type { ProbeSummary } from './probe/types.js';
 
@@ -31,8 +31,6 @@ export interface AgentState {
   /** True once subnet.env is written and the data path runs. */
   ready(): boolean;
   snapshot(): AgentSnapshot;
-  /** Called for every lease event the table applies (metrics count them). */
-  onLeaseEvent?(listener: (event: LeaseEvent) => void): void;
   /** Called with the RTT (seconds) of every answered peer probe (the /metrics histogram). */
   onProbeRtt?(listener: (seconds: number) => void): void;
 }

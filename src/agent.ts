@@ -2,19 +2,21 @@
 // lease store, renews the lease, writes subnet.env and serves health/debug endpoints.
 import { existsSync } from 'node:fs';
 import type { Logger } from './log.js';
-import type { FlagValues } from './flags.js';
+import { LoggedOnce } from './log.js';
 import type { AgentSnapshot, AgentState } from './agent-state.js';
+import type { AgentSettings } from './settings.js';
 import type { Lease, LeaseEvent, LeaseStore, LeaseUpdate, NetworkConfig, Watcher } from './lease/types.js';
+import { LeaseLostError } from './lease/types.js';
 import type { Datapath, DatapathConfig } from './datapath/types.js';
-import { createDatapath, type EngineName } from './datapath/index.js';
+import { createDatapath } from './datapath/index.js';
 import { LeaseTable } from './lease/table.js';
-import { EtcdLeaseStore, LeaseLostError, SubnetsExhaustedError } from './lease/etcd.js';
-import { ConfigError } from './lease/config.js';
+import { openLeaseStore } from './lease/open.js';
 import { chooseInterface, type UnderlayInterface } from './net/iface.js';
 import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr.js';
 import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
 import { startDebugServer } from './debug/server.js';
 import { collectGarbageSoon } from './heap.js';
+import { errorText, retry } from './retry.js';
 import { startPeerProbes, type PeerProbes } from './probe/index.js';
 
 /** IPv4 (20) + UDP (8): the TUN MTU is the underlay MTU minus this. */
@@ -27,21 +29,16 @@ interface Closable {
   close(): Promise<void>;
 }
 
-/** The pieces of a Kubernetes-mode store the agent uses beyond LeaseStore. */
-interface KubeExtras {
-  markNetworkAvailable?(): Promise<void>;
-  getNodePublicIP?(): Promise<string | undefined>;
-}
-
 interface Masquerade {
   setup(): Promise<void>;
   teardown(): Promise<void>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A snapshot with more changes than this is logged as one summary line. */
+const QUIET_CHANGES = 20;
 
 export class Agent implements AgentState {
-  private store?: LeaseStore & KubeExtras;
+  private store?: LeaseStore;
   private config?: NetworkConfig;
   private iface?: UnderlayInterface;
   private publicIP = '';
@@ -54,32 +51,28 @@ export class Agent implements AgentState {
   private readonly rttListeners: ((seconds: number) => void)[] = [];
   private readonly table = new LeaseTable(
     (lease) => this.leaseProblem(lease),
-    ({ lease, reason }) => this.warnOnce(`${formatSubnet(lease.subnet)} ${lease.publicIP} ${reason}`,
-      { subnet: formatSubnet(lease.subnet), publicIP: lease.publicIP, reason, source: lease.source }, 'ignoring a lease that must not be routed'),
+    ({ lease, reason }) => {
+      if (this.warned.first(`${formatSubnet(lease.subnet)} ${lease.publicIP} ${reason}`)) {
+        this.log.warn({ subnet: formatSubnet(lease.subnet), publicIP: lease.publicIP, reason, source: lease.source }, 'ignoring a lease that must not be routed');
+      }
+    },
   );
-  private readonly warned = new Set<string>();
+  private readonly warned = new LoggedOnce();
   private renewTimer?: NodeJS.Timeout;
   private isReady = false;
   private stopping = false;
+  /** Aborted by stop(): ends every retry wait. */
+  private readonly abort = new AbortController();
   private reacquiring?: Promise<void>;
-  private readonly leaseListeners: ((e: LeaseEvent) => void)[] = [];
   private readonly counts = { added: 0, removed: 0, snapshots: 0, reacquired: 0 };
   private readonly startedAt = Date.now();
 
-  constructor(private readonly flags: FlagValues, private readonly log: Logger) {}
-
-  private flag<T extends string | number | boolean | string[]>(name: string): T {
-    return this.flags[name] as T;
-  }
+  constructor(private readonly settings: AgentSettings, private readonly log: Logger) {}
 
   // ---- AgentState ---------------------------------------------------------------------------
 
   ready(): boolean {
     return this.isReady;
-  }
-
-  onLeaseEvent(listener: (event: LeaseEvent) => void): void {
-    this.leaseListeners.push(listener);
   }
 
   onProbeRtt(listener: (seconds: number) => void): void {
@@ -88,7 +81,7 @@ export class Agent implements AgentState {
 
   snapshot(): AgentSnapshot {
     const store = this.store?.status() ?? {
-      backend: this.flag<boolean>('kube-subnet-mgr') ? 'kube' : 'etcd',
+      backend: this.settings.store.kind,
       connected: false, relists: 0, errors: 0, renewals: 0, renewalFailures: 0,
     };
     return {
@@ -96,8 +89,8 @@ export class Agent implements AgentState {
         ? {
             lease: this.lease,
             publicIP: this.publicIP,
-            tunName: this.flag<string>('tun-name'),
-            engine: this.flag<EngineName>('engine'),
+            tunName: this.settings.tunName,
+            engine: this.settings.engine,
             mtu: this.tunMTU(),
             network: formatSubnet(this.config.network),
             port: this.config.port,
@@ -120,37 +113,28 @@ export class Agent implements AgentState {
       if (!existsSync('/dev/net/tun')) {
         throw new StartupError('/dev/net/tun is missing: load the tun module, or mount /dev/net/tun into the container (hostPath, type CharDevice)');
       }
-      this.iface = chooseInterface(this.flag<string[]>('iface'), this.flag<string[]>('iface-regex'));
-      this.publicIP = this.flag<string>('public-ip') || this.iface.address;
+      this.iface = chooseInterface(this.settings.iface, this.settings.ifaceRegex);
+      this.log.info({ iface: this.iface.name, address: this.iface.address, mtu: this.iface.mtu }, 'using interface');
+
+      const store = await openLeaseStore(this.settings.store, this.log);
+      this.store = store;
+      const deadline = Date.now() + this.settings.startupTimeoutMs;
+      // Kubernetes mode: flannel's node-public-ip annotation stands in for --public-ip.
+      this.publicIP = this.settings.publicIP
+        ?? (await this.startupStep(deadline, 'read the stored public IP', () => store.storedPublicIP()))
+        ?? this.iface.address;
       parseIPv4(this.publicIP);
-      this.log.info({ iface: this.iface.name, address: this.iface.address, publicIP: this.publicIP, mtu: this.iface.mtu }, 'using interface');
+      this.config = await this.startupStep(deadline, 'read the network config', () => store.getNetworkConfig());
+      this.log.info({ network: formatSubnet(this.config.network), subnetLen: this.config.subnetLen, port: this.config.port, publicIP: this.publicIP }, 'network config');
 
-      this.store = await this.createStore();
-      if (!this.flag<string>('public-ip')) {
-        // Kubernetes mode: flannel's node-public-ip annotation stands in for --public-ip.
-        const annotated = await this.store.getNodePublicIP?.();
-        if (annotated) this.publicIP = annotated;
-      }
-      const deadline = Date.now() + this.flag<number>('startup-timeout') * 1000;
-      this.config = await this.retryUntil(deadline, 'read the network config', () => this.store!.getNetworkConfig());
-      this.log.info({ network: formatSubnet(this.config.network), subnetLen: this.config.subnetLen, port: this.config.port }, 'network config');
-
-      const subnetFile = this.flag<string>('subnet-file');
-      const previousSubnet = await readPreviousSubnet(subnetFile);
-      this.lease = await this.retryUntil(deadline, 'acquire a subnet lease', () =>
-        this.store!.acquire(this.publicIP, { previousSubnet }));
-      this.log.info({ subnet: formatSubnet(this.lease.subnet), previous: previousSubnet && formatSubnet(previousSubnet) }, 'lease acquired');
-
-      await this.startDatapath(this.lease.subnet);
-      // Peers first: the watch fills the route table while the rest of start-up runs.
-      this.watcher = this.store.watch((update) => this.onUpdate(update));
-      await this.startMasquerade();
+      const previousSubnet = await readPreviousSubnet(this.settings.subnetFile);
+      const lease = await this.startupStep(deadline, 'acquire a subnet lease', () => store.acquire(this.publicIP, { previousSubnet }));
+      this.log.info({ subnet: formatSubnet(lease.subnet), previous: previousSubnet && formatSubnet(previousSubnet) }, 'lease acquired');
+      await this.useLease(lease);
       this.startProbes();
-      await this.writeSubnetFile();
-      this.scheduleRenewal();
       this.isReady = true;
-      await this.store.markNetworkAvailable?.();
-      this.log.info({ subnet: formatSubnet(this.lease.subnet), engine: this.flag('engine'), tun: this.flag('tun-name') }, 'felt is up');
+      await store.completeLease();
+      this.log.info({ subnet: formatSubnet(lease.subnet), engine: this.settings.engine, tun: this.settings.tunName }, 'felt is up');
     } catch (err) {
       await this.stop().catch(() => {});
       throw err;
@@ -161,6 +145,7 @@ export class Agent implements AgentState {
     if (this.stopping) return;
     this.stopping = true;
     this.isReady = false;
+    this.abort.abort();
     clearTimeout(this.renewTimer);
     this.probes?.stop();
     await this.watcher?.stop().catch((err) => this.log.warn({ err }, 'stopping the watch failed'));
@@ -173,70 +158,69 @@ export class Agent implements AgentState {
     this.log.info(this.lease ? 'felt stopped (lease kept for a restart)' : 'felt stopped');
   }
 
+  /**
+   * Retries a start-up step (etcd may still be coming up) until the deadline, then fails clearly;
+   * an error retrying cannot fix (bad config, 401/403, a full network) fails at once.
+   */
+  private async startupStep<T>(deadline: number, what: string, step: () => Promise<T>): Promise<T> {
+    try {
+      return await retry(step, {
+        what,
+        deadline,
+        signal: this.abort.signal,
+        delayMs: (attempt) => Math.min(1000 * attempt, 5000),
+        onRetry: (err, attempt) => this.log.warn({ attempt, err: errorText(err) }, `could not ${what}, retrying`),
+      });
+    } catch (err) {
+      throw new StartupError(`could not ${what}: ${errorText(err)}`);
+    }
+  }
+
+  /**
+   * Puts a lease to use, at start and after a re-acquire: the watch (once), the data path, the
+   * masquerade rules and subnet.env for its subnet (rebuilt when the subnet moved), then renewals.
+   */
+  private async useLease(lease: Lease): Promise<void> {
+    const moved = this.lease !== undefined && !sameSubnet(this.lease.subnet, lease.subnet);
+    this.lease = lease;
+    // Peers first: the watch fills the route table while the rest runs.
+    this.watcher ??= this.store!.watch((update) => this.onUpdate(update));
+    if (moved || !this.datapath) {
+      const old = this.datapath;
+      this.datapath = undefined;
+      await old?.stop();
+      await this.startDatapath(lease.subnet);
+      // The masquerade rules name our subnet: rebuild them for the new one.
+      const oldMasq = this.masq;
+      this.masq = undefined;
+      await oldMasq?.teardown();
+      await this.startMasquerade(lease.subnet);
+      await this.writeSubnetFile(lease.subnet);
+    }
+    this.pushRoutes();
+    this.scheduleRenewal();
+  }
+
   private tunMTU(): number {
     return (this.iface?.mtu ?? 1500) - ENCAP_OVERHEAD;
   }
 
   private async startServers(): Promise<void> {
-    const debugAddr = this.flag<string>('debug-addr');
+    const { debugAddr, healthzAddr } = this.settings;
     if (debugAddr) {
       const server = await startDebugServer(debugAddr, this, this.log);
       this.servers.push(server);
       this.log.info({ address: server.address }, 'debug server listening');
     }
-    const healthzPort = this.flag<number>('healthz-port');
-    if (healthzPort > 0) {
-      const server = await startDebugServer(`${this.flag<string>('healthz-ip')}:${healthzPort}`, this, this.log, { only: 'health' });
+    if (healthzAddr) {
+      const server = await startDebugServer(healthzAddr, this, this.log, { only: 'health' });
       this.servers.push(server);
-    }
-  }
-
-  private async createStore(): Promise<LeaseStore & KubeExtras> {
-    if (this.flag<boolean>('kube-subnet-mgr')) {
-      const { KubeLeaseStore } = await import('./lease/kube.js');
-      return new KubeLeaseStore({
-        apiUrl: this.flag<string>('kube-api-url') || undefined,
-        kubeconfigFile: this.flag<string>('kubeconfig-file') || undefined,
-        annotationPrefix: this.flag<string>('kube-annotation-prefix'),
-        netConfigPath: this.flag<string>('net-config-path'),
-        setNodeNetworkUnavailable: this.flag<boolean>('set-node-network-unavailable'),
-      }, this.log);
-    }
-    const ttl = Number(process.env.FELT_LEASE_TTL_SECONDS ?? '') || undefined; // tests only: short leases
-    return new EtcdLeaseStore({
-      endpoints: this.flag<string>('etcd-endpoints').split(',').map((s) => s.trim()).filter(Boolean),
-      prefix: this.flag<string>('etcd-prefix'),
-      keyFile: this.flag<string>('etcd-keyfile') || undefined,
-      certFile: this.flag<string>('etcd-certfile') || undefined,
-      caFile: this.flag<string>('etcd-cafile') || undefined,
-      username: this.flag<string>('etcd-username') || undefined,
-      password: this.flag<string>('etcd-password') || undefined,
-      renewMarginMinutes: this.flag<number>('subnet-lease-renew-margin'),
-      ttlSeconds: ttl,
-    }, this.log);
-  }
-
-  /** Retries a start-up step (etcd may still be coming up) until the deadline, then fails clearly. */
-  private async retryUntil<T>(deadline: number, what: string, step: () => Promise<T>): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await step();
-      } catch (err) {
-        const message = (err as Error).message;
-        // A bad config or a full network will not fix itself: fail now rather than at the deadline.
-        const hopeless = err instanceof ConfigError || err instanceof SubnetsExhaustedError;
-        if (hopeless || Date.now() >= deadline || this.stopping) {
-          throw new StartupError(`could not ${what}: ${message}`);
-        }
-        this.log.warn({ attempt, err: message }, `could not ${what}, retrying`);
-        await sleep(Math.min(1000 * attempt, 5000, Math.max(100, deadline - Date.now())));
-      }
     }
   }
 
   private datapathConfig(subnet: Subnet): DatapathConfig {
     return {
-      tunName: this.flag<string>('tun-name'),
+      tunName: this.settings.tunName,
       mtu: this.tunMTU(),
       network: this.config!.network,
       localSubnet: subnet,
@@ -246,9 +230,8 @@ export class Agent implements AgentState {
   }
 
   private async startDatapath(subnet: Subnet): Promise<void> {
-    const engine = this.flag<EngineName>('engine');
-    const threads = this.flag<number>('datapath-threads') === 2 ? 2 : 1;
-    const datapath = await createDatapath(engine, this.datapathConfig(subnet), this.log, { threads });
+    const engine = this.settings.engine;
+    const datapath = await createDatapath(engine, this.datapathConfig(subnet), this.log, { threads: this.settings.datapathThreads });
     try {
       await datapath.start();
     } catch (err) {
@@ -261,30 +244,24 @@ export class Agent implements AgentState {
 
   /** Peer probes (src/probe/): from our TUN address through our own data path to every peer's. */
   private startProbes(): void {
-    this.probes = startPeerProbes({
-      enabled: this.flag<boolean>('probe'),
-      intervalSeconds: this.flag<number>('probe-interval'),
-      maxRate: this.flag<number>('probe-max-rate'),
-    }, {
+    this.probes = startPeerProbes(this.settings.probes, {
       local: () => (this.lease && this.datapath && this.config ? { address: this.lease.subnet.ip, mtu: this.tunMTU(), port: this.config.port } : undefined),
-      peers: () => this.table.all().filter((l) => !this.lease || l.subnet.ip !== this.lease.subnet.ip || l.subnet.prefixLen !== this.lease.subnet.prefixLen),
+      peers: () => this.table.all().filter((l) => !this.lease || !sameSubnet(l.subnet, this.lease.subnet)),
     }, this.log);
     this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });
-    this.onLeaseEvent(() => this.probes?.leaseChanged());
   }
 
-  private async startMasquerade(): Promise<void> {
-    const ipMasq = this.flag<boolean>('ip-masq');
-    const forward = this.flag<boolean>('iptables-forward-rules');
+  private async startMasquerade(subnet: Subnet): Promise<void> {
+    const { ipMasq, forwardRules: forward } = this.settings;
     if (!ipMasq && !forward) return;
     const { IpMasq } = await import('./masq.js');
     const masq: Masquerade = new IpMasq({
       network: this.config!.network,
-      localSubnet: this.lease!.subnet,
+      localSubnet: subnet,
       masquerade: ipMasq,
       forwardRules: forward,
-      resyncSeconds: this.flag<number>('iptables-resync'),
-      randomFully: !this.flag<boolean>('ip-masq-fully-random-disable'),
+      resyncSeconds: this.settings.iptablesResyncSeconds,
+      randomFully: this.settings.randomFully,
     }, this.log);
     try {
       await masq.setup();
@@ -296,12 +273,12 @@ export class Agent implements AgentState {
     }
   }
 
-  private async writeSubnetFile(): Promise<void> {
-    await writeSubnetEnv(this.flag<string>('subnet-file'), {
+  private async writeSubnetFile(subnet: Subnet): Promise<void> {
+    await writeSubnetEnv(this.settings.subnetFile, {
       network: this.config!.network,
-      subnet: this.lease!.subnet,
+      subnet,
       mtu: this.tunMTU(),
-      ipMasq: this.flag<boolean>('ip-masq'),
+      ipMasq: this.settings.ipMasq,
     });
   }
 
@@ -319,31 +296,39 @@ export class Agent implements AgentState {
     return undefined;
   }
 
-  private warnOnce(key: string, fields: Record<string, unknown>, message: string): void {
-    if (this.warned.has(key)) return;
-    if (this.warned.size > 10_000) this.warned.clear();
-    this.warned.add(key);
-    this.log.warn(fields, message);
-  }
+  // ---- lease table --------------------------------------------------------------------------
 
+  /** A watch update: into the table, then checks on our own lease, then routes to the data path. */
   private onUpdate(update: LeaseUpdate): void {
     if (this.stopping) return;
     const changes = this.table.apply(update);
+    this.count(update, changes);
+    this.checkOwnLease();
+    if (changes.length > 0) {
+      this.pushRoutes();
+      this.probes?.leaseChanged();
+    }
+  }
+
+  /** Counts and logs applied changes: one line each, or a summary for a large snapshot. */
+  private count(update: LeaseUpdate, changes: LeaseEvent[]): void {
     if (update.kind === 'snapshot') this.counts.snapshots++;
-    // One line per change, except for a large snapshot (5,000 leases at start): a summary instead.
-    const quiet = changes.length > 20;
+    const quiet = changes.length > QUIET_CHANGES;
     for (const change of changes) {
       this.counts[change.type]++;
       const fields = { event: change.type, subnet: formatSubnet(change.lease.subnet), publicIP: change.lease.publicIP };
       if (quiet) this.log.debug(fields, 'lease event');
       else this.log.info(fields, 'lease event');
-      for (const listener of this.leaseListeners) listener(change);
     }
     if (quiet) {
       const added = changes.filter((c) => c.type === 'added').length;
       this.log.info({ added, removed: changes.length - added, leases: this.table.size }, 'lease table updated');
       collectGarbageSoon();
     }
+  }
+
+  /** Our lease as the store shows it: gone or taken over -> re-acquire; renewed -> keep its expiry. */
+  private checkOwnLease(): void {
     if (!this.lease) return;
     const own = this.table.get(this.lease.subnet);
     // Compare with what our lease advertises (Kubernetes' public-ip-overwrite may differ from ours).
@@ -354,46 +339,44 @@ export class Agent implements AgentState {
     } else if (own.expiresAt !== undefined) {
       this.lease = own;
     }
-    if (changes.length > 0) this.datapath?.setRoutes(this.table.routes(this.lease.subnet));
+  }
+
+  private pushRoutes(): void {
+    if (this.lease) this.datapath?.setRoutes(this.table.routes(this.lease.subnet));
   }
 
   private startReacquire(): void {
-    if (this.reacquiring) return;
+    if (this.reacquiring || this.stopping) return;
     this.reacquiring = this.reacquire().finally(() => { this.reacquiring = undefined; });
   }
 
-  /** Takes a lease again (the same subnet when still free), in process: flannel exits here instead. */
+  /**
+   * Takes a lease again (the same subnet when still free) and puts it to use, in process, retrying
+   * until it works or the agent stops: flannel exits here instead.
+   */
   private async reacquire(): Promise<void> {
-    const previous = this.lease!.subnet;
-    for (let attempt = 1; !this.stopping; attempt++) {
-      try {
-        const lease = await this.store!.acquire(this.publicIP, { previousSubnet: previous });
-        this.counts.reacquired++;
-        this.lease = lease;
-        if (lease.subnet.ip !== previous.ip || lease.subnet.prefixLen !== previous.prefixLen) {
-          this.log.error({ old: formatSubnet(previous), new: formatSubnet(lease.subnet) },
-            'our old subnet is taken: moved to a new subnet (pods on the old one must be restarted)');
-          const old = this.datapath;
-          this.datapath = undefined;
-          await old?.stop();
-          await this.startDatapath(lease.subnet);
-          // The masquerade rules name our subnet: rebuild them for the new one.
-          const oldMasq = this.masq;
-          this.masq = undefined;
-          await oldMasq?.teardown();
-          await this.startMasquerade();
-          await this.writeSubnetFile();
-        } else {
-          this.log.warn({ subnet: formatSubnet(lease.subnet) }, 're-acquired our subnet');
-        }
-        this.datapath?.setRoutes(this.table.routes(lease.subnet));
-        this.scheduleRenewal();
-        return;
-      } catch (err) {
-        this.log.error({ attempt, err: (err as Error).message }, 're-acquiring the lease failed, retrying');
-        await sleep(Math.min(1000 * attempt, 10_000));
+    clearTimeout(this.renewTimer);
+    const previous = this.lease!;
+    await retry(async () => {
+      const lease = await this.store!.acquire(this.publicIP, { previousSubnet: previous.subnet });
+      if (sameSubnet(lease.subnet, previous.subnet)) {
+        this.log.warn({ subnet: formatSubnet(lease.subnet) }, 're-acquired our subnet');
+      } else {
+        this.log.error({ old: formatSubnet(previous.subnet), new: formatSubnet(lease.subnet) },
+          'our old subnet is taken: moved to a new subnet (pods on the old one must be restarted)');
       }
-    }
+      await this.useLease(lease);
+      this.counts.reacquired++;
+    }, {
+      what: 're-acquire the lease',
+      signal: this.abort.signal,
+      // A network that is full or a config that is wrong now may be fixed by others: keep trying.
+      permanent: () => false,
+      delayMs: (attempt) => Math.min(1000 * attempt, 10_000),
+      onRetry: (err, attempt) => this.log.error({ attempt, err: errorText(err) }, 're-acquiring the lease failed, retrying'),
+    }).catch((err: unknown) => {
+      if (!this.stopping) throw err;
+    });
   }
 
   // ---- renewal ------------------------------------------------------------------------------
@@ -403,7 +386,7 @@ export class Agent implements AgentState {
     const expiresAt = this.lease?.expiresAt;
     if (expiresAt === undefined || this.stopping) return; // Kubernetes leases do not expire
     const remaining = expiresAt - Date.now();
-    let delay = delayOverride ?? remaining - this.flag<number>('subnet-lease-renew-margin') * 60_000;
+    let delay = delayOverride ?? remaining - this.settings.renewMarginMs;
     // A margin longer than the lease itself (short test TTLs) renews at half-life instead of spinning.
     if (delay < 1000) delay = Math.max(1000, remaining / 2);
     this.renewTimer = setTimeout(() => void this.renew(), delay);
@@ -423,9 +406,13 @@ export class Agent implements AgentState {
         return;
       }
       const remaining = (this.lease.expiresAt ?? Date.now()) - Date.now();
-      const retry = Math.max(1000, Math.min(60_000, remaining / 4));
-      this.log.error({ err: (err as Error).message, retryInMs: Math.round(retry) }, 'renewing the lease failed; retrying');
-      this.scheduleRenewal(retry);
+      const retryInMs = Math.max(1000, Math.min(60_000, remaining / 4));
+      this.log.error({ err: errorText(err), retryInMs: Math.round(retryInMs) }, 'renewing the lease failed; retrying');
+      this.scheduleRenewal(retryInMs);
     }
   }
+}
+
+function sameSubnet(a: Subnet, b: Subnet): boolean {
+  return a.ip === b.ip && a.prefixLen === b.prefixLen;
 }

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { COMMANDS, FlagError, helpText, parseFlags } from './flags.js';
 import { createLogger } from './log.js';
+import { errorText } from './retry.js';
+import { agentSettings, leasesSettings } from './settings.js';
 
 function version(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,8 +29,8 @@ function fail(message: string): never {
 async function runAgent(argv: string[]): Promise<void> {
   const values = parseFlags('run', argv);
   const log = createLogger(String(values['log-level']));
-  const { Agent, StartupError } = await import('./agent.js');
-  const agent = new Agent(values, log);
+  const { Agent } = await import('./agent.js');
+  const agent = new Agent(agentSettings(values), log);
 
   let stopping: Promise<void> | undefined;
   const shutdown = (signal: string) => {
@@ -46,7 +48,7 @@ async function runAgent(argv: string[]): Promise<void> {
     await agent.start();
   } catch (err) {
     if (stopping) return;
-    const message = err instanceof StartupError ? err.message : (err as Error).message ?? String(err);
+    const message = errorText(err);
     log.error({ err: message }, 'start-up failed');
     fail(message);
   }
@@ -71,9 +73,9 @@ async function main(argv: string[]): Promise<void> {
     if (command === 'run') {
       await runAgent(rest);
     } else if (command === 'leases') {
-      const values = parseFlags('leases', rest);
+      const settings = leasesSettings(parseFlags('leases', rest));
       const { runLeasesCommand } = await import('./leases-cmd.js');
-      process.exitCode = await runLeasesCommand(values, process.stdout);
+      process.exitCode = await runLeasesCommand(settings, process.stdout);
     } else if (command === 'doctor') {
       const { runDoctorCommand } = await import('./doctor/index.js');
       process.exitCode = await runDoctorCommand(parseFlags('doctor', rest), process.stdout);
@@ -84,4 +86,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((err) => fail((err as Error).message ?? String(err)));
+main(process.argv.slice(2)).catch((err) => fail(errorText(err)));

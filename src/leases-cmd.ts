@@ -1,8 +1,8 @@
-// `felt leases`: prints the lease table straight from etcd, or from a running agent's /leases.
+// `felt leases`: prints the lease table straight from the lease store, or from a running agent's /leases.
 import { request } from 'node:http';
-import type { FlagValues } from './flags.js';
+import type { LeasesSettings, StoreSettings } from './settings.js';
 import { createLogger } from './log.js';
-import { EtcdLeaseStore } from './lease/etcd.js';
+import { openLeaseStore } from './lease/open.js';
 import { buildLeasesView, isLeasesView, type LeasesView } from './debug/view.js';
 import { formatLeaseTable } from './debug/table.js';
 
@@ -85,56 +85,44 @@ export async function fromAgent(agent: string, timeoutMs: number): Promise<Lease
   return parsed;
 }
 
-/** Lists the leases in etcd (the view has no node, data path or agent state). */
-export async function fromEtcd(values: FlagValues, timeoutMs: number): Promise<LeasesView> {
-  const endpoints = String(values['etcd-endpoints'] ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (endpoints.length === 0) throw new SourceError('no etcd endpoints (--etcd-endpoints)');
-  const str = (name: string) => (typeof values[name] === 'string' && values[name] !== '' ? (values[name] as string) : undefined);
-  const store = new EtcdLeaseStore(
-    {
-      endpoints,
-      prefix: str('etcd-prefix') ?? '/coreos.com/network',
-      keyFile: str('etcd-keyfile'),
-      certFile: str('etcd-certfile'),
-      caFile: str('etcd-cafile'),
-      username: str('etcd-username'),
-      password: str('etcd-password'),
-      renewMarginMinutes: 60,
-      callTimeoutMs: timeoutMs,
-    },
-    createLogger('fatal'), // the command prints its own one-line error
-  );
+/** Where the store is, for messages. */
+function storeLabel(settings: StoreSettings): string {
+  return settings.kind === 'etcd' ? `etcd at ${settings.etcd.endpoints.join(',')}` : 'the Kubernetes API';
+}
+
+/** Lists the leases in the store (the view has no node, data path or agent state). */
+async function fromStore(settings: StoreSettings, timeoutMs: number): Promise<LeasesView> {
+  if (settings.kind === 'etcd' && settings.etcd.endpoints.length === 0) throw new SourceError('no etcd endpoints (--etcd-endpoints)');
+  const label = storeLabel(settings);
+  // The command prints its own one-line error.
+  const store = await openLeaseStore(settings, createLogger('fatal'), { callTimeoutMs: timeoutMs });
   try {
-    const { leases, revision } = await withTimeout(store.list(), timeoutMs, `etcd at ${endpoints.join(',')}`).catch((err: unknown) => {
-      throw new SourceError(`cannot list leases from etcd at ${endpoints.join(',')}: ${oneLine(err)}`);
+    const { leases, revision } = await withTimeout(store.list(), timeoutMs, label).catch((err: unknown) => {
+      throw new SourceError(`cannot list leases from ${label}: ${oneLine(err)}`);
     });
     const snapshot = {
       leases,
-      store: { backend: 'etcd' as const, connected: true, lastRevision: revision, relists: 0, errors: 0, renewals: 0, renewalFailures: 0 },
+      store: { ...store.status(), connected: true, lastRevision: revision },
       leaseEvents: { added: 0, removed: 0, snapshots: 0, reacquired: 0 },
       startedAt: Date.now(),
     };
     return buildLeasesView(snapshot, null);
   } finally {
     // A client that never connected may hang on close: do not let it hold the command.
-    await withTimeout(store.close(), 2000, 'closing the etcd client').catch(() => undefined);
+    await withTimeout(store.close(), 2000, 'closing the store client').catch(() => undefined);
   }
 }
 
 /**
- * Prints the lease table from etcd (default) or from a running agent (--agent), as aligned text or
- * JSON (--json). Returns the exit code: 0, or 1 with a one-line error when the source fails.
+ * Prints the lease table from the store (default) or from a running agent (--agent), as aligned text
+ * or JSON (--json). Returns the exit code: 0, or 1 with a one-line error when the source fails.
  */
-export async function runLeasesCommand(values: FlagValues, out: NodeJS.WritableStream, options: LeasesCommandOptions = {}): Promise<number> {
+export async function runLeasesCommand(settings: LeasesSettings, out: NodeJS.WritableStream, options: LeasesCommandOptions = {}): Promise<number> {
   const err = options.err ?? process.stderr;
   const timeoutMs = options.timeoutMs ?? 5000;
   try {
-    const agent = typeof values.agent === 'string' ? values.agent.trim() : '';
-    const view = agent ? await fromAgent(agent, timeoutMs) : await fromEtcd(values, timeoutMs);
-    out.write(values.json === true ? `${JSON.stringify(view, null, 2)}\n` : formatLeaseTable(view));
+    const view = settings.agent ? await fromAgent(settings.agent, timeoutMs) : await fromStore(settings.store, timeoutMs);
+    out.write(settings.json ? `${JSON.stringify(view, null, 2)}\n` : formatLeaseTable(view));
     return 0;
   } catch (e) {
     err.write(`felt leases: ${oneLine(e)}\n`);

@@ -142,10 +142,6 @@ export class JsForwarder {
     this.tunnelIP = config.localSubnet.ip >>> 0;
   }
 
-  get routeCount(): number {
-    return this.table.size;
-  }
-
   setRoutes(routes: readonly Route[]): void {
     const table = new RouteTable(routes);
     const byIP = new Map<number, Peer>();

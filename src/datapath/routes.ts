@@ -70,11 +70,6 @@ export class RouteTable {
   peers(): IterableIterator<number> {
     return this.byPeer.keys();
   }
-
-  /** All routes, longest prefixes first. */
-  routes(): Route[] {
-    return this.levels.flatMap((level) => [...level.routes.values()]);
-  }
 }
 
 /** True when `ip` lies in one of the subnets (no allocation; used per decapsulated packet). */

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { FlagValues } from '../flags.js';
 import { createLogger } from '../log.js';
-import { EtcdLeaseStore } from '../lease/etcd.js';
+import { openLeaseStore } from '../lease/open.js';
+import { storeSettings } from '../settings.js';
 import { agentTarget, fromAgent, oneLine } from '../leases-cmd.js';
 import { formatSubnet, parseSubnet, type Subnet } from '../net/cidr.js';
 import type { DoctorContext } from './context.js';
@@ -57,15 +58,8 @@ function networkOf(cidr: string | undefined): Subnet | undefined {
 }
 
 async function readStore(values: FlagValues, endpoints: string, timeoutMs: number): Promise<NonNullable<DoctorContext['store']>> {
-  const opt = (name: string) => str(values, name) || undefined;
-  const store = new EtcdLeaseStore({
-    endpoints: endpoints.split(',').map((s) => s.trim()).filter(Boolean),
-    prefix: opt('etcd-prefix') ?? '/coreos.com/network',
-    keyFile: opt('etcd-keyfile'), certFile: opt('etcd-certfile'), caFile: opt('etcd-cafile'),
-    username: opt('etcd-username'), password: opt('etcd-password'),
-    renewMarginMinutes: 60,
-    callTimeoutMs: timeoutMs,
-  }, createLogger('fatal'));
+  const settings = storeSettings({ ...values, 'etcd-endpoints': endpoints });
+  const store = await openLeaseStore(settings, createLogger('fatal'), { callTimeoutMs: timeoutMs });
   const within = <T>(p: Promise<T>): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([p, new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`no answer within ${timeoutMs / 1000} s`)), timeoutMs); })]).finally(() => clearTimeout(timer));

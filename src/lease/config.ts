@@ -1,6 +1,6 @@
 // The network config (flannel's `<prefix>/config` / net-conf.json): parsing, defaults and checks.
 // Key matching is case-insensitive, as Go's encoding/json is; defaults and checks follow flannel's
-// CheckNetworkConfig (see reference/flannel-udp-facts.md §2.1).
+// CheckNetworkConfig (https://github.com/flannel-io/flannel/blob/master/pkg/subnet/config.go).
 import {
   formatIPv4,
   parseIPv4,
@@ -11,12 +11,7 @@ import {
   subnetSize,
   type Subnet,
 } from '../net/cidr.js';
-import type { NetworkConfig } from './types.js';
-
-/** The network config is invalid: retrying will not help, the operator must fix it. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+import { ConfigError, type NetworkConfig } from './types.js';
 
 export const DEFAULT_UDP_PORT = 8285;
 /** felt implements only this backend. */

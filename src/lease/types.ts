@@ -1,6 +1,34 @@
-// The LeaseStore seam: where subnet leases live (etcd, or the Kubernetes API).
-// Nothing outside src/lease/ talks to etcd or the Kubernetes API directly.
+// The LeaseStore seam: where subnet leases live (etcd, or the Kubernetes API), and the errors that
+// cross it. Nothing outside src/lease/ talks to etcd or the Kubernetes API directly.
 import type { Subnet } from '../net/cidr.js';
+
+/**
+ * An error retrying cannot fix (bad config, bad credentials, a request the server refuses): the
+ * agent stops at once with its message instead of retrying until --startup-timeout.
+ */
+export class PermanentError extends Error {
+  override name = 'PermanentError';
+}
+
+/** The network config is invalid: the operator must fix it. */
+export class ConfigError extends PermanentError {
+  override name = 'ConfigError';
+}
+
+/** No free subnet is left between SubnetMin and SubnetMax. */
+export class SubnetsExhaustedError extends PermanentError {
+  override name = 'SubnetsExhaustedError';
+}
+
+/** renew() found our subnet held by another node: the agent must re-acquire (not permanent). */
+export class LeaseLostError extends Error {
+  override name = 'LeaseLostError';
+}
+
+/** True for errors that retrying cannot fix. */
+export function isPermanent(err: unknown): err is PermanentError {
+  return err instanceof PermanentError;
+}
 
 /** Network configuration after flannel's defaults and checks are applied. */
 export interface NetworkConfig {
@@ -82,6 +110,16 @@ export interface LeaseStore {
    * or compaction it relists and delivers a new snapshot, so nothing is ever missed.
    */
   watch(onUpdate: (update: LeaseUpdate) => void): Watcher;
+  /**
+   * The PublicIP the store holds for this node, used when --public-ip is not given (Kubernetes:
+   * flannel's node-public-ip annotation). Undefined when it has none (etcd: always).
+   */
+  storedPublicIP(): Promise<string | undefined>;
+  /**
+   * Called once the agent is up (flannel's CompleteLease). Kubernetes: sets the node condition
+   * NetworkUnavailable=False; etcd: nothing. Logs rather than throws: the network works either way.
+   */
+  completeLease(): Promise<void>;
   status(): StoreStatus;
   close(): Promise<void>;
 }

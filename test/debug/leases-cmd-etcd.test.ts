@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LeasesView } from '../../src/debug/view.js';
 import { parseFlags } from '../../src/flags.js';
 import { runLeasesCommand } from '../../src/leases-cmd.js';
+import { leasesSettings } from '../../src/settings.js';
 import { freePort, startEtcd, type EtcdServer } from '../testbed/etcd.js';
 
 const PREFIX = '/felt-test/network';
@@ -45,7 +46,7 @@ async function run(argv: string[], timeoutMs?: number): Promise<{ code: number; 
   let errText = '';
   out.on('data', (c: Buffer) => (outText += c.toString()));
   err.on('data', (c: Buffer) => (errText += c.toString()));
-  const code = await runLeasesCommand(parseFlags('leases', argv, {}), out, { err, timeoutMs });
+  const code = await runLeasesCommand(leasesSettings(parseFlags('leases', argv, {}), {}), out, { err, timeoutMs });
   return { code, out: outText, err: errText };
 }
 

@@ -30,6 +30,7 @@ export function emptyStats(engine: 'native' | 'js' = 'native'): DatapathStats {
     encap: { packets: 0, bytes: 0 },
     decap: { packets: 0, bytes: 0 },
     icmpSent: 0,
+    icmpRateLimited: 0,
     drops: { encap: emptyDropCounters(), decap: emptyDropCounters() },
     peers: {},
     features: {},

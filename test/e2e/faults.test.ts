@@ -17,11 +17,12 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leaseValue } from '../../src/lease/etcd/keys.js';
 import { agentEntry, parseSubnetEnv, startAgent, type AgentHandle, type Engine } from '../testbed/agent.js';
 import { ping, sleep, type Netns } from '../testbed/netns.js';
 import { repoRoot } from '../testbed/tcp.js';
 import { HUB_IP, Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
-import { hostIn, pollReachable, subnetKey, waitFor } from './helpers.js';
+import { agentArgs, hostIn, pollReachable, subnetKey, waitFor } from './helpers.js';
 import {
   blockEtcd,
   cpuSeconds,
@@ -32,8 +33,7 @@ import {
   type LeasesDocument,
 } from './fixtures/underlay.js';
 
-const NATIVE_AVAILABLE = existsSync(join(repoRoot(), 'src', 'datapath', 'native.ts'));
-const ENGINES: Engine[] = NATIVE_AVAILABLE ? ['js', 'native'] : ['js'];
+const ENGINES: Engine[] = ['js', 'native'];
 const ETCD_CLIENT_PORT = 2379;
 /** The brief's outage: etcd is down this long. */
 const OUTAGE_MS = 60_000;
@@ -52,9 +52,6 @@ function artifact(name: string, data: unknown): void {
   writeFileSync(join(dir, name), `${JSON.stringify(data, null, 2)}\n`);
 }
 
-function leaseValue(publicIP: string): string {
-  return JSON.stringify({ PublicIP: publicIP, PublicIPv6: null });
-}
 
 function doc(a: AgentHandle): Promise<LeasesDocument> {
   return a.fetchJSON<LeasesDocument>('/leases');
@@ -100,18 +97,6 @@ async function etcdValue(client: Etcd3, key: string): Promise<{ value: string; l
   return kv ? { value: kv.value.toString(), lease: kv.lease } : undefined;
 }
 
-/** The arguments startAgent would pass, for agents run by runAgentToExit (debug server off). */
-function agentArgs(tb: Testbed, node: TestbedNode, engine: Engine, extra: string[], opts: { prefix?: string; iface?: string } = {}): string[] {
-  return [
-    '--etcd-endpoints', tb.etcdClientURL,
-    '--etcd-prefix', opts.prefix ?? tb.etcdPrefix,
-    '--iface', opts.iface ?? 'eth0',
-    '--engine', engine,
-    '--subnet-file', join(tb.workDir, `${node.name}-failing`, 'subnet.env'),
-    '--debug-addr=',
-    ...extra,
-  ];
-}
 
 async function pingOK(from: Netns, target: string): Promise<void> {
   const r = await ping(from, target, { count: 3, intervalS: 0.1, waitS: 2 });
@@ -124,7 +109,7 @@ describe(`faults: etcd killed for 60 s, then compacted history (engines ${ENGINE
   let tb: Testbed;
   const agents: AgentHandle[] = [];
   /** n1 and n2 run js, n3 and n4 native (all js when the native engine does not exist). */
-  const engineOf = (i: number): Engine => (NATIVE_AVAILABLE && i >= 2 ? 'native' : 'js');
+  const engineOf = (i: number): Engine => (i >= 2 ? 'native' : 'js');
   /** Pod pairs whose traffic must flow through every fault: one pair per engine. */
   const pairs = (): Array<[TestbedNode, TestbedNode]> => [[tb.node(1), tb.node(2)], [tb.node(3), tb.node(4)]];
 
@@ -473,14 +458,6 @@ for (const engine of ENGINES) {
   });
 }
 
-if (!ENGINES.includes('native')) {
-  describe('faults: agent killed, lease deleted, lease taken over, engine native', () => {
-    // A missing prerequisite fails rather than skips, as elsewhere in the suite.
-    it('is not available: src/datapath/native.ts does not exist, so the native engine was not tested', () => {
-      throw new Error('native engine missing (src/datapath/native.ts); this suite ran for js only');
-    });
-  });
-}
 
 // ---- many agents, and too few subnets ---------------------------------------------------------
 
@@ -559,73 +536,5 @@ describe('faults: 10 agents starting at once, and an exhausted network (root, ne
       );
     });
     await a.stop('SIGTERM');
-  });
-});
-
-// ---- start-up errors -------------------------------------------------------------------------------
-
-interface StartupCase {
-  name: string;
-  args: (tb: Testbed, node: TestbedNode) => string[];
-  error: RegExp;
-  /** Shown when the error line does not match: what the line must tell the operator. */
-  why?: string;
-  hideTun?: boolean;
-}
-
-const CONFIGS: Record<string, string> = {
-  '/felt-banana': JSON.stringify({ Network: 'banana', Backend: { Type: 'udp' } }),
-  '/felt-vxlan': JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }),
-  '/felt-notjson': '{"Network": "10.244.0.0/16", ',
-};
-
-const STARTUP_CASES: StartupCase[] = [
-  { name: 'an unknown flag', args: (tb, n) => agentArgs(tb, n, 'js', ['--no-such-flag']), error: /unknown flag --no-such-flag/ },
-  { name: 'a flag value out of range', args: (tb, n) => agentArgs(tb, n, 'js', ['--subnet-lease-renew-margin', '0']), error: /--subnet-lease-renew-margin: 0 is outside 1\.\.1439/ },
-  { name: 'an unknown engine', args: (tb, n) => agentArgs(tb, n, 'js', ['--engine', 'warp']), error: /--engine: must be one of .*"warp"/ },
-  { name: 'an interface that does not exist', args: (tb, n) => agentArgs(tb, n, 'js', [], { iface: 'nope0' }), error: /nope0/ },
-  {
-    name: 'unreachable etcd (--startup-timeout 3)',
-    args: (tb, n) => agentArgs(tb, n, 'js', ['--etcd-endpoints', `http://${HUB_IP}:1`, '--startup-timeout', '3']),
-    // The line must say why: which endpoint, and that it refused the connection.
-    error: /could not read the network config: .*(ECONNREFUSED|refused|192\.168\.77\.1:1)/,
-    why: 'the error line must name the cause (connection refused / the endpoint), not only etcd3\'s "circuit breaker is open"',
-  },
-  { name: 'network config with Network "banana"', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-banana' }), error: /Network.*banana/ },
-  { name: 'network config with Backend vxlan', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-vxlan' }), error: /Backend\.Type "vxlan" is not supported/ },
-  { name: 'network config that is not JSON', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-notjson' }), error: /not valid JSON/ },
-  { name: 'no network config at all', args: (tb, n) => agentArgs(tb, n, 'js', ['--startup-timeout', '3'], { prefix: '/felt-empty' }), error: /network config not found at \/felt-empty\/config/ },
-  { name: '/dev/net/tun missing (hidden in a private mount namespace)', args: (tb, n) => agentArgs(tb, n, 'js', []), error: /\/dev\/net\/tun is missing/, hideTun: true },
-];
-
-describe('faults: start-up errors give one clear line, a non-zero exit and no half-made device (root, netns, etcd, unshare)', () => {
-  let tb: Testbed;
-  beforeAll(async () => {
-    if (!existsSync(agentEntry())) throw new Error(`${agentEntry()} missing: run "npm run build" first`);
-    tb = await Testbed.create({ nodes: STARTUP_CASES.length, etcd: true });
-    for (const [prefix, value] of Object.entries(CONFIGS)) await tb.etcdClient.put(`${prefix}/config`).value(value);
-  });
-  afterAll(async () => {
-    await tb?.destroy();
-  });
-
-  // Each case has its own node namespace, so they run side by side (most wait out --startup-timeout).
-  describe.concurrent('each case', () => {
-    for (const [i, c] of STARTUP_CASES.entries()) {
-      it(c.name, async () => {
-        const node = tb.node(i + 1);
-        const r = await runAgentToExit(node.ns, c.args(tb, node), { hideTun: c.hideTun });
-        console.log(`[faults] start-up error "${c.name}": exit ${r.code} after ${r.elapsedMs} ms: ${r.errorLines.join(' | ')}`);
-        expect(r.code, `exit code; stderr:\n${r.stderr}`).toBe(1);
-        expect(r.signal).toBeNull();
-        expect(r.errorLines, `exactly one "felt: error:" line; stderr:\n${r.stderr}`).toHaveLength(1);
-        expect(r.errorLines[0], c.why).toMatch(c.error);
-        expect(r.stderr, 'no stack trace').not.toMatch(/^\s+at /m);
-        expect(await tunDevices(node.ns), 'no TUN device left behind').toEqual([]);
-        // Nothing half-made in etcd either: no lease names this node.
-        const all = await tb.etcdClient.getAll().prefix('/').strings();
-        expect(Object.entries(all).filter(([k, v]) => k.includes('/subnets/') && v.includes(node.underlayIP))).toEqual([]);
-      });
-    }
   });
 });

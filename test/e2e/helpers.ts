@@ -1,7 +1,9 @@
 // Helpers for the end-to-end suite: reading an agent's /leases document, waiting for conditions,
 // watching etcd for a new lease, and polling reachability with short pings.
+import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import type { AgentHandle } from '../testbed/agent.js';
+import type { AgentHandle, Engine } from '../testbed/agent.js';
+import type { Testbed, TestbedNode } from '../testbed/testbed.js';
 import { ping, sleep, type Netns, type PingResult } from '../testbed/netns.js';
 
 /** The parts of the /leases document the suite relies on (see src/debug/view.ts). */
@@ -117,4 +119,17 @@ export async function pollReachable(from: Netns, target: string, since: number, 
     await sleep(20);
   }
   return { withinDeadline: false, attempts, last };
+}
+
+/** The arguments startAgent would pass, for agents run by runAgentToExit (debug server off). */
+export function agentArgs(tb: Testbed, node: TestbedNode, engine: Engine, extra: string[], opts: { prefix?: string; iface?: string } = {}): string[] {
+  return [
+    '--etcd-endpoints', tb.etcdClientURL,
+    '--etcd-prefix', opts.prefix ?? tb.etcdPrefix,
+    '--iface', opts.iface ?? 'eth0',
+    '--engine', engine,
+    '--subnet-file', join(tb.workDir, `${node.name}-failing`, 'subnet.env'),
+    '--debug-addr=',
+    ...extra,
+  ];
 }

@@ -11,11 +11,10 @@
 // Then malformed values in etcd (lease values, keys, a config update): logged, skipped, never fatal.
 // Runs per engine. Timeouts only catch hangs.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { leaseValue } from '../../src/lease/etcd/keys.js';
 import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbed/agent.js';
 import { ping, sleep } from '../testbed/netns.js';
-import { repoRoot } from '../testbed/tcp.js';
 import { Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
 import { pollReachable, subnetKey, waitFor } from './helpers.js';
 import {
@@ -30,7 +29,7 @@ import {
   type LeasesDocument,
 } from './fixtures/underlay.js';
 
-const ENGINES: Engine[] = existsSync(join(repoRoot(), 'src', 'datapath', 'native.ts')) ? ['js', 'native'] : ['js'];
+const ENGINES: Engine[] = ['js', 'native'];
 const FELT_PORT = 8285;
 /** The pod listener's port: inner packets are UDP to <n1 pod>:LISTEN_PORT. */
 const LISTEN_PORT = 9999;
@@ -61,9 +60,6 @@ function podOf(n: TestbedNode): Pod {
   return p;
 }
 
-function leaseValue(publicIP: string): string {
-  return JSON.stringify({ PublicIP: publicIP, PublicIPv6: null });
-}
 
 for (const engine of ENGINES) {
   describe(`hostile input, engine ${engine} (root, netns, TUN, etcd, nft)`, () => {
@@ -451,11 +447,3 @@ for (const engine of ENGINES) {
   });
 }
 
-if (!ENGINES.includes('native')) {
-  describe('hostile input, engine native', () => {
-    // A missing prerequisite fails rather than skips, as elsewhere in the suite.
-    it('is not available: src/datapath/native.ts does not exist, so the native engine was not tested', () => {
-      throw new Error('native engine missing (src/datapath/native.ts); this suite ran for js only');
-    });
-  });
-}

@@ -8,55 +8,16 @@
 // --etcd-endpoints, which Kubernetes mode ignores.)
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbed/agent.js';
-import { FakeApiControl, type JsonObject } from '../testbed/fake-apiserver.js';
-import { repoRoot } from '../testbed/tcp.js';
+import type { FakeApiControl, JsonObject } from '../testbed/fake-apiserver.js';
 import { HUB_IP, Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
+import { FAKE_API_ENTRY, nodeObject, podCIDR, startFakeApi } from '../support/kube-api.js';
 import { knownSubnets, waitFor } from './helpers.js';
 
 const PREFIX = 'flannel.alpha.coreos.com/';
-const API_PORT = 6443;
-const FAKE_API_ENTRY = join(repoRoot(), 'dist', 'test', 'testbed', 'fake-apiserver.js');
-const ENGINE: Engine = existsSync(join(repoRoot(), 'src', 'datapath', 'native.ts')) ? 'native' : 'js';
+const ENGINE: Engine = 'native';
 
-/** Node i's podCIDR, as the controller manager would assign it. */
-const podCIDR = (n: TestbedNode): string => `10.244.${n.index}.0/24`;
-
-function nodeObject(n: TestbedNode): JsonObject {
-  return {
-    metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name, 'kubernetes.io/os': 'linux' } },
-    spec: { podCIDR: podCIDR(n), podCIDRs: [podCIDR(n)] },
-    status: {
-      conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status' }],
-      addresses: [{ type: 'InternalIP', address: n.underlayIP }, { type: 'Hostname', address: n.name }],
-    },
-  };
-}
-
-/** Starts the fake API server inside the hub namespace; resolves once it listens. */
-async function startFakeApi(tb: Testbed): Promise<{ ctl: FakeApiControl; url: string; child: ChildProcess }> {
-  const socket = join(tb.workDir, 'kube-api.sock');
-  const child = tb.hub.spawn([process.execPath, FAKE_API_ENTRY, '--listen', `${HUB_IP}:${API_PORT}`, '--control', `unix:${socket}`, '--bookmark-interval-ms', '2000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  tb.onDestroy(() => {
-    child.kill('SIGKILL');
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { listening: string }).listening);
-    });
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    child.once('exit', (code) => reject(new Error(`fake-apiserver exited (${code}): ${err}`)));
-  });
-  return { ctl: new FakeApiControl(socket), url, child };
-}
-
-/** A UDP receiver in `ns` that reports each datagram's source address. */
 function udpReceiver(tb: Testbed, ip: string, port: number): Promise<{ next(): Promise<string>; stop(): void }> {
   const script = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>console.log(r.address));s.bind(${port},${JSON.stringify(ip)},()=>console.log('ready'));`;
   const child = tb.hub.spawn([process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,7 +1,7 @@
 // EtcdLeaseStore with 5,000 leases against a real etcd: needs the `etcd` binary.
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdLeaseStore } from '../../src/lease/etcd.js';
+import { EtcdLeaseStore } from '../../src/lease/etcd/store.js';
 import { formatIPv4 } from '../../src/net/cidr.js';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { captureLog, Collector, waitFor } from './helpers.js';
@@ -43,7 +43,7 @@ afterAll(async () => {
 describe('EtcdLeaseStore at 5,000 leases (needs the etcd binary)', () => {
   it('lists every lease with its expiry; a relist reuses the known expiries', async () => {
     const { log, warnings } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX, renewMarginMinutes: 60 }, log);
+    const store = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX }, log);
     try {
       let started = performance.now();
       const { leases } = await store.list();
@@ -66,7 +66,7 @@ describe('EtcdLeaseStore at 5,000 leases (needs the etcd binary)', () => {
 
   it('watch snapshot holds all of them, and a new node still gets a free subnet', async () => {
     const { log } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX, renewMarginMinutes: 60 }, log);
+    const store = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX }, log);
     try {
       const c = new Collector();
       const w = store.watch(c.onUpdate);

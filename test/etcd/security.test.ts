@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdLeaseStore } from '../../src/lease/etcd.js';
+import { EtcdLeaseStore } from '../../src/lease/etcd/store.js';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { captureLog } from './helpers.js';
 
@@ -65,7 +65,6 @@ describe('EtcdLeaseStore with TLS (needs the etcd and openssl binaries)', () => 
         caFile: join(dir, 'ca.crt'),
         certFile: join(dir, 'client.crt'),
         keyFile: join(dir, 'client.key'),
-        renewMarginMinutes: 60,
         callTimeoutMs: 5000,
       },
       log,
@@ -76,7 +75,7 @@ describe('EtcdLeaseStore with TLS (needs the etcd and openssl binaries)', () => 
 
     // Without a client certificate etcd refuses us: an error, not a hang.
     const anonymous = new EtcdLeaseStore(
-      { endpoints: [server.clientURL], prefix: PREFIX, caFile: join(dir, 'ca.crt'), renewMarginMinutes: 60, callTimeoutMs: 3000 },
+      { endpoints: [server.clientURL], prefix: PREFIX, caFile: join(dir, 'ca.crt'), callTimeoutMs: 3000 },
       captureLog().log,
     );
     stores.push(anonymous);
@@ -85,7 +84,7 @@ describe('EtcdLeaseStore with TLS (needs the etcd and openssl binaries)', () => 
 
   it('reports unreadable certificate files and a key without a certificate clearly', () => {
     const { log } = captureLog();
-    const base = { endpoints: ['https://127.0.0.1:1'], prefix: PREFIX, renewMarginMinutes: 60 };
+    const base = { endpoints: ['https://127.0.0.1:1'], prefix: PREFIX };
     expect(() => new EtcdLeaseStore({ ...base, caFile: join(dir, 'missing.crt') }, log)).toThrow(
       `etcd: cannot read CA file ${join(dir, 'missing.crt')}`,
     );
@@ -106,18 +105,18 @@ describe('EtcdLeaseStore with basic auth (needs the etcd and etcdctl binaries)',
     ctl('auth', 'enable');
 
     const store = new EtcdLeaseStore(
-      { endpoints: [server.clientURL], prefix: PREFIX, username: 'root', password: 'felt-test-pw', renewMarginMinutes: 60 },
+      { endpoints: [server.clientURL], prefix: PREFIX, username: 'root', password: 'felt-test-pw' },
       captureLog().log,
     );
     stores.push(store);
     expect((await store.acquire('192.168.77.3')).publicIP).toBe('192.168.77.3');
 
-    const anonymous = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX, renewMarginMinutes: 60 }, captureLog().log);
+    const anonymous = new EtcdLeaseStore({ endpoints: [server.clientURL], prefix: PREFIX }, captureLog().log);
     stores.push(anonymous);
     await expect(anonymous.getNetworkConfig()).rejects.toThrow(/^etcd: read network config failed: .*(user name is empty|permission denied)/i);
 
     const wrong = new EtcdLeaseStore(
-      { endpoints: [server.clientURL], prefix: PREFIX, username: 'root', password: 'nope', renewMarginMinutes: 60 },
+      { endpoints: [server.clientURL], prefix: PREFIX, username: 'root', password: 'nope' },
       captureLog().log,
     );
     stores.push(wrong);

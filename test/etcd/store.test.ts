@@ -3,7 +3,8 @@
 import { rmSync } from 'node:fs';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdLeaseStore, LeaseLostError, SubnetsExhaustedError, type EtcdStoreOptions } from '../../src/lease/etcd.js';
+import { EtcdLeaseStore, type EtcdStoreOptions } from '../../src/lease/etcd/store.js';
+import { LeaseLostError, SubnetsExhaustedError, type Lease } from '../../src/lease/types.js';
 import { formatSubnet, parseSubnet } from '../../src/net/cidr.js';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 import { captureLog, Collector, sleep, TcpProxy, waitFor } from './helpers.js';
@@ -40,7 +41,7 @@ async function freshPrefix(config: unknown = NET): Promise<string> {
 function newStore(prefix: string, extra: Partial<EtcdStoreOptions> = {}) {
   const { log, warnings, lines } = captureLog();
   const store = new EtcdLeaseStore(
-    { endpoints: [server.clientURL], prefix, renewMarginMinutes: 60, ttlSeconds: 60, ...extra },
+    { endpoints: [server.clientURL], prefix, ttlSeconds: 60, ...extra },
     log,
   );
   cleanups.push(() => store.close());
@@ -188,7 +189,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     const prefix = await freshPrefix({ Network: '10.9.0.0/28', SubnetLen: 30, SubnetMin: '10.9.0.4', SubnetMax: '10.9.0.8' });
     const stores = Array.from({ length: 3 }, () => newStore(prefix).store);
     const results = await Promise.allSettled(stores.map((s, i) => s.acquire(`192.168.77.${60 + i}`)));
-    const ok = results.filter((r) => r.status === 'fulfilled').map((r) => formatSubnet((r as PromiseFulfilledResult<{ subnet: never }>).value.subnet));
+    const ok = results.filter((r): r is PromiseFulfilledResult<Lease> => r.status === 'fulfilled').map((r) => formatSubnet(r.value.subnet));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(ok.sort()).toEqual(['10.9.0.4/30', '10.9.0.8/30']);
     expect(failed).toHaveLength(1);
@@ -201,7 +202,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
   it('works over a unix socket endpoint', async () => {
     const prefix = await freshPrefix();
     const { log } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [server.unixURL], prefix, renewMarginMinutes: 60 }, log);
+    const store = new EtcdLeaseStore({ endpoints: [server.unixURL], prefix }, log);
     cleanups.push(() => store.close());
     const lease = await store.acquire('192.168.77.70');
     const { leases } = await store.list();
@@ -514,7 +515,7 @@ describe('EtcdLeaseStore list and watch (needs the etcd binary)', () => {
     const prefix = '/coreos.com/network';
     for (let n = 1; n <= 20; n++) await ownClient.put(`${prefix}/subnets/10.244.${n}.0-24`).value(`{"PublicIP":"192.168.77.${n}"}`);
     const { log, warnings } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [own.clientURL], prefix, renewMarginMinutes: 60 }, log);
+    const store = new EtcdLeaseStore({ endpoints: [own.clientURL], prefix }, log);
     cleanups.push(() => store.close());
     const c = new Collector();
     const watcher = store.watch(c.onUpdate);

@@ -4,8 +4,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { KubeLeaseStore, kubeAnnotations, type KubeLeaseStoreOptions } from '../../src/lease/kube.js';
-import type { Lease, LeaseUpdate, Watcher } from '../../src/lease/types.js';
+import { KubeLeaseStore, kubeAnnotations, type KubeLeaseStoreOptions } from '../../src/lease/kube/store.js';
+import { PermanentError, type Lease, type LeaseUpdate, type Watcher } from '../../src/lease/types.js';
 import { formatSubnet } from '../../src/net/cidr.js';
 import { FakeApiServer, type JsonObject } from '../testbed/fake-apiserver.js';
 import { PREFIX, bareNode, managedNode, netConf, quietLogger, until } from './helpers.js';
@@ -112,8 +112,10 @@ describe('configuration', () => {
     const ok = store({ apiUrl: undefined, kubeconfigFile: kubeconfig('s3cret') });
     expect(formatSubnet((await ok.acquire('192.168.77.11')).subnet)).toBe('10.244.1.0/24');
     const bad = store({ apiUrl: undefined, kubeconfigFile: kubeconfig('wrong') });
-    // Marked fatal: the agent's start-up loop must not retry a credentials problem.
-    await expect(bad.acquire('192.168.77.11')).rejects.toMatchObject({ message: expect.stringMatching(/401 Unauthorized/), fatal: true });
+    // Permanent: the agent's start-up loop must not retry a credentials problem.
+    const err = await bad.acquire('192.168.77.11').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PermanentError);
+    expect((err as Error).message).toMatch(/401 Unauthorized/);
   });
 });
 
@@ -220,8 +222,8 @@ describe('acquire', () => {
     (node.metadata as JsonObject).annotations = { [`${PREFIX}node-public-ip`]: '192.168.77.50' };
     api.addNode(node);
     api.addNode(bareNode('n2', '10.244.2.0/24'));
-    expect(await store().getNodePublicIP()).toBe('192.168.77.50');
-    expect(await store({ env: { NODE_NAME: 'n2' } }).getNodePublicIP()).toBeUndefined();
+    expect(await store().storedPublicIP()).toBe('192.168.77.50');
+    expect(await store({ env: { NODE_NAME: 'n2' } }).storedPublicIP()).toBeUndefined();
   });
   it('uses a custom annotation prefix', async () => {
     api.addNode(bareNode('n1', '10.244.1.0/24'));
@@ -249,7 +251,7 @@ describe('NetworkUnavailable condition', () => {
     const s = store();
     await s.acquire('192.168.77.11');
     api.clearPatches();
-    await s.markNetworkAvailable();
+    await s.completeLease();
     expect(api.patches).toHaveLength(1);
     expect(api.patches[0]!.path).toBe('/api/v1/nodes/n1/status');
     expect(api.patches[0]!.contentType).toBe('application/strategic-merge-patch+json');
@@ -259,7 +261,7 @@ describe('NetworkUnavailable condition', () => {
     const firstTransition = conditions[1]!.lastTransitionTime;
 
     // Again (a restart): still one such condition, transition time kept.
-    await s.markNetworkAvailable();
+    await s.completeLease();
     const again = ((api.getNode('n1')!.status as JsonObject).conditions ?? []) as JsonObject[];
     expect(again.filter((c) => c.type === 'NetworkUnavailable')).toHaveLength(1);
     expect(again[1]!.lastTransitionTime).toBe(firstTransition);
@@ -268,18 +270,18 @@ describe('NetworkUnavailable condition', () => {
     const node = bareNode('n1', '10.244.1.0/24');
     ((node.status as JsonObject).conditions as JsonObject[]).push({ type: 'NetworkUnavailable', status: 'True', reason: 'NoRouteCreated', message: 'no routes' });
     api.addNode(node);
-    await store().markNetworkAvailable();
+    await store().completeLease();
     const conditions = ((api.getNode('n1')!.status as JsonObject).conditions ?? []) as JsonObject[];
     expect(conditions.filter((c) => c.type === 'NetworkUnavailable')).toEqual([expect.objectContaining({ status: 'False', reason: 'FeltIsUp' })]);
   });
   it('logs instead of throwing when it cannot be set (the network works either way)', async () => {
     const s = store({ env: { NODE_NAME: 'ghost' } });
-    await expect(s.markNetworkAvailable()).resolves.toBeUndefined();
+    await expect(s.completeLease()).resolves.toBeUndefined();
     expect(s.status()).toMatchObject({ errors: 1, lastError: expect.stringMatching(/nodes "ghost" not found/) });
   });
   it('is left alone with --set-node-network-unavailable=false', async () => {
     api.addNode(bareNode('n1', '10.244.1.0/24'));
-    await store({ setNodeNetworkUnavailable: false }).markNetworkAvailable();
+    await store({ setNodeNetworkUnavailable: false }).completeLease();
     expect(api.patches).toHaveLength(0);
   });
 });

@@ -88,7 +88,7 @@ const built = existsSync(DIST_NATIVE);
 
 if (!built) {
   describe('native engine build', () => {
-    it('exists in dist/ (npm test builds it first)', () => {
+    test('exists in dist/ (npm test builds it first)', () => {
       throw new Error(`${DIST_NATIVE} is missing: run npm run build`);
     });
   });

@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseIPv4, parseSubnet } from '../../src/net/cidr.js';
 import { createDatapath, type EngineName } from '../../src/datapath/index.js';
@@ -29,7 +27,6 @@ describe('createDatapath', () => {
     await dp.stop();
   });
 
-  const nativeSource = fileURLToPath(new URL('../../src/datapath/native.ts', import.meta.url));
   it('creates the native engine', async () => {
     const dp = await createDatapath('native', config);
     expect(dp.engine).toBe('native');

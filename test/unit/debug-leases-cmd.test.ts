@@ -11,6 +11,7 @@ import { startDebugServer, type DebugServer } from '../../src/debug/server.js';
 import type { LeasesView } from '../../src/debug/view.js';
 import { parseFlags } from '../../src/flags.js';
 import { runLeasesCommand } from '../../src/leases-cmd.js';
+import { leasesSettings } from '../../src/settings.js';
 import { HandState } from '../debug/state.js';
 
 const log = pino({ level: 'silent' });
@@ -31,7 +32,7 @@ function sink(): { stream: PassThrough; text: () => string } {
 async function run(argv: string[], timeoutMs?: number): Promise<{ code: number; out: string; err: string }> {
   const out = sink();
   const err = sink();
-  const code = await runLeasesCommand(parseFlags('leases', argv, {}), out.stream, { err: err.stream, timeoutMs });
+  const code = await runLeasesCommand(leasesSettings(parseFlags('leases', argv, {}), {}), out.stream, { err: err.stream, timeoutMs });
   return { code, out: out.text(), err: err.text() };
 }
 

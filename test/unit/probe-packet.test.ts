@@ -67,7 +67,7 @@ describe('probe packets', () => {
   });
 
   it('never throws on garbage: short, wrong version, header longer than the packet, unknown ICMP types', () => {
-    const samples = [Buffer.alloc(0), Buffer.alloc(19), Buffer.from([0x65, ...new Array(40).fill(0)]), Buffer.from([0x4f, ...new Array(30).fill(0)])];
+    const samples: Buffer[] = [Buffer.alloc(0), Buffer.alloc(19), Buffer.from([0x65, ...new Array(40).fill(0)]), Buffer.from([0x4f, ...new Array(30).fill(0)])];
     const echoReq = buildEchoRequest({ src: A, dst: B, id: 1, seq: 1, size: 60, df: false });
     samples.push(echoReq); // a request, not a reply: ignored
     for (let i = 0; i < 2000; i++) samples.push(Buffer.from(Array.from({ length: Math.floor(Math.random() * 80) }, () => Math.floor(Math.random() * 256))));
