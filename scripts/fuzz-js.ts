@@ -1,7 +1,7 @@
-// Fuzzes the js engine's per-packet logic (JsForwarder, src/datapath/js.ts) with random, valid and
-// mutated packets from a seeded PRNG, through every entry point: encap/decap one packet at a time
-// (PacketIO), and encapBatch/decapBatch as the reader threads deliver them, both through PacketIO
-// and through BatchIO (the production path). A reference model of docs/datapath.md
+// Fuzzes the js engine's per-packet logic (JsForwarder, src/datapath/js-forwarder.ts) with random,
+// valid and mutated packets from a seeded PRNG, through its entry points encapBatch/decapBatch as
+// the reader threads deliver them (single packets, whole batches, and batches cut short or with a
+// wrong count) and the BatchIO production uses. A reference model of docs/datapath.md
 // (scripts/fuzz/model.ts) predicts every verdict; the forwarder's counters must match it, and
 // everything it emits is checked against the input it came from (scripts/fuzz/io.ts).
 //
@@ -79,14 +79,14 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
   const t0 = now;
   let clockStep = CLOCK_STEP_MS;
 
-  // The MTU is part of a forwarder's config: one forwarder per MTU and I/O flavour, all kept in
-  // step with the route set. `batched` ones get the BatchIO, as JsDatapath does.
+  // The MTU is part of a forwarder's config: one forwarder per MTU, all kept in step with the
+  // route set.
   const forwarders = new Map<string, JsForwarder>();
-  const forwarderFor = (m: number, batched: boolean): JsForwarder => {
-    const key = `${m}/${batched ? 'batch' : 'packet'}`;
+  const forwarderFor = (m: number): JsForwarder => {
+    const key = String(m);
     let f = forwarders.get(key);
     if (!f) {
-      f = new JsForwarder({ localSubnet: LOCAL, mtu: m }, io, new TokenBucket(ICMP_RATE, ICMP_BURST, () => now), batched ? io : undefined);
+      f = new JsForwarder({ localSubnet: LOCAL, mtu: m }, io, new TokenBucket(ICMP_RATE, ICMP_BURST, () => now));
       f.setRoutes(routes.routes);
       forwarders.set(key, f);
     }
@@ -113,7 +113,6 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
       decapPackets: c.decapPackets,
       icmpSent: c.icmpSent,
       icmpRateLimited: c.icmpRateLimited,
-      sends: io.sends,
       batchSent: io.batchSent,
       batchFailed: io.batchFailed,
       tunWrites: io.tunWrites,
@@ -130,7 +129,7 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     // A batch entry the I/O refused shows as send-error above; it was forwarded all the same.
     const refusedEntries = io.batchFailed - before.batchFailed;
     tallyAdd(t, 'send-error', -refusedEntries);
-    tallyAdd(t, 'forward', io.sends - before.sends + (io.batchSent - before.batchSent) + refusedEntries);
+    tallyAdd(t, 'forward', io.batchSent - before.batchSent + refusedEntries);
     return t;
   };
 
@@ -149,33 +148,12 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     return { start, original: copyOf(buf, start, start + length), expected: ref.verdict, icmp: ref.icmp, sender: '', emitted: 0, icmpSeen: 0 };
   };
 
-  /** One TUN packet at buf[start, start + length), through encap() and PacketIO. */
-  const runEncap = (f: JsForwarder, buf: Buffer, start: number, length: number): void => {
-    inputs.encap++;
-    inputs.total++;
-    now += clockStep;
-    const rec = encapRecord(buf, start, length, io.backlogged || io.sendThrows > 0);
-    io.begin('encap', buf, [rec]);
-    const before = snapshot(f);
-    try {
-      f.encap(buf, start, length);
-    } catch (err) {
-      violation(`encap threw: ${(err as Error).stack ?? err}`);
-    }
-    const got = encapOutcome(f, before);
-    if (got.size !== 1 || got.get(rec.expected) !== 1) violation(`encap verdict [${tallyText(got)}], reference ${rec.expected} (${hex(rec.original)})`);
-    checkIcmpCount(f, before, rec.icmp ? 1 : 0);
-    io.end();
-  };
-
   /**
-   * A TUN reader batch: [u16 length][packet] records, sometimes cut short or with a wrong count.
-   * Complete records run as packets; a cut record counts one `truncated` and ends the batch.
+   * A TUN reader batch of `packets`: [u16 length][packet] records; with `mangle`, sometimes cut
+   * short or with a wrong count. Complete records run as packets; a cut record counts one
+   * `truncated` and ends the batch.
    */
-  const runEncapBatch = (f: JsForwarder, batched: boolean): void => {
-    gen('encap batch');
-    inputs.encapBatches++;
-    const packets = Array.from({ length: 1 + rng.int(12) }, () => genEncapPacket(rng, routes, mtu, gen)).map((p) => p.subarray(0, Math.min(p.length, 0xffff)));
+  const runEncapRecords = (f: JsForwarder, packets: Buffer[], mangle: boolean): void => {
     const parts: Buffer[] = [];
     for (const p of packets) {
       const h = Buffer.alloc(2);
@@ -184,34 +162,26 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     }
     let data = Buffer.concat(parts);
     let count = packets.length;
-    if (rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
-    if (rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
+    if (mangle && rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
+    if (mangle && rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
     // The reference, record by record, in the order the forwarder meets them.
     const records: InputRecord[] = [];
     const want: Tally = new Map();
-    let throwsLeft = io.sendThrows;
     let off = 0;
     for (let i = 0; i < count; i++) {
+      inputs.encap++;
+      inputs.total++;
       const len = off + 2 <= data.length ? rd16(data, off) : -1;
       if (len < 0 || off + 2 + len > data.length) {
         tallyAdd(want, 'truncated');
-        inputs.encap++;
-        inputs.total++;
         break;
       }
-      // PacketIO path: a forwarded packet may meet the backlog or a throwing send.
-      let rec = encapRecord(data, off + 2, len, false);
-      if (!batched && rec.expected === 'forward' && (io.backlogged || throwsLeft > 0)) {
-        if (!io.backlogged) throwsLeft--;
-        rec = { ...rec, expected: 'send-error' };
-      }
+      const rec = encapRecord(data, off + 2, len, false);
       records.push(rec);
       tallyAdd(want, rec.expected);
       off += 2 + len;
-      inputs.encap++;
-      inputs.total++;
     }
-    now += clockStep * records.length;
+    now += clockStep * Math.max(1, records.length);
     io.begin('encap', data, records);
     const before = snapshot(f);
     try {
@@ -220,59 +190,36 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
       violation(`encapBatch threw: ${(err as Error).stack ?? err}`);
     }
     const got = encapOutcome(f, before);
-    if (tallyText(got) !== tallyText(want)) violation(`encapBatch (${batched ? 'BatchIO' : 'PacketIO'}) of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]`);
+    if (tallyText(got) !== tallyText(want)) violation(`encapBatch of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]${records.length === 1 ? ` (${hex(records[0]!.original)})` : ''}`);
     checkIcmpCount(f, before, records.filter((r) => r.icmp).length);
     for (const r of records) if (r.expected === 'forward' && r.emitted !== 1) violation(`forwarded record at ${r.start} sent ${r.emitted} times`);
     io.end();
   };
 
-  /** One datagram from `sender`, through decap() and PacketIO. */
-  const runDecap = (f: JsForwarder, msg: Buffer, sender: string): void => {
-    inputs.decap++;
-    inputs.total++;
-    let expected = refDecap(msg, 0, msg.length, sender, routes);
-    if (expected === 'forward' && (io.tunFails > 0 || io.tunThrows > 0)) expected = 'tun-write-error';
-    const rec: InputRecord = { start: 0, original: copyOf(msg, 0, msg.length), expected, icmp: '', sender, emitted: 0, icmpSeen: 0 };
-    io.begin('decap', msg, [rec]);
-    const before = snapshot(f);
-    try {
-      f.decap(msg, sender);
-    } catch (err) {
-      violation(`decap threw: ${(err as Error).stack ?? err}`);
-    }
-    const got: Tally = new Map();
-    for (const r of DROP_REASONS) tallyAdd(got, r, f.counters.decapDrops[r] - before.decap[r]);
-    tallyAdd(got, 'forward', f.counters.decapPackets - before.decapPackets);
-    if (got.size !== 1 || got.get(expected) !== 1) violation(`decap verdict [${tallyText(got)}], reference ${expected} from "${sender}" (${hex(rec.original)})`);
-    if (f.counters.decapPackets - before.decapPackets !== io.tunWrites - before.tunWrites) violation('decap counted packets it did not write');
-    io.end();
-  };
-
-  /** A UDP reader batch: [u32 source][u16 length][u8 flags][u8 0][datagram] records. */
-  const runDecapBatch = (f: JsForwarder, batched: boolean): void => {
-    gen('decap batch');
-    inputs.decapBatches++;
-    const n = 1 + rng.int(16);
+  /**
+   * A UDP reader batch of `datagrams`: [u32 source][u16 length][u8 flags][u8 0][datagram] records;
+   * with `mangle`, random truncation flags, and sometimes cut short or with a wrong count.
+   */
+  const runDecapRecords = (f: JsForwarder, datagrams: Array<[Buffer, string]>, mangle: boolean): void => {
     const parts: Buffer[] = [];
     const sources: number[] = [];
     const flags: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const [msg, sender] = genDecapDatagram(rng, routes, mtu, gen);
+    for (const [msg, sender] of datagrams) {
       // The reader gives numeric IPv4 sources (0.0.0.0 for a non-IPv4 one).
       const src = /^\d+\.\d+\.\d+\.\d+$/.test(sender) ? ipOf(sender) : 0;
       const body = msg.subarray(0, Math.min(msg.length, 0xffff));
       const h = Buffer.alloc(UDP_REC_HDR);
       wr32(h, 0, src);
       wr16(h, 4, body.length);
-      h[6] = rng.chance(2) ? 1 : 0;
+      h[6] = mangle && rng.chance(2) ? 1 : 0;
       sources.push(src);
       flags.push(h[6]!);
       parts.push(h, body);
     }
     let data = Buffer.concat(parts);
-    let count = n;
-    if (rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
-    if (rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
+    let count = datagrams.length;
+    if (mangle && rng.chance(20)) data = data.subarray(0, rng.int(data.length + 1));
+    if (mangle && rng.chance(20)) count = Math.max(0, count + rng.int(4) - 1);
     const records: InputRecord[] = [];
     const want: Tally = new Map();
     let off = 0;
@@ -304,7 +251,7 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     for (const r of DROP_REASONS) if (r !== 'tun-write-error') tallyAdd(got, r, f.counters.decapDrops[r] - before.decap[r]);
     const written = f.counters.decapPackets - before.decapPackets;
     tallyAdd(got, 'forward', written + f.counters.decapDrops['tun-write-error'] - before.decap['tun-write-error']);
-    if (tallyText(got) !== tallyText(want)) violation(`decapBatch (${batched ? 'BatchIO' : 'PacketIO'}) of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]`);
+    if (tallyText(got) !== tallyText(want)) violation(`decapBatch of ${count} records: [${tallyText(got)}], reference [${tallyText(want)}]`);
     if (written !== io.tunWrites - before.tunWrites) violation(`decapBatch counted ${written} packets, ${io.tunWrites - before.tunWrites} written`);
     io.end();
   };
@@ -326,46 +273,34 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
       // token bucket runs dry and the rate limit has work to do.
       const storm = rng.chance(1);
       clockStep = storm ? 0 : CLOCK_STEP_MS;
-      io.backlogged = rng.chance(3);
-      io.sendThrows = rng.chance(5) ? rng.int(3) : 0;
-      io.sendFails = rng.chance(10) ? rng.int(6) : 0;
       io.tunFails = rng.chance(10) ? rng.int(4) : 0;
       io.tunThrows = rng.chance(3) ? 1 : 0;
       io.batchFails = rng.chance(10) ? rng.int(5) : 0;
       io.batchThrows = rng.chance(2) ? 1 : 0;
-      const batched = rng.chance(50);
-      const f = forwarderFor(mtu, batched);
+      const f = forwarderFor(mtu);
       const n = storm ? 150 + rng.int(150) : 1 + rng.int(32);
       const dir = rng.int(3);
       for (let i = 0; i < n && inputs.total < target; i++) {
         where = `seed ${seed}, input ${inputs.total}`;
         if (storm) {
-          const p = stormPacket(rng);
-          runEncap(f, p, 0, p.length);
+          runEncapRecords(f, [stormPacket(rng)], false);
         } else if ((dir === 2 ? rng.int(2) : dir) === 0) {
           if (rng.chance(10)) {
-            runEncapBatch(f, batched);
+            gen('encap batch');
+            inputs.encapBatches++;
+            const packets = Array.from({ length: 1 + rng.int(12) }, () => genEncapPacket(rng, routes, mtu, gen));
+            runEncapRecords(f, packets.map((p) => p.subarray(0, Math.min(p.length, 0xffff))), true);
           } else {
-            // Packets sit at an offset inside the reader's batch buffer.
-            const p = genEncapPacket(rng, routes, mtu, gen);
-            const pad = rng.chance(50) ? 0 : 2 + rng.int(64);
-            const buf = Buffer.alloc(pad + p.length + (rng.chance(50) ? 0 : rng.int(64)));
-            p.copy(buf, pad);
-            runEncap(f, buf, pad, p.length);
+            runEncapRecords(f, [genEncapPacket(rng, routes, mtu, gen).subarray(0, 0xffff)], false);
           }
         } else if (rng.chance(10)) {
-          runDecapBatch(f, batched);
+          gen('decap batch');
+          inputs.decapBatches++;
+          runDecapRecords(f, Array.from({ length: 1 + rng.int(16) }, () => genDecapDatagram(rng, routes, mtu, gen)), true);
         } else {
-          const [msg, sender] = genDecapDatagram(rng, routes, mtu, gen);
-          runDecap(f, msg, sender);
+          runDecapRecords(f, [genDecapDatagram(rng, routes, mtu, gen)], false);
         }
       }
-      // PacketIO sends complete after the burst, as dgram callbacks would.
-      const packets0 = sumOver(forwarders, (c) => c.encapPackets);
-      const errors0 = sumOver(forwarders, (c) => c.encapDrops['send-error']);
-      const completed = io.completeSends();
-      const done = sumOver(forwarders, (c) => c.encapPackets) - packets0 + sumOver(forwarders, (c) => c.encapDrops['send-error']) - errors0;
-      if (done !== completed) violation(`${completed} sends completed, counted ${done}`);
       // Each forwarder's bucket allows its burst plus the rate over the time so far. Tokens go to
       // ICMP errors written and to those the TUN refused (encap's only tun-write-error).
       for (const [key, f2] of forwarders) {

@@ -1,7 +1,7 @@
-// The I/O the js fuzzer gives JsForwarder: both PacketIO (one packet per call) and BatchIO (the
-// production path), checking everything the forwarder emits against the input it came from, and
-// injecting failures (backlog, throws, refused sends and TUN writes).
-import type { BatchIO, PacketIO } from '../../src/datapath/js.js';
+// The I/O the js fuzzer gives JsForwarder: the BatchIO production uses, checking everything the
+// forwarder emits against the input it came from, and injecting failures (throwing batch calls,
+// refused sends and TUN writes, refused ICMP errors).
+import type { BatchIO } from '../../src/datapath/js.js';
 import { formatIPv4 } from '../../src/net/cidr.js';
 import {
   inSubnet,
@@ -33,12 +33,7 @@ export interface InputRecord {
   icmpSeen: number;
 }
 
-interface PendingSend {
-  done: (err: Error | null, bytes: number) => void;
-  bytes: number;
-}
-
-export class CheckingIO implements PacketIO, BatchIO {
+export class CheckingIO implements BatchIO {
   phase: 'encap' | 'decap' | 'idle' = 'idle';
   /** The buffer the forwarder holds in the current call, and what is in it. */
   buffer?: Uint8Array;
@@ -47,20 +42,15 @@ export class CheckingIO implements PacketIO, BatchIO {
   mtu = 1472;
 
   // What came out.
-  sends = 0;
   batchSent = 0;
   batchFailed = 0;
   tunWrites = 0;
   icmpWritten = 0;
   icmpRefused = 0;
   lastIcmp = '';
-  readonly pending: PendingSend[] = [];
 
   // Faults to inject.
-  backlogged = false;
-  sendThrows = 0;
-  /** Sends whose completion reports an error (PacketIO). */
-  sendFails = 0;
+  /** ICMP error writes the TUN refuses, or that throw. */
   tunFails = 0;
   tunThrows = 0;
   /** Entries a batch call reports as not sent / not written; a whole batch call that throws. */
@@ -86,70 +76,6 @@ export class CheckingIO implements PacketIO, BatchIO {
     this.phase = 'idle';
     this.buffer = undefined;
     this.records.clear();
-  }
-
-  // ---- PacketIO ----
-
-  send(packet: Buffer, address: string, done: (err: Error | null, bytes: number) => void): void {
-    if (this.phase !== 'encap') this.violation('send() outside encap');
-    if (this.sendThrows > 0) {
-      this.sendThrows--;
-      throw new Error('EBADF (injected)');
-    }
-    this.checkDatagram(this.offsetOf(packet), packet, address);
-    this.sends++;
-    this.pending.push({ done, bytes: packet.length });
-  }
-
-  sendBacklogged(): boolean {
-    return this.backlogged;
-  }
-
-  writeTun(packet: Buffer): boolean {
-    if (this.phase === 'encap') {
-      // Encap writes into the TUN only ICMP errors.
-      if (this.tunThrows > 0 || this.tunFails > 0) {
-        this.icmpRefused++;
-        if (this.tunThrows > 0) {
-          this.tunThrows--;
-          throw new Error('EIO (injected)');
-        }
-        this.tunFails--;
-        return false;
-      }
-      this.checkIcmp(packet);
-      this.icmpWritten++;
-      return true;
-    }
-    if (this.phase !== 'decap') {
-      this.violation('writeTun() outside encap/decap');
-      return false;
-    }
-    if (this.tunThrows > 0) {
-      this.tunThrows--;
-      throw new Error('EIO (injected)');
-    }
-    if (this.tunFails > 0) {
-      this.tunFails--;
-      return false;
-    }
-    this.checkDecapWrite(this.offsetOf(packet), packet);
-    this.tunWrites++;
-    return true;
-  }
-
-  /** Completes the PacketIO sends of the call (some fail, as a full socket would); returns how many. */
-  completeSends(): number {
-    const n = this.pending.length;
-    for (const p of this.pending.splice(0)) {
-      if (this.sendFails > 0) {
-        this.sendFails--;
-        p.done(new Error('ENOBUFS (injected)'), 0);
-      } else {
-        p.done(null, p.bytes);
-      }
-    }
-    return n;
   }
 
   // ---- BatchIO ----
@@ -188,6 +114,10 @@ export class CheckingIO implements PacketIO, BatchIO {
   }
 
   writeTunBatch(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array): void {
+    if (this.phase === 'encap') {
+      this.writeIcmp(buf, desc, count, ok);
+      return;
+    }
     if (this.phase !== 'decap' || buf !== this.buffer) this.violation('writeTunBatch() outside decapBatch or on another buffer');
     for (let i = 0; i < count; i++) {
       const start = desc[i * 2]!;
@@ -196,13 +126,25 @@ export class CheckingIO implements PacketIO, BatchIO {
     this.tunWrites += this.batchOutcome(count, ok, 'EIO (injected)');
   }
 
-  // ---- checks ----
-
-  /** Where a view lies in the call's buffer (-1: elsewhere). */
-  private offsetOf(view: Uint8Array): number {
-    const b = this.buffer;
-    return b && view.buffer === b.buffer ? view.byteOffset - b.byteOffset : -1;
+  /** Encap writes into the TUN only ICMP errors, one per call. */
+  private writeIcmp(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array): void {
+    if (count !== 1) this.violation(`an ICMP error write of ${count} packets`);
+    if (this.tunThrows > 0 || this.tunFails > 0) {
+      this.icmpRefused++;
+      if (this.tunThrows > 0) {
+        this.tunThrows--;
+        throw new Error('EIO (injected)');
+      }
+      this.tunFails--;
+      ok[0] = 0;
+      return;
+    }
+    this.checkIcmp(buf.subarray(desc[0]!, desc[0]! + desc[1]!));
+    this.icmpWritten++;
+    ok[0] = 1;
   }
+
+  // ---- checks ----
 
   private record(start: number, what: string): InputRecord | undefined {
     const r = this.records.get(start);

@@ -11,6 +11,7 @@ import {
   type NativeEngineRawStats,
   type TunHandle,
 } from './addon.js';
+import { DepartedPeers } from './departed.js';
 import { nonZeroDrops } from './stats.js';
 import { configureTun } from './tundevice.js';
 import {
@@ -72,6 +73,9 @@ export class NativeDatapath implements Datapath {
   private handle: NativeEngineHandle | undefined;
   private tun: TunHandle | undefined;
   private routes: Uint32Array = new Uint32Array(0);
+  /** Dotted PublicIPs of the routed peers; counters of those that left are kept in `departed`. */
+  private routed: ReadonlySet<string> = new Set();
+  private readonly departed = new DepartedPeers();
   private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
   private lastStats: DatapathStats | undefined;
@@ -135,6 +139,10 @@ export class NativeDatapath implements Datapath {
   }
 
   setRoutes(routes: Route[]): void {
+    const routed = new Set(routes.map((r) => formatIPv4(r.publicIP)));
+    // Read before the swap: the engine may free the counters of a peer with no route.
+    this.departed.update(this.routed, routed, () => this.stats().peers);
+    this.routed = routed;
     this.routes = encodeRoutes(routes);
     if (this.handle && this.addon) this.addon.engineSetRoutes(this.handle, this.routes);
   }
@@ -142,6 +150,7 @@ export class NativeDatapath implements Datapath {
   stats(): DatapathStats {
     if (!this.handle || !this.addon) return this.lastStats ?? emptyStats(this.tun?.name);
     const stats = shapeStats(this.addon.engineStats(this.handle), this.reasons, this.tun?.name);
+    stats.peers = this.departed.withDeparted(stats.peers, this.routed);
     if (stats.features.udpGso === false && stats.features.udpGsoDisabledErrno && !this.gsoFallbackLogged) {
       this.gsoFallbackLogged = true;
       this.log?.warn(

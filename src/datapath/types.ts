@@ -53,7 +53,10 @@ export interface DatapathStats {
   /** ICMP errors suppressed by the rate limit. */
   icmpRateLimited: number;
   drops: { encap: DropCounters; decap: DropCounters };
-  /** Keyed by the peer's dotted PublicIP. */
+  /**
+   * Keyed by the peer's dotted PublicIP: the routed peers, then the most recently departed ones
+   * (bounded, most recent first; see departed.ts).
+   */
   peers: Record<string, PeerStats>;
   /** Free-form engine facts (offloads in use, batch sizes...). */
   features: Record<string, unknown>;

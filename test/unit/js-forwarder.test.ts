@@ -1,10 +1,12 @@
-// The js engine's per-packet decisions (docs/datapath.md), driven with real packets through a
-// recording PacketIO: no root, no device. test/datapath/engine.test.ts covers the real wiring.
+// The js engine's per-packet decisions (docs/datapath.md), driven with real packets through the
+// batch entry points and a recording BatchIO: no root, no device. test/datapath/engine.test.ts
+// covers the real wiring.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { parseIPv4, parseSubnet } from '../../src/net/cidr.js';
-import { JsForwarder, type PacketIO } from '../../src/datapath/js.js';
+import { JsForwarder } from '../../src/datapath/js.js';
 import { internetChecksum, TokenBucket } from '../../src/datapath/packet.js';
 import type { Route } from '../../src/datapath/types.js';
+import { decapOne, encapOne, RecordingIO } from '../support/packet-io.js';
 
 const PEER_B = '192.168.77.3';
 const PEER_C = '192.168.77.4';
@@ -35,31 +37,6 @@ function ipPacket(o: PacketOptions = {}): Buffer {
   return buf;
 }
 
-class RecordingIO implements PacketIO {
-  sent: { packet: Buffer; address: string; done: (err: Error | null, bytes: number) => void }[] = [];
-  tun: Buffer[] = [];
-  backlogged = false;
-  tunFails = false;
-  sendThrows = false;
-
-  send(packet: Buffer, address: string, done: (err: Error | null, bytes: number) => void): void {
-    if (this.sendThrows) throw new Error('EBADF');
-    this.sent.push({ packet: Buffer.from(packet), address, done });
-  }
-  sendBacklogged(): boolean {
-    return this.backlogged;
-  }
-  writeTun(packet: Buffer): boolean {
-    if (this.tunFails) return false;
-    this.tun.push(Buffer.from(packet));
-    return true;
-  }
-  /** Completes every pending send successfully, as dgram would. */
-  flush(): void {
-    for (const s of this.sent) s.done(null, s.packet.length);
-  }
-}
-
 function routes(): Route[] {
   return [
     { subnet: parseSubnet('10.244.2.0/24'), publicIP: parseIPv4(PEER_B) },
@@ -80,7 +57,7 @@ beforeEach(() => {
 });
 
 function encap(p: Buffer): void {
-  fwd.encap(p, 0, p.length);
+  encapOne(fwd, p);
 }
 
 function onlyIcmp(): Buffer {
@@ -100,7 +77,6 @@ describe('js forwarder: encap', () => {
     expect(internetChecksum(packet, 0, 20)).toBe(0);
     // Unchanged apart from TTL and checksum.
     for (let i = 0; i < packet.length; i++) if (i !== 8 && i !== 10 && i !== 11) expect(packet[i]).toBe(original[i]);
-    io.flush();
     const s = fwd.stats({});
     expect(s.encap).toEqual({ packets: 1, bytes: p.length });
     expect(s.peers[PEER_B]!.tx).toEqual({ packets: 1, bytes: p.length });
@@ -117,12 +93,12 @@ describe('js forwarder: encap', () => {
   it('ignores bytes past the total length', () => {
     const p = ipPacket();
     const withTrailer = Buffer.concat([p, Buffer.alloc(10, 0xee)]);
-    fwd.encap(withTrailer, 0, withTrailer.length);
+    encap(withTrailer);
     expect(io.sent[0]!.packet.length).toBe(p.length);
   });
 
   it('drops short, non-IPv4 and malformed packets with their reasons', () => {
-    fwd.encap(Buffer.alloc(10), 0, 10);
+    encap(Buffer.alloc(10));
     const v6 = Buffer.alloc(40);
     v6[0] = 0x60;
     encap(v6);
@@ -130,7 +106,7 @@ describe('js forwarder: encap', () => {
     badIhl[0] = 0x43;
     encap(badIhl);
     const short = ipPacket();
-    fwd.encap(short, 0, short.length - 1);
+    encap(short.subarray(0, short.length - 1));
     const d = fwd.stats({}).drops.encap;
     expect(d.truncated).toBe(2);
     expect(d['not-ipv4']).toBe(1);
@@ -193,18 +169,15 @@ describe('js forwarder: encap', () => {
     expect(s.peers[PEER_B]!.drops.oversize).toBe(2);
   });
 
-  it('counts send-error for a backlog, a throwing send and a failed send', () => {
-    io.backlogged = true;
-    encap(ipPacket());
-    io.backlogged = false;
+  it('counts send-error for a throwing send call and a refused datagram', () => {
     io.sendThrows = true;
     encap(ipPacket());
     io.sendThrows = false;
+    io.sendFails = true;
     encap(ipPacket());
-    io.sent[0]!.done(new Error('ENETUNREACH'), 0);
     const s = fwd.stats({});
-    expect(s.drops.encap['send-error']).toBe(3);
-    expect(s.peers[PEER_B]!.drops['send-error']).toBe(3);
+    expect(s.drops.encap['send-error']).toBe(2);
+    expect(s.peers[PEER_B]!.drops['send-error']).toBe(2);
     expect(s.encap.packets).toBe(0);
   });
 
@@ -255,7 +228,7 @@ describe('js forwarder: encap', () => {
 describe('js forwarder: decap', () => {
   it('writes a valid packet from a peer into the TUN, TTL untouched, counted per peer', () => {
     const p = ipPacket({ src: '10.244.2.9', dst: '10.244.1.5', ttl: 63 });
-    fwd.decap(p, PEER_B);
+    decapOne(fwd, p, PEER_B);
     expect(io.tun).toHaveLength(1);
     expect(io.tun[0]!.equals(p)).toBe(true);
     const s = fwd.stats({});
@@ -265,18 +238,18 @@ describe('js forwarder: decap', () => {
   });
 
   it('accepts sources from every lease of the peer', () => {
-    fwd.decap(ipPacket({ src: '10.244.9.1', dst: '10.244.1.5' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.9.1', dst: '10.244.1.5' }), PEER_B);
     expect(io.tun).toHaveLength(1);
   });
 
   it('cuts trailing bytes past the total length before the TUN write', () => {
     const p = ipPacket({ src: '10.244.2.9', dst: '10.244.1.5' });
-    fwd.decap(Buffer.concat([p, Buffer.alloc(6, 0xaa)]), PEER_B);
+    decapOne(fwd, Buffer.concat([p, Buffer.alloc(6, 0xaa)]), PEER_B);
     expect(io.tun[0]!.equals(p)).toBe(true);
   });
 
   it('drops datagrams from an address that holds no lease (unknown-peer)', () => {
-    fwd.decap(ipPacket({ src: '10.244.2.9' }), '192.168.77.99');
+    decapOne(fwd, ipPacket({ src: '10.244.2.9' }), '192.168.77.99');
     const s = fwd.stats({});
     expect(s.drops.decap['unknown-peer']).toBe(1);
     expect(io.tun).toHaveLength(0);
@@ -284,8 +257,8 @@ describe('js forwarder: decap', () => {
   });
 
   it('drops inner sources outside the sender\'s leases (spoofed-source), even another peer\'s', () => {
-    fwd.decap(ipPacket({ src: '10.244.3.1', dst: '10.244.1.5' }), PEER_B);
-    fwd.decap(ipPacket({ src: '10.244.1.7', dst: '10.244.1.5' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.3.1', dst: '10.244.1.5' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.1.7', dst: '10.244.1.5' }), PEER_B);
     const s = fwd.stats({});
     expect(s.drops.decap['spoofed-source']).toBe(2);
     expect(s.peers[PEER_B]!.drops['spoofed-source']).toBe(2);
@@ -293,18 +266,18 @@ describe('js forwarder: decap', () => {
   });
 
   it('drops invalid inner packets with their reasons, counted on the peer', () => {
-    fwd.decap(Buffer.alloc(19), PEER_B);
+    decapOne(fwd, Buffer.alloc(19), PEER_B);
     const v6 = Buffer.alloc(40);
     v6[0] = 0x60;
-    fwd.decap(v6, PEER_B);
+    decapOne(fwd, v6, PEER_B);
     const badSum = ipPacket({ src: '10.244.2.9' });
     badSum[10]! ^= 1;
-    fwd.decap(badSum, PEER_B);
+    decapOne(fwd, badSum, PEER_B);
     const tooLong = ipPacket({ src: '10.244.2.9' });
-    fwd.decap(tooLong.subarray(0, tooLong.length - 1), PEER_B);
+    decapOne(fwd, tooLong.subarray(0, tooLong.length - 1), PEER_B);
     const badIhl = ipPacket({ src: '10.244.2.9' });
     badIhl[0] = 0x44;
-    fwd.decap(badIhl, PEER_B);
+    decapOne(fwd, badIhl, PEER_B);
     const s = fwd.stats({});
     expect(s.drops.decap).toMatchObject({ truncated: 2, 'not-ipv4': 1, malformed: 2 });
     expect(s.peers[PEER_B]!.drops).toEqual({ truncated: 2, 'not-ipv4': 1, malformed: 2 });
@@ -312,8 +285,8 @@ describe('js forwarder: decap', () => {
   });
 
   it('drops TTL 0 but delivers TTL 1 (decap does not decrement)', () => {
-    fwd.decap(ipPacket({ src: '10.244.2.9', ttl: 0 }), PEER_B);
-    fwd.decap(ipPacket({ src: '10.244.2.9', ttl: 1 }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.2.9', ttl: 0 }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.2.9', ttl: 1 }), PEER_B);
     expect(fwd.stats({}).drops.decap['ttl-expired']).toBe(1);
     expect(io.tun).toHaveLength(1);
     expect(io.tun[0]![8]).toBe(1);
@@ -321,7 +294,7 @@ describe('js forwarder: decap', () => {
 
   it('counts tun-write-error when the kernel refuses the write', () => {
     io.tunFails = true;
-    fwd.decap(ipPacket({ src: '10.244.2.9' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.2.9' }), PEER_B);
     const s = fwd.stats({});
     expect(s.drops.decap['tun-write-error']).toBe(1);
     expect(s.peers[PEER_B]!.drops['tun-write-error']).toBe(1);
@@ -330,16 +303,19 @@ describe('js forwarder: decap', () => {
 });
 
 describe('js forwarder: route table swaps', () => {
-  it('keeps counters of peers that stay, forgets peers that left, admits by the new table', () => {
-    fwd.decap(ipPacket({ src: '10.244.2.9' }), PEER_B);
+  it('keeps counters of peers that stay and of peers that left, admits by the new table', () => {
+    decapOne(fwd, ipPacket({ src: '10.244.2.9' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.3.9' }), PEER_C);
     fwd.setRoutes([{ subnet: parseSubnet('10.244.2.0/24'), publicIP: parseIPv4(PEER_B) }]);
     let s = fwd.stats({});
-    expect(Object.keys(s.peers)).toEqual([PEER_B]);
+    // C left: its last counters stay visible after the routed peers.
+    expect(Object.keys(s.peers)).toEqual([PEER_B, PEER_C]);
     expect(s.peers[PEER_B]!.rx.packets).toBe(1);
+    expect(s.peers[PEER_C]!.rx.packets).toBe(1);
     expect(s.features.routes).toBe(1);
     // 10.244.9.0/24 no longer belongs to B; C is gone entirely.
-    fwd.decap(ipPacket({ src: '10.244.9.1' }), PEER_B);
-    fwd.decap(ipPacket({ src: '10.244.3.1' }), PEER_C);
+    decapOne(fwd, ipPacket({ src: '10.244.9.1' }), PEER_B);
+    decapOne(fwd, ipPacket({ src: '10.244.3.1' }), PEER_C);
     encap(ipPacket({ dst: '10.244.3.1' }));
     s = fwd.stats({});
     expect(s.drops.decap['spoofed-source']).toBe(1);
@@ -347,11 +323,26 @@ describe('js forwarder: route table swaps', () => {
     expect(s.drops.encap['no-route']).toBe(1);
   });
 
+  it('keeps the counters of the 256 most recently departed peers, most recent first, and frees the rest', () => {
+    const peerIP = (i: number): string => `172.16.${i >> 8}.${i & 255}`;
+    const route = (i: number): Route => ({ subnet: parseSubnet(`10.${100 + (i >> 8)}.${i & 255}.0/24`), publicIP: parseIPv4(peerIP(i)) });
+    // 600 peers come and go one after another (nodes replaced over months).
+    for (let i = 0; i < 600; i++) fwd.setRoutes([...routes(), route(i)]);
+    fwd.setRoutes(routes());
+    const departed = Object.keys(fwd.stats({}).peers).filter((ip) => ip !== PEER_B && ip !== PEER_C);
+    expect(departed).toHaveLength(256);
+    expect(departed.slice(0, 3)).toEqual([peerIP(599), peerIP(598), peerIP(597)]);
+    expect(departed.at(-1)).toBe(peerIP(600 - 256));
+    // A peer that comes back is routed again and counts afresh.
+    fwd.setRoutes([...routes(), route(599)]);
+    expect(Object.keys(fwd.stats({}).peers).slice(0, 3)).toEqual([PEER_B, PEER_C, peerIP(599)]);
+  });
+
   it('starts empty: everything is no-route / unknown-peer', () => {
     const empty = new JsForwarder({ localSubnet: parseSubnet('10.244.1.0/24'), mtu: MTU }, io);
     const p = ipPacket();
-    empty.encap(p, 0, p.length);
-    empty.decap(ipPacket({ src: '10.244.2.9' }), PEER_B);
+    encapOne(empty, p);
+    decapOne(empty, ipPacket({ src: '10.244.2.9' }), PEER_B);
     const s = empty.stats({});
     expect(s.drops.encap['no-route']).toBe(1);
     expect(s.drops.decap['unknown-peer']).toBe(1);
