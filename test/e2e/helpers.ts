@@ -32,24 +32,7 @@ export async function noRouteDrops(agent: AgentHandle): Promise<number> {
   return n;
 }
 
-/** Polls `check` every `intervalMs` until it returns a truthy value; throws `what` on timeout. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await sleep(intervalMs);
-  }
-}
+export { waitFor } from '../support/wait.js';
 
 /** "10.244.5.0/24" -> "10.244.5.0-24", flannel's key form. */
 export function subnetKey(subnet: string): string {

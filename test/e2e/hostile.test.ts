@@ -17,12 +17,10 @@ import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbe
 import { ping, sleep } from '../testbed/netns.js';
 import { Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
 import { pollReachable, subnetKey, waitFor } from './helpers.js';
+import { sendDatagrams, sendGsoDatagrams, UdpListener } from '../support/udp.js';
 import {
   linkCounters,
-  sendDatagrams,
-  sendGsoDatagrams,
   spoofSource,
-  UdpListener,
   udpInIPv4,
   udpInIPv6,
   type InnerOptions,

@@ -1,5 +1,5 @@
 // Helpers for the etcd store tests: a log sink, a TCP proxy that can cut the store off from etcd,
-// an update collector that applies snapshots and events like a consumer would, and waitFor.
+// and an update collector that applies snapshots and events like a consumer would.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Lease, LeaseUpdate } from '../../src/lease/types.js';
@@ -18,20 +18,7 @@ export function captureLog(): { log: Logger; lines: LogLine[]; warnings: () => L
   return { log, lines, warnings: () => lines.filter((l) => l.level === 40) };
 }
 
-/** Polls `check` until it returns a truthy value; a generous timeout only catches hangs. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep, waitFor } from '../support/wait.js';
 
 /** Keeps what a watch consumer would know: subnet -> PublicIP, plus every update received. */
 export class Collector {

@@ -7,7 +7,7 @@ import { EtcdLeaseStore, type EtcdStoreOptions } from '../../src/lease/etcd/stor
 import { LeaseLostError, SubnetsExhaustedError, type Lease } from '../../src/lease/types.js';
 import { formatSubnet, parseSubnet } from '../../src/net/cidr.js';
 import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
-import { captureLog, Collector, sleep, TcpProxy, waitFor } from './helpers.js';
+import { captureLog, Collector, TcpProxy, waitFor } from './helpers.js';
 
 const NET = { Network: '10.244.0.0/16', Backend: { Type: 'udp' } };
 
@@ -291,8 +291,11 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const { store } = newStore(prefix, { ttlSeconds: 30 });
     const lease = await store.acquire('192.168.77.100');
     const oldId = lease.source.kind === 'etcd' ? lease.source.etcdLeaseId! : '';
-    await sleep(1500);
-    const remainingBefore = Number((await etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL);
+    // Let the old lease run down a little (etcd reports whole seconds), so the fresh one must be longer.
+    const remainingBefore = await waitFor('the old lease to run down', async () => {
+      const ttl = Number((await etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL);
+      return ttl <= 28 ? ttl : undefined;
+    });
 
     const renewed = await store.renew(lease);
     expect(formatSubnet(renewed.subnet)).toBe(formatSubnet(lease.subnet));
@@ -308,16 +311,33 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     expect(store.status()).toMatchObject({ renewals: 1, renewalFailures: 0 });
   });
 
-  it('keeps a short-TTL lease alive for several TTLs by renewing', async () => {
+  it('keeps a short-TTL lease alive for several TTLs by renewing: the key never lapses in between', async () => {
     const prefix = await freshPrefix();
-    const { store } = newStore(prefix, { ttlSeconds: 3 });
+    const { store, warnings } = newStore(prefix, { ttlSeconds: 3 });
     let lease = await store.acquire('192.168.77.101');
-    for (let i = 0; i < 8; i++) {
-      await sleep(1000);
-      lease = await store.renew(lease);
-    }
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
-    expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.101","PublicIPv6":null}');
+    // A lapse would delete the key (and a renewal would quietly re-create it): watch for that.
+    const watcher = await etcd.watch().key(key).create();
+    let deletes = 0;
+    watcher.on('delete', () => deletes++);
+    const leaseIds = new Set<string>();
+    try {
+      for (let i = 0; i < 6; i++) {
+        const id = lease.source.kind === 'etcd' ? lease.source.etcdLeaseId! : '';
+        leaseIds.add(id);
+        // Renew in the lease's last second or two (etcd reports whole seconds): six leases run down
+        // this way span several TTLs.
+        await waitFor('the lease to run down', async () => Number((await etcd.leaseClient.leaseTimeToLive({ ID: id })).TTL) <= 1);
+        lease = await store.renew(lease);
+      }
+      expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.101","PublicIPv6":null}');
+    } finally {
+      await watcher.cancel();
+    }
+    expect(deletes, 'the key was deleted (its lease lapsed) between renewals').toBe(0);
+    expect(warnings().map((w) => w.msg)).not.toContain('our lease had expired; re-created it');
+    // Every renewal moved the key to a fresh lease (six renewals, six leases before the last).
+    expect(leaseIds.size).toBe(6);
   });
 
   it('re-creates its lease when the key vanished and nobody took the subnet', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
 import type { JsonObject } from '../testbed/fake-apiserver.js';
+import { waitFor } from '../support/wait.js';
 
 export const PREFIX = 'flannel.alpha.coreos.com/';
 
@@ -53,12 +54,7 @@ export function netConf(config: unknown = { Network: '10.244.0.0/16', Backend: {
   return { path, dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Polls quickly: these waits are on a local fake API server. */
+export function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  return waitFor(what, check, timeoutMs, 20);
 }

@@ -1,18 +1,18 @@
 // The native engine end to end (needs root, /dev/net/tun, namespaces, and `npm run build`):
 // two namespaces joined by a veth pair (underlay 192.168.77.1/.2), each running a NativeDatapath
-// from dist/ via fixtures/engine-node.mjs with a static route to the other.
+// from dist/ via test/support/fixtures/engine-node.mjs with a static route to the other.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Netns, ping, runPrefix } from '../testbed/netns.js';
 import { tcpTransfer } from '../testbed/tcp.js';
-import { FixtureDriver } from './driver.js';
-import { icmpEcho, ipv4 } from './packets.js';
+import { FixtureDriver } from '../support/driver.js';
+import { icmpEcho, ipv4 } from '../support/packets.js';
+import { sendDatagrams } from '../support/udp.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ENGINE_FIXTURE = path.join(here, 'fixtures/engine-node.mjs');
-const UDP_SEND = path.join(here, 'fixtures/udp-send.mjs');
+const ENGINE_FIXTURE = path.join(here, '../support/fixtures/engine-node.mjs');
 const DIST_NATIVE = path.resolve(here, '../../dist/src/datapath/native.js');
 const PORT = 8285;
 const MTU = 1472;
@@ -101,7 +101,7 @@ describe.runIf(built)('native engine between two namespaces (needs root; run `np
 
   /** Sends one datagram from `bindIP` inside `from` to A's engine port. */
   async function sendDatagram(from: Netns, bindIP: string, payload: Buffer): Promise<void> {
-    await from.exec(['node', UDP_SEND, bindIP, a.underlay, String(PORT), payload.toString('hex')]);
+    await sendDatagrams(from, bindIP, 0, a.underlay, PORT, [payload]);
   }
 
   beforeAll(async () => {

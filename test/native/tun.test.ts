@@ -6,8 +6,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseIPv4 } from '../../src/net/cidr.js';
 import { Netns, ping, runPrefix } from '../testbed/netns.js';
-import { FixtureDriver, within } from './driver.js';
-import { icmpEcho, ipv4 } from './packets.js';
+import { FixtureDriver } from '../support/driver.js';
+import { within } from '../support/wait.js';
+import { icmpEcho, ipv4 } from '../support/packets.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures/tun-driver.mjs');

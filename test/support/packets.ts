@@ -1,4 +1,4 @@
-// Minimal IPv4/ICMP packet building for the native tests.
+// IPv4 packets for the engine tests: headers with valid checksums, UDP and ICMP echo payloads.
 import { internetChecksum } from '../../src/datapath/packet.js';
 
 const inetChecksum = (data: Buffer): number => internetChecksum(data, 0, data.length);
@@ -30,4 +30,15 @@ export function icmpEcho(id: number, seq: number, data: Buffer): Buffer {
   data.copy(m, 8);
   m.writeUInt16BE(inetChecksum(m), 2);
   return m;
+}
+
+/** IPv4 + UDP (source port 40000, UDP checksum 0 = none, valid for IPv4) carrying `payload`. */
+export function udpPacket(src: string, dst: string, dstPort: number, payload: string, ttl = 64): Buffer {
+  const data = Buffer.from(payload);
+  const udp = Buffer.alloc(8 + data.length);
+  udp.writeUInt16BE(40000, 0);
+  udp.writeUInt16BE(dstPort, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  data.copy(udp, 8);
+  return ipv4(src, dst, 17, udp, ttl);
 }

@@ -1,4 +1,5 @@
-// Test-side handle on a fixture process (test/native/fixtures/*.mjs) running inside a namespace:
+// Test-side handle on a fixture process (test/support/fixtures/engine-node.mjs, test/native/fixtures/*.mjs)
+// running inside a namespace:
 // sends one JSON command per line, resolves each with the matching JSON reply.
 import type { ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
@@ -63,21 +64,4 @@ export class FixtureDriver {
   get errorOutput(): string {
     return this.stderr;
   }
-}
-
-/** Resolves with `p`, or rejects after ms (only there to turn a hang into a failure). */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
 }
