@@ -143,8 +143,8 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     icmpExpected += expected;
   };
 
-  const encapRecord = (buf: Uint8Array, start: number, length: number, sendFails: boolean): InputRecord => {
-    const ref = refEncap(buf, start, length, routes, mtu, sendFails);
+  const encapRecord = (buf: Uint8Array, start: number, length: number): InputRecord => {
+    const ref = refEncap(buf, start, length, routes, mtu);
     return { start, original: copyOf(buf, start, start + length), expected: ref.verdict, icmp: ref.icmp, sender: '', emitted: 0, icmpSeen: 0 };
   };
 
@@ -176,7 +176,7 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
         tallyAdd(want, 'truncated');
         break;
       }
-      const rec = encapRecord(data, off + 2, len, false);
+      const rec = encapRecord(data, off + 2, len);
       records.push(rec);
       tallyAdd(want, rec.expected);
       off += 2 + len;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full fuzz run (project issue 6): at least 1,000,000 random, valid and mutated packets through
+# The full fuzz run: at least 1,000,000 random, valid and mutated packets through
 # the decap and encap paths of each engine, each run on its own:
 #   js      the js engine's per-packet decisions (JsForwarder, PacketIO and batched paths), heap
 #           measured after a full GC round by round;

@@ -1,5 +1,6 @@
 // iptables rules for --ip-masq and --iptables-forward-rules, equivalent to flannel's
-// FLANNEL-POSTRTG / FLANNEL-FWD chains (reference/flannel-udp-facts.md §3), in felt's own chains:
+// FLANNEL-POSTRTG / FLANNEL-FWD chains
+// (https://github.com/flannel-io/flannel/blob/master/pkg/trafficmngr/iptables/iptables.go), in felt's own chains:
 //
 //   nat    POSTROUTING -> FELT-POSTRTG (first rule)
 //            RETURN      -m mark --mark 0x4000/0x4000   kube-proxy already decided (it masquerades)

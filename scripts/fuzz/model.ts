@@ -130,8 +130,8 @@ export interface RefEncap {
   icmp: string;
 }
 
-/** Encap steps 1-5; `sendFails`: the PacketIO path would refuse the send (backlog, a throw). */
-export function refEncap(buf: Uint8Array, start: number, length: number, rs: RouteSet, mtu: number, sendFails: boolean): RefEncap {
+/** Encap steps 1-5: the verdict before the send (a refused send is judged from the batch outcome). */
+export function refEncap(buf: Uint8Array, start: number, length: number, rs: RouteSet, mtu: number): RefEncap {
   const v = refValidate(buf, start, length, false);
   if (v !== 'forward') return { verdict: v, icmp: '' };
   const dst = rd32(buf, start + 16);
@@ -141,7 +141,6 @@ export function refEncap(buf: Uint8Array, start: number, length: number, rs: Rou
   if (rs.lookup(dst) === undefined) return { verdict: 'no-route', icmp: allowed ? '3/0' : '' };
   if (buf[start + 8]! <= 1) return { verdict: 'ttl-expired', icmp: allowed ? '11/0' : '' };
   if (total > mtu) return { verdict: 'oversize', icmp: allowed && (rd16(buf, start + 6) & 0x4000) !== 0 ? '3/4' : '' };
-  if (sendFails) return { verdict: 'send-error', icmp: '' };
   return { verdict: 'forward', icmp: '' };
 }
 

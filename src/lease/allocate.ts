@@ -1,6 +1,7 @@
 // Subnet allocation: pure functions over the network config and the subnets already taken.
 // As flannel: walk [SubnetMin, SubnetMax], skip anything overlapping a lease, collect up to 100
-// free candidates and pick one at random (reference/flannel-udp-facts.md §2.3).
+// free candidates and pick one at random (allocateSubnet in
+// https://github.com/flannel-io/flannel/blob/master/pkg/subnet/etcd/local_manager.go).
 import { makeSubnet, prefixMask, subnetContains, subnetLast, subnetSize, type Subnet } from '../net/cidr.js';
 import type { NetworkConfig } from './types.js';
 

@@ -1,15 +1,19 @@
-// Helpers for the end-to-end suite: reading an agent's /leases document, waiting for conditions,
+// Helpers for the end-to-end suites: reading an agent's /leases document, waiting for conditions,
 // watching etcd for a new lease, and polling reachability with short pings.
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
+import { expect } from 'vitest';
 import type { AgentHandle, Engine } from '../testbed/agent.js';
-import type { Testbed, TestbedNode } from '../testbed/testbed.js';
+import type { Pod, Testbed, TestbedNode } from '../testbed/testbed.js';
 import { ping, sleep, type Netns, type PingResult } from '../testbed/netns.js';
+import { repoRoot } from '../testbed/tcp.js';
+import type { LeasesDocument } from './fixtures/underlay.js';
 
 /** The parts of the /leases document the suite relies on (see src/debug/view.ts). */
 export interface LeasesDoc {
   node?: { subnet: string; publicIP: string } | null;
-  /** Older/lighter shape named in the brief; accepted too. */
+  /** An older, lighter shape of the document; accepted too. */
   self?: { subnet: string; publicIP: string } | null;
   leases: Array<{ subnet: string; publicIP: string; self?: boolean }>;
   datapath?: { drops?: { encap?: Record<string, number>; decap?: Record<string, number> } } | null;
@@ -32,7 +36,9 @@ export async function noRouteDrops(agent: AgentHandle): Promise<number> {
   return n;
 }
 
-export { waitFor } from '../support/wait.js';
+import { waitFor } from '../support/wait.js';
+
+export { waitFor };
 
 /** "10.244.5.0/24" -> "10.244.5.0-24", flannel's key form. */
 export function subnetKey(subnet: string): string {
@@ -115,4 +121,63 @@ export function agentArgs(tb: Testbed, node: TestbedNode, engine: Engine, extra:
     '--debug-addr=',
     ...extra,
   ];
+}
+
+// ---- shared by the fault suites ----
+
+export function artifact(name: string, data: unknown): void {
+  const dir = join(repoRoot(), 'test-artifacts');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, name), `${JSON.stringify(data, null, 2)}\n`);
+}
+
+
+export function doc(a: AgentHandle): Promise<LeasesDocument> {
+  return a.fetchJSON<LeasesDocument>('/leases');
+}
+
+export function podOf(n: TestbedNode): Pod {
+  const p = n.pods[0];
+  if (!p) throw new Error(`no pod on ${n.name}`);
+  return p;
+}
+
+/** "10.244.5.1/24" -> "10.244.5.0/24" */
+export function networkOf(cidr: string): string {
+  const m = /^(\d+\.\d+\.\d+)\.\d+\/(\d+)$/.exec(cidr);
+  if (!m) throw new Error(`unexpected subnet "${cidr}"`);
+  return `${m[1]}.0/${m[2]}`;
+}
+
+/** subnet -> PublicIP, as the agent knows it. */
+export async function leaseMap(a: AgentHandle): Promise<Map<string, string>> {
+  return new Map((await doc(a)).leases.map((l) => [l.subnet, l.publicIP]));
+}
+
+/** Every agent knows exactly these subnet -> PublicIP pairs for the given subnets (undefined = must not know it). */
+export function converged(agents: AgentHandle[], want: Record<string, string | undefined>, timeoutMs = 60_000): Promise<true> {
+  return waitFor(`every agent to agree on ${JSON.stringify(want)}`, async () => {
+    for (const a of agents) {
+      const known = await leaseMap(a);
+      for (const [subnet, ip] of Object.entries(want)) if (known.get(subnet) !== ip) return false;
+    }
+    return true;
+  }, timeoutMs);
+}
+
+/** The lease map each agent's own node should see: every agent's subnet -> its PublicIP. */
+export function ownLeases(agents: AgentHandle[]): Record<string, string> {
+  return Object.fromEntries(agents.map((a) => [a.subnet, a.node.underlayIP]));
+}
+
+export async function etcdValue(client: Etcd3, key: string): Promise<{ value: string; lease: string } | undefined> {
+  const res = await client.get(key).exec();
+  const kv = res.kvs[0];
+  return kv ? { value: kv.value.toString(), lease: kv.lease } : undefined;
+}
+
+
+export async function pingOK(from: Netns, target: string): Promise<void> {
+  const r = await ping(from, target, { count: 3, intervalS: 0.1, waitS: 2 });
+  expect(r.received, `ping ${target} from ${from.name}:\n${r.raw}`).toBe(r.transmitted);
 }

@@ -2,7 +2,7 @@
 // real agents in node namespaces, real etcd, pods on cni0 bridges wired by the real CNI plugins
 // (flannel delegate -> bridge + host-local, portmap), real packets through flannel0.
 // The same suite runs for each engine. There are no timing thresholds apart from the join
-// test's 2 s polling deadline, which the brief sets; other timeouts only catch hangs.
+// test's 2 s polling deadline (felt's join target); other timeouts only catch hangs.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { hostIn, knownSubnets, noRouteDrops, pollReachable, subnetKey, waitFor, 
 const ENGINES: Engine[] = ['js', 'native'];
 const NATIVE_SOURCE = join(repoRoot(), 'src', 'datapath', 'native.ts');
 const TRANSFER_BYTES = 64 * 1024 * 1024;
-/** The brief's join deadline: the new node must answer within this long of its lease appearing. */
+/** The join target: the new node must answer within this long of its lease appearing. */
 const JOIN_DEADLINE_MS = 2_000;
 
 function artifact(name: string, data: unknown): void {

@@ -1,9 +1,14 @@
 // Helpers for the etcd store tests: a log sink, a TCP proxy that can cut the store off from etcd,
-// and an update collector that applies snapshots and events like a consumer would.
+// an update collector that applies snapshots and events like a consumer would, and one etcd per
+// test file (useEtcd).
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Etcd3 } from 'etcd3';
 import pino, { type Logger } from 'pino';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { EtcdLeaseStore, type EtcdStoreOptions } from '../../src/lease/etcd/store.js';
 import type { Lease, LeaseUpdate } from '../../src/lease/types.js';
 import { formatSubnet } from '../../src/net/cidr.js';
+import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
 
 export interface LogLine {
   level: number;
@@ -121,3 +126,52 @@ export class TcpProxy {
     return new Promise((r) => this.server.close(() => r()));
   }
 }
+
+/**
+ * One etcd for a whole test file (each test takes its own key prefix): registers the file's hooks
+ * and gives the shared pieces. Stores and proxies pushed to `cleanups` close after each test.
+ */
+export function useEtcd() {
+  const t = {
+    server: undefined as unknown as EtcdServer,
+    etcd: undefined as unknown as Etcd3,
+    cleanups: [] as Array<() => Promise<void> | void>,
+    /** A fresh key prefix with the given network config written (or none with config null). */
+    async freshPrefix(config: unknown = NET): Promise<string> {
+      const prefix = `/felt-test/${process.pid}-${++prefixSeq}/network`;
+      if (config !== null) await t.etcd.put(`${prefix}/config`).value(typeof config === 'string' ? config : JSON.stringify(config));
+      return prefix;
+    },
+    newStore(prefix: string, extra: Partial<EtcdStoreOptions> = {}) {
+      const { log, warnings, lines } = captureLog();
+      const store = new EtcdLeaseStore({ endpoints: [t.server.clientURL], prefix, ttlSeconds: 60, ...extra }, log);
+      t.cleanups.push(() => store.close());
+      return { store, warnings, lines };
+    },
+    async keyInfo(key: string): Promise<{ value: string; lease: string } | undefined> {
+      const res = await t.etcd.kv.range({ key: Buffer.from(key) });
+      const kv = res.kvs[0];
+      return kv ? { value: kv.value.toString(), lease: kv.lease } : undefined;
+    },
+    async subnetKeys(prefix: string): Promise<Record<string, string>> {
+      const all = await t.etcd.getAll().prefix(`${prefix}/subnets/`).strings();
+      return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length + '/subnets/'.length), v]));
+    },
+  };
+  beforeAll(async () => {
+    t.server = await startEtcd();
+    t.etcd = new Etcd3({ hosts: t.server.clientURL });
+  });
+  afterEach(async () => {
+    // Newest first: stores before the proxies they talk through.
+    while (t.cleanups.length > 0) await t.cleanups.pop()!();
+  });
+  afterAll(async () => {
+    t.etcd?.close();
+    await t.server?.stop();
+  });
+  return t;
+}
+
+const NET = { Network: '10.244.0.0/16', Backend: { Type: 'udp' } };
+let prefixSeq = 0;

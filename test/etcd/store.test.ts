@@ -1,63 +1,14 @@
-// EtcdLeaseStore against a real etcd (Debian's etcd-server): needs the `etcd` binary.
+// EtcdLeaseStore against a real etcd (Debian's etcd-server): needs the `etcd` binary. Config,
+// acquire, values written by others, renew; list and watch are in watch.test.ts.
 // Each test uses its own key prefix, so one etcd serves the whole file.
-import { rmSync } from 'node:fs';
-import { Etcd3 } from 'etcd3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EtcdLeaseStore, type EtcdStoreOptions } from '../../src/lease/etcd/store.js';
+import { describe, expect, it } from 'vitest';
+import { EtcdLeaseStore } from '../../src/lease/etcd/store.js';
 import { LeaseLostError, SubnetsExhaustedError, type Lease } from '../../src/lease/types.js';
 import { formatSubnet, parseSubnet } from '../../src/net/cidr.js';
-import { startEtcd, type EtcdServer } from '../testbed/etcd.js';
-import { captureLog, Collector, TcpProxy, waitFor } from './helpers.js';
+import { captureLog, useEtcd, waitFor } from './helpers.js';
 
-const NET = { Network: '10.244.0.0/16', Backend: { Type: 'udp' } };
-
-let server: EtcdServer;
-let etcd: Etcd3;
-let prefixSeq = 0;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-beforeAll(async () => {
-  server = await startEtcd();
-  etcd = new Etcd3({ hosts: server.clientURL });
-});
-
-afterEach(async () => {
-  // Newest first: stores before the proxies they talk through.
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
-afterAll(async () => {
-  etcd?.close();
-  await server?.stop();
-});
-
-/** A fresh key prefix with the given network config written (or none with config null). */
-async function freshPrefix(config: unknown = NET): Promise<string> {
-  const prefix = `/felt-test/${process.pid}-${++prefixSeq}/network`;
-  if (config !== null) await etcd.put(`${prefix}/config`).value(typeof config === 'string' ? config : JSON.stringify(config));
-  return prefix;
-}
-
-function newStore(prefix: string, extra: Partial<EtcdStoreOptions> = {}) {
-  const { log, warnings, lines } = captureLog();
-  const store = new EtcdLeaseStore(
-    { endpoints: [server.clientURL], prefix, ttlSeconds: 60, ...extra },
-    log,
-  );
-  cleanups.push(() => store.close());
-  return { store, warnings, lines };
-}
-
-async function keyInfo(key: string): Promise<{ value: string; lease: string } | undefined> {
-  const res = await etcd.kv.range({ key: Buffer.from(key) });
-  const kv = res.kvs[0];
-  return kv ? { value: kv.value.toString(), lease: kv.lease } : undefined;
-}
-
-async function subnetKeys(prefix: string): Promise<Record<string, string>> {
-  const all = await etcd.getAll().prefix(`${prefix}/subnets/`).strings();
-  return Object.fromEntries(Object.entries(all).map(([k, v]) => [k.slice(prefix.length + '/subnets/'.length), v]));
-}
+const t = useEtcd();
+const { freshPrefix, newStore, keyInfo, subnetKeys, cleanups } = t;
 
 describe('EtcdLeaseStore config (needs the etcd binary)', () => {
   it('reads and validates <prefix>/config', async () => {
@@ -97,7 +48,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     expect(info?.value).toBe('{"PublicIP":"192.168.77.2","PublicIPv6":null}');
     expect(info?.lease).not.toBe('0');
     expect(lease.source.kind === 'etcd' && lease.source.etcdLeaseId).toBe(info?.lease);
-    const ttl = await etcd.leaseClient.leaseTimeToLive({ ID: info!.lease });
+    const ttl = await t.etcd.leaseClient.leaseTimeToLive({ ID: info!.lease });
     expect(ttl.grantedTTL).toBe('120');
     expect(Number(ttl.TTL)).toBeGreaterThan(0);
     expect(lease.expiresAt).toBeGreaterThan(Date.now());
@@ -127,7 +78,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
 
   it('deletes its own lease when it no longer fits the config, then allocates a fitting one', async () => {
     const prefix = await freshPrefix({ Network: '10.244.0.0/16', SubnetMin: '10.244.10.0', SubnetMax: '10.244.20.0' });
-    await etcd.put(`${prefix}/subnets/10.244.99.0-24`).value('{"PublicIP":"192.168.77.4","PublicIPv6":null}');
+    await t.etcd.put(`${prefix}/subnets/10.244.99.0-24`).value('{"PublicIP":"192.168.77.4","PublicIPv6":null}');
     const lease = await newStore(prefix).store.acquire('192.168.77.4');
     expect(lease.subnet.ip).toBeGreaterThanOrEqual(parseSubnet('10.244.10.0/24').ip);
     expect(lease.subnet.ip).toBeLessThanOrEqual(parseSubnet('10.244.20.0/24').ip);
@@ -171,7 +122,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
 
   it('10 acquirers all racing for the same subnet: losers retry, none fails, no etcd lease leaks', async () => {
     const prefix = await freshPrefix();
-    const leasesBefore = (await etcd.leaseClient.leaseLeases()).leases.length;
+    const leasesBefore = (await t.etcd.leaseClient.leaseLeases()).leases.length;
     // random() = 0: every store always picks the lowest free subnet, so they collide every round.
     const stores = Array.from({ length: 10 }, () => newStore(prefix, { random: () => 0 }));
     const leases = await Promise.all(stores.map(({ store }, i) => store.acquire(`192.168.77.${40 + i}`)));
@@ -182,7 +133,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     );
     expect(stores.some(({ lines }) => lines.some((l) => /took that subnet first/.test(l.msg)))).toBe(true);
     // Every losing grant was revoked: exactly one etcd lease per key is left.
-    expect((await etcd.leaseClient.leaseLeases()).leases.length - leasesBefore).toBe(10);
+    expect((await t.etcd.leaseClient.leaseLeases()).leases.length - leasesBefore).toBe(10);
   });
 
   it('with 2 possible subnets, the 3rd of 3 acquirers gets a clear exhausted error', async () => {
@@ -202,14 +153,14 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
   it('works over a unix socket endpoint', async () => {
     const prefix = await freshPrefix();
     const { log } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [server.unixURL], prefix }, log);
+    const store = new EtcdLeaseStore({ endpoints: [t.server.unixURL], prefix }, log);
     cleanups.push(() => store.close());
     const lease = await store.acquire('192.168.77.70');
     const { leases } = await store.list();
     expect(leases.map((l) => formatSubnet(l.subnet))).toEqual([formatSubnet(lease.subnet)]);
     // Default TTL: 24 h, as flannel.
     const id = lease.source.kind === 'etcd' ? lease.source.etcdLeaseId! : '';
-    expect((await etcd.leaseClient.leaseTimeToLive({ ID: id })).grantedTTL).toBe(String(24 * 3600));
+    expect((await t.etcd.leaseClient.leaseTimeToLive({ ID: id })).grantedTTL).toBe(String(24 * 3600));
   });
 });
 
@@ -217,7 +168,7 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
   it('accepts stock flannel values with extra fields, and old values without PublicIPv6', async () => {
     const prefix = await freshPrefix();
     const vxlanStyle = '{"PublicIP":"192.168.77.80","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}}';
-    const etcdLease = etcd.lease(120, { autoKeepAlive: false });
+    const etcdLease = t.etcd.lease(120, { autoKeepAlive: false });
     cleanups.push(() => etcdLease.revoke().catch(() => undefined));
     await etcdLease.put(`${prefix}/subnets/10.244.80.0-24`).value(vxlanStyle);
     await etcdLease.put(`${prefix}/subnets/10.244.81.0-24`).value('{"PublicIP":"192.168.77.81"}');
@@ -241,7 +192,7 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
   it('keeps a reservation (a key without an etcd lease) a reservation: flannel #1329', async () => {
     const prefix = await freshPrefix();
     const key = `${prefix}/subnets/10.244.90.0-24`;
-    await etcd.put(key).value('{"PublicIP":"192.168.77.90"}');
+    await t.etcd.put(key).value('{"PublicIP":"192.168.77.90"}');
     const { store } = newStore(prefix);
     const lease = await store.acquire('192.168.77.90');
     expect(formatSubnet(lease.subnet)).toBe('10.244.90.0/24');
@@ -263,8 +214,8 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
       '10.9.0.29-30': '{"PublicIP":"192.168.77.1"}', // host bits set
       'nested/10.9.0.32-30': '{"PublicIP":"192.168.77.1"}',
     };
-    for (const [name, value] of Object.entries(bad)) await etcd.put(`${prefix}/subnets/${name}`).value(value);
-    await etcd.put(`${prefix}/subnets/10.9.0.36-30`).value('{"PublicIP":"192.168.77.36"}');
+    for (const [name, value] of Object.entries(bad)) await t.etcd.put(`${prefix}/subnets/${name}`).value(value);
+    await t.etcd.put(`${prefix}/subnets/10.9.0.36-30`).value('{"PublicIP":"192.168.77.36"}');
 
     const { store, warnings } = newStore(prefix);
     const first = await store.list();
@@ -279,7 +230,7 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
     await expect(newStore(prefix).store.acquire('192.168.77.51')).rejects.toThrow(/out of subnets/);
 
     // A rewrite (new revision) of a bad key warns again.
-    await etcd.put(`${prefix}/subnets/10.9.0.12-30`).value('{"PublicIPv6":"still no v4"}');
+    await t.etcd.put(`${prefix}/subnets/10.9.0.12-30`).value('{"PublicIPv6":"still no v4"}');
     await store.list();
     expect(warnings()).toHaveLength(Object.keys(bad).length + 1);
   });
@@ -293,7 +244,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const oldId = lease.source.kind === 'etcd' ? lease.source.etcdLeaseId! : '';
     // Let the old lease run down a little (etcd reports whole seconds), so the fresh one must be longer.
     const remainingBefore = await waitFor('the old lease to run down', async () => {
-      const ttl = Number((await etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL);
+      const ttl = Number((await t.etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL);
       return ttl <= 28 ? ttl : undefined;
     });
 
@@ -304,10 +255,10 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     expect(newId).not.toBe(oldId);
     const key = renewed.source.kind === 'etcd' ? renewed.source.key : '';
     expect(await keyInfo(key)).toEqual({ value: '{"PublicIP":"192.168.77.100","PublicIPv6":null}', lease: newId });
-    const fresh = await etcd.leaseClient.leaseTimeToLive({ ID: newId });
+    const fresh = await t.etcd.leaseClient.leaseTimeToLive({ ID: newId });
     expect(fresh.grantedTTL).toBe('30');
     expect(Number(fresh.TTL)).toBeGreaterThan(remainingBefore);
-    expect((await etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL).toBe('-1'); // revoked
+    expect((await t.etcd.leaseClient.leaseTimeToLive({ ID: oldId })).TTL).toBe('-1'); // revoked
     expect(store.status()).toMatchObject({ renewals: 1, renewalFailures: 0 });
   });
 
@@ -317,7 +268,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     let lease = await store.acquire('192.168.77.101');
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
     // A lapse would delete the key (and a renewal would quietly re-create it): watch for that.
-    const watcher = await etcd.watch().key(key).create();
+    const watcher = await t.etcd.watch().key(key).create();
     let deletes = 0;
     watcher.on('delete', () => deletes++);
     const leaseIds = new Set<string>();
@@ -327,7 +278,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
         leaseIds.add(id);
         // Renew in the lease's last second or two (etcd reports whole seconds): six leases run down
         // this way span several TTLs.
-        await waitFor('the lease to run down', async () => Number((await etcd.leaseClient.leaseTimeToLive({ ID: id })).TTL) <= 1);
+        await waitFor('the lease to run down', async () => Number((await t.etcd.leaseClient.leaseTimeToLive({ ID: id })).TTL) <= 1);
         lease = await store.renew(lease);
       }
       expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.101","PublicIPv6":null}');
@@ -345,7 +296,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const { store } = newStore(prefix);
     const lease = await store.acquire('192.168.77.102');
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
-    await etcd.delete().key(key);
+    await t.etcd.delete().key(key);
     const renewed = await store.renew(lease);
     expect(formatSubnet(renewed.subnet)).toBe(formatSubnet(lease.subnet));
     expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.102","PublicIPv6":null}');
@@ -357,7 +308,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const b = newStore(prefix).store;
     const lease = await a.acquire('192.168.77.103');
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
-    await etcd.delete().key(key);
+    await t.etcd.delete().key(key);
     const stolen = await b.acquire('192.168.77.104', { previousSubnet: lease.subnet });
     expect(formatSubnet(stolen.subnet)).toBe(formatSubnet(lease.subnet));
 
@@ -372,11 +323,11 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const prefix = await freshPrefix();
     const { store } = newStore(prefix, { callTimeoutMs: 1000 });
     const lease = await store.acquire('192.168.77.105');
-    server.pause();
+    t.server.pause();
     try {
       await expect(store.renew(lease)).rejects.toThrow(/^etcd: read lease failed: /);
     } finally {
-      server.resume();
+      t.server.resume();
     }
     expect(store.status()).toMatchObject({ renewalFailures: 1, connected: false });
     expect(store.status().lastError).toMatch(/read lease failed/);
@@ -386,199 +337,3 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
   });
 });
 
-describe('EtcdLeaseStore list and watch (needs the etcd binary)', () => {
-  it('list() carries expiries from the etcd lease TTL and the revision', async () => {
-    const prefix = await freshPrefix();
-    const { store } = newStore(prefix, { ttlSeconds: 300 });
-    await store.acquire('192.168.77.110');
-    const { leases, revision } = await store.list();
-    expect(leases).toHaveLength(1);
-    expect(leases[0]!.expiresAt! - Date.now()).toBeGreaterThan(200_000);
-    expect(leases[0]!.expiresAt! - Date.now()).toBeLessThanOrEqual(300_000);
-    expect(BigInt(revision)).toBeGreaterThan(0n);
-  });
-
-  it('delivers a snapshot, then added and removed events, and expiry as removal', async () => {
-    const prefix = await freshPrefix();
-    const { store } = newStore(prefix);
-    const existing = await newStore(prefix).store.acquire('192.168.77.120');
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    expect(c.view()).toEqual({ [formatSubnet(existing.subnet)]: '192.168.77.120' });
-
-    const short = newStore(prefix, { ttlSeconds: 2 }).store;
-    const added = await short.acquire('192.168.77.121');
-    await waitFor('added event', () => c.events().some((e) => e.type === 'added' && e.subnet === formatSubnet(added.subnet)));
-    const addedEvent = c.updates.find((u) => u.kind === 'events')!;
-    expect(addedEvent.kind === 'events' && addedEvent.events[0]!.lease.expiresAt).toBeGreaterThan(Date.now() - 5000);
-
-    // A delete carries only the key: the removed lease is rebuilt from the last known value.
-    await etcd.delete().key(existing.source.kind === 'etcd' ? existing.source.key : '');
-    await waitFor('removed event', () => c.events().some((e) => e.type === 'removed' && e.publicIP === '192.168.77.120'));
-
-    // Nobody renews the short lease: etcd deletes the key when its TTL runs out.
-    await waitFor('expiry', () => c.events().some((e) => e.type === 'removed' && e.publicIP === '192.168.77.121'));
-    expect(c.view()).toEqual({});
-    expect(c.snapshots()).toHaveLength(1);
-    expect(store.status()).toMatchObject({ connected: true, relists: 0 });
-    expect(BigInt(store.status().lastRevision!)).toBeGreaterThan(BigInt(c.snapshots()[0]!.revision));
-  });
-
-  it('a malformed value is skipped with a warning, and overwriting a lease with garbage removes it', async () => {
-    const prefix = await freshPrefix();
-    const { store, warnings } = newStore(prefix);
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    await etcd.put(`${prefix}/subnets/10.244.5.0-24`).value('not json');
-    await etcd.put(`${prefix}/subnets/10.244.6.0-24`).value('{"PublicIP":"192.168.77.6"}');
-    await waitFor('good lease', () => c.view()['10.244.6.0/24'] === '192.168.77.6');
-    expect(c.view()).toEqual({ '10.244.6.0/24': '192.168.77.6' });
-    expect(warnings().map((w) => w.key)).toEqual([`${prefix}/subnets/10.244.5.0-24`]);
-
-    await etcd.put(`${prefix}/subnets/10.244.6.0-24`).value('{"PublicIP":""}');
-    await waitFor('garbage removes', () => c.events().some((e) => e.type === 'removed' && e.subnet === '10.244.6.0/24'));
-    expect(c.view()).toEqual({});
-  });
-
-  it('resumes after a disconnect from the last revision: missed changes arrive as events, no relist', async () => {
-    const prefix = await freshPrefix();
-    const proxy = await TcpProxy.start(Number(new URL(server.clientURL).port));
-    cleanups.push(() => proxy.close());
-    const { store } = newStore(prefix, { endpoints: [proxy.url] });
-    await etcd.put(`${prefix}/subnets/10.244.1.0-24`).value('{"PublicIP":"192.168.77.1"}');
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-
-    proxy.block();
-    await waitFor('disconnect noticed', () => !store.status().connected);
-    await etcd.put(`${prefix}/subnets/10.244.2.0-24`).value('{"PublicIP":"192.168.77.2"}');
-    await etcd.delete().key(`${prefix}/subnets/10.244.1.0-24`);
-    proxy.unblock();
-
-    await waitFor('missed changes', () => c.view()['10.244.2.0/24'] === '192.168.77.2' && !c.view()['10.244.1.0/24']);
-    expect(c.events()).toEqual([
-      { type: 'added', subnet: '10.244.2.0/24', publicIP: '192.168.77.2' },
-      { type: 'removed', subnet: '10.244.1.0/24', publicIP: '192.168.77.1' },
-    ]);
-    expect(c.snapshots()).toHaveLength(1);
-    expect(store.status().relists).toBe(0);
-    expect(store.status().errors).toBeGreaterThan(0);
-  });
-
-  it('relists once after compaction past its revision: nothing missed, no hot loop', async () => {
-    const prefix = await freshPrefix();
-    const proxy = await TcpProxy.start(Number(new URL(server.clientURL).port));
-    cleanups.push(() => proxy.close());
-    const { store, warnings } = newStore(prefix, { endpoints: [proxy.url] });
-    for (const n of [1, 2, 3]) await etcd.put(`${prefix}/subnets/10.244.${n}.0-24`).value(`{"PublicIP":"192.168.77.${n}"}`);
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    const watchedFrom = BigInt(c.snapshots()[0]!.revision);
-
-    proxy.block();
-    await waitFor('disconnect noticed', () => !store.status().connected);
-    await etcd.delete().key(`${prefix}/subnets/10.244.1.0-24`);
-    await etcd.put(`${prefix}/subnets/10.244.2.0-24`).value('{"PublicIP":"192.168.77.22"}');
-    await etcd.put(`${prefix}/subnets/10.244.4.0-24`).value('{"PublicIP":"192.168.77.4"}');
-    const compactedTo = BigInt(await server.compact());
-    expect(compactedTo).toBeGreaterThan(watchedFrom + 1n);
-    proxy.unblock();
-
-    await waitFor('relist snapshot', () => c.snapshots().length === 2);
-    const expected = { '10.244.2.0/24': '192.168.77.22', '10.244.3.0/24': '192.168.77.3', '10.244.4.0/24': '192.168.77.4' };
-    expect(c.view()).toEqual(expected);
-    expect(BigInt(c.snapshots()[1]!.revision)).toBeGreaterThanOrEqual(compactedTo);
-    expect(warnings().some((w) => /compacted.*relisting/.test(w.msg))).toBe(true);
-
-    // The watch is healthy again: a later change arrives as an event, with no further relist.
-    await etcd.put(`${prefix}/subnets/10.244.5.0-24`).value('{"PublicIP":"192.168.77.5"}');
-    await waitFor('event after relist', () => c.view()['10.244.5.0/24'] === '192.168.77.5');
-    expect(c.snapshots()).toHaveLength(2);
-    const status = store.status();
-    expect(status.relists).toBe(1);
-    expect(status.connected).toBe(true);
-    expect(status.lastRelistAt).toBeGreaterThan(0);
-  });
-
-  it('notices a frozen etcd (SIGSTOP) by keepalive and resumes after SIGCONT', async () => {
-    const prefix = await freshPrefix();
-    const { store } = newStore(prefix);
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    server.pause();
-    try {
-      await waitFor('frozen etcd noticed', () => !store.status().connected);
-    } finally {
-      server.resume();
-    }
-    await etcd.put(`${prefix}/subnets/10.244.7.0-24`).value('{"PublicIP":"192.168.77.7"}');
-    await waitFor('event after thaw', () => c.view()['10.244.7.0/24'] === '192.168.77.7');
-    expect(store.status()).toMatchObject({ connected: true, relists: 0 });
-    expect(store.status().lastError).toMatch(/watch disconnected/);
-  });
-
-  it('relists when etcd comes back with a lower revision (its data was lost)', async () => {
-    const own = await startEtcd();
-    cleanups.push(() => own.stop());
-    const ownClient = new Etcd3({ hosts: own.clientURL });
-    cleanups.push(() => ownClient.close());
-    const prefix = '/coreos.com/network';
-    for (let n = 1; n <= 20; n++) await ownClient.put(`${prefix}/subnets/10.244.${n}.0-24`).value(`{"PublicIP":"192.168.77.${n}"}`);
-    const { log, warnings } = captureLog();
-    const store = new EtcdLeaseStore({ endpoints: [own.clientURL], prefix }, log);
-    cleanups.push(() => store.close());
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    cleanups.push(() => watcher.stop());
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    expect(Object.keys(c.view())).toHaveLength(20);
-
-    await own.kill();
-    rmSync(own.dataDir, { recursive: true, force: true });
-    await own.restart();
-    await ownClient.put(`${prefix}/subnets/10.244.99.0-24`).value('{"PublicIP":"192.168.77.99"}');
-
-    await waitFor('relist after data loss', () => c.snapshots().length === 2);
-    expect(c.view()).toEqual({ '10.244.99.0/24': '192.168.77.99' });
-    expect(warnings().some((w) => /revision went back/.test(w.msg))).toBe(true);
-    expect(store.status().relists).toBe(1);
-  });
-
-  it('stop() ends the watch: no more updates', async () => {
-    const prefix = await freshPrefix();
-    const { store } = newStore(prefix);
-    const c = new Collector();
-    const watcher = store.watch(c.onUpdate);
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    await watcher.stop();
-    await etcd.put(`${prefix}/subnets/10.244.9.0-24`).value('{"PublicIP":"192.168.77.9"}');
-    // Another watcher sees the put, so it has been dispatched by etcd.
-    const c2 = new Collector();
-    const w2 = store.watch(c2.onUpdate);
-    cleanups.push(() => w2.stop());
-    await waitFor('second watcher snapshot', () => c2.snapshots().length === 1);
-    expect(c2.view()).toEqual({ '10.244.9.0/24': '192.168.77.9' });
-    expect(c.updates).toHaveLength(1);
-  });
-
-  it('close() stops watchers and refuses further calls', async () => {
-    const prefix = await freshPrefix();
-    const { store } = newStore(prefix);
-    const c = new Collector();
-    store.watch(c.onUpdate);
-    await waitFor('snapshot', () => c.snapshots().length === 1);
-    await store.close();
-    await expect(store.acquire('192.168.77.130')).rejects.toThrow('etcd lease store is closed');
-    expect(store.status().connected).toBe(false);
-  });
-});

@@ -1,4 +1,4 @@
-// Fuzzing both engines' packet paths with random, valid and mutated packets (project issue 6).
+// Fuzzing both engines' packet paths with random, valid and mutated packets.
 // A reference model of docs/datapath.md predicts every verdict; the engines' counters and
 // everything they emit are checked against it. The full runs (>= 1,000,000 inputs each for the js
 // engine, its C I/O and the native engine, the C ones also under ASan/UBSan) are `npm run fuzz`
