@@ -18,6 +18,9 @@
 #include "gro.h"
 #include "gso.h"
 #include "ipv4.h"
+#include "sys.h"
+#include "tun_offload.h"
+#include "udp_batch.h"
 
 #ifndef TUN_F_USO4
 #define TUN_F_USO4 0x20
@@ -28,7 +31,7 @@
 #define TUN_READ_BURST 64     /* reads per wake-up before the send batch is flushed */
 #define TX_MAX_SEGS 64        /* UDP_MAX_SEGMENTS on older kernels */
 #define TX_MAX_BYTES 65507    /* largest IPv4 UDP payload */
-#define RX_MSGS 16            /* recvmmsg batch */
+#define RX_MSGS UDP_BATCH_MAX /* recvmmsg batch */
 #define RX_BUF 65536          /* never truncates a (GRO) datagram */
 #define RX_ROUNDS 8           /* recvmmsg calls per wake-up */
 #define ICMP_RATE 100
@@ -36,13 +39,13 @@
 
 static uint64_t now_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  felt_sys.clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t mono_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  felt_sys.clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -108,7 +111,7 @@ static void enc_icmp(enc_thread *t, const uint8_t *ip, size_t len, uint8_t type,
   uint8_t out[VNET_HDR_LEN + ICMP_ERR_MAX];
   memset(out, 0, VNET_HDR_LEN);
   size_t n = VNET_HDR_LEN + icmp_build_error(out + VNET_HDR_LEN, ip, len, type, code, rest, e->cfg.local_net);
-  if (write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
+  if (felt_sys.write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
   else enc_drop(t, DROP_TUN_WRITE_ERROR, NULL, 1); /* the ICMP error itself could not be written */
 }
 
@@ -138,7 +141,7 @@ static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
   memcpy(CMSG_DATA(cm), &seg, sizeof seg);
   for (;;) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    if (sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
+    if (felt_sys.sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
     if (errno == EINTR) continue;
     if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
     return errno;
@@ -160,7 +163,7 @@ static uint64_t send_each(enc_thread *t, const struct sockaddr_in *to, uint32_t 
   uint32_t i = 0;
   while (i < b->nsegs) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    int n = sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
+    int n = felt_sys.sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
@@ -243,39 +246,16 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
 /* docs/datapath.md "Encap" for one TUN read (a packet or a TSO/USO super-packet). */
 static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   engine *e = t->e;
-  if (n < VNET_HDR_LEN) {
-    enc_drop(t, DROP_TRUNCATED, NULL, 1);
-    return;
-  }
-  vnet_hdr h;
-  vnet_parse(buf, &h);
-  uint8_t *pkt = buf + VNET_HDR_LEN;
-  size_t len = n - VNET_HDR_LEN;
-  int gso = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
-  drop_reason v = ipv4_validate(pkt, len, 0, gso);
+  tun_read r;
+  drop_reason v = tun_offload_parse(buf, n, &r);
   if (v != DROP_NONE) {
     enc_drop(t, v, NULL, 1);
     return;
   }
-  gso_plan plan;
-  uint32_t nsegs = 1;
-  size_t biggest;
-  if (gso) {
-    if (gso_make_plan(pkt, len, h.gso_type, h.gso_size, &plan) < 0) {
-      enc_drop(t, DROP_MALFORMED, NULL, 1);
-      return;
-    }
-    nsegs = plan.nsegs;
-    biggest = plan.seg_len;
-    ctr_add(&e->enc_ctr.gso_reads, 1);
-  } else {
-    len = ip_total(pkt); /* bytes past the total length are ignored */
-    if ((h.flags & VNET_F_NEEDS_CSUM) && vnet_finish_csum(pkt, len, h.csum_start, h.csum_offset) < 0) {
-      enc_drop(t, DROP_MALFORMED, NULL, 1);
-      return;
-    }
-    biggest = len;
-  }
+  if (r.gso) ctr_add(&e->enc_ctr.gso_reads, 1);
+  uint32_t nsegs = r.nsegs;
+  uint8_t *pkt = r.pkt;
+  size_t len = r.len;
   ctr_add(&e->enc_ctr.tun_read_segments, nsegs);
 
   uint32_t dst = ip_dst(pkt);
@@ -294,18 +274,14 @@ static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
     enc_icmp(t, pkt, len, 11, 0, 0);
     return;
   }
-  if (biggest > e->cfg.mtu) {
+  if (r.biggest > e->cfg.mtu) {
     enc_drop(t, DROP_OVERSIZE, rp->peer, nsegs);
     if (rd16(pkt + 6) & IP_DF) enc_icmp(t, pkt, len, 3, 4, e->cfg.mtu & 0xffff);
     return;
   }
   ipv4_dec_ttl(pkt);
   t->cur = rp->peer;
-  if (gso) {
-    gso_split(pkt, &plan, enc_reserve, t);
-  } else {
-    memcpy(enc_reserve(t, len), pkt, len);
-  }
+  tun_offload_emit(&r, enc_reserve, t);
 }
 
 /* One wake-up's worth of TUN reads, then the send batch goes out. At low rates one read per
@@ -319,7 +295,7 @@ static void enc_drain(enc_thread *t) {
   uint32_t limit = t->backlog ? TUN_READ_BURST : 1;
   uint32_t reads = 0;
   while (reads < limit) {
-    ssize_t n = read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
+    ssize_t n = felt_sys.read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
     if (n < 0) {
       if (errno == EINTR) continue;
       break; /* EAGAIN: drained; anything else: the wait reports it */
@@ -347,13 +323,7 @@ typedef struct dec_thread {
   engine *e;
   const route_table *table;
   uint64_t now_ms;
-  struct mmsghdr msgs[RX_MSGS];
-  struct iovec iov[RX_MSGS];
-  struct sockaddr_in from[RX_MSGS];
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl[RX_MSGS];
+  udp_batch rx;
   gro_batch gro;
   uint8_t bufs[RX_MSGS][RX_BUF];
 } dec_thread;
@@ -368,7 +338,7 @@ static int dec_write(void *ctx, const struct iovec *iov, int iovcnt, uint32_t ns
   engine *e = t->e;
   peer *p = owner;
   ssize_t n;
-  do n = writev(e->cfg.tun_fd, iov, iovcnt);
+  do n = felt_sys.writev(e->cfg.tun_fd, iov, iovcnt);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     dec_drop(t, DROP_TUN_WRITE_ERROR, p, nsegs);
@@ -404,28 +374,24 @@ static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len)
 }
 
 static void dec_message(dec_thread *t, int i) {
-  struct msghdr *msg = &t->msgs[i].msg_hdr;
-  size_t len = t->msgs[i].msg_len;
-  size_t seg = udp_gro_segment_size(msg);
-  if (seg == 0 || seg > len) seg = len ? len : 1;
-  uint64_t ndgrams = (len + seg - 1) / seg;
-  if (ndgrams == 0) ndgrams = 1;
-  ctr_add(&t->e->dec_ctr.udp_recv_datagrams, ndgrams);
-
-  const rt_peer *rp = rt_find_peer(t->table, ntohl(t->from[i].sin_addr.s_addr));
+  udp_msg m;
+  udp_batch_msg(&t->rx, i, &m);
+  ctr_add(&t->e->dec_ctr.udp_recv_datagrams, m.ndgrams);
+  const rt_peer *rp = rt_find_peer(t->table, m.src);
   if (!rp) {
-    dec_drop(t, DROP_UNKNOWN_PEER, NULL, ndgrams); /* the source port is not checked: NAT */
+    dec_drop(t, DROP_UNKNOWN_PEER, NULL, m.ndgrams); /* the source port is not checked: NAT */
     return;
   }
-  if (msg->msg_flags & MSG_TRUNC) {
+  if (m.trunc) {
     dec_drop(t, DROP_OVERSIZE, rp->peer, 1);
     return;
   }
-  if (len == 0) {
+  if (m.len == 0) {
     dec_drop(t, DROP_TRUNCATED, rp->peer, 1);
     return;
   }
-  for (size_t off = 0; off < len; off += seg) dec_packet(t, rp, t->bufs[i] + off, len - off < seg ? len - off : seg);
+  for (size_t off = 0; off < m.len; off += m.seg)
+    dec_packet(t, rp, m.data + off, m.len - off < m.seg ? m.len - off : m.seg);
 }
 
 /* Everything queued on the UDP socket, up to RX_ROUNDS recvmmsg calls; a short batch means the
@@ -435,22 +401,8 @@ static void dec_drain(dec_thread *t) {
   t->table = enter_table(e, &e->dec_seen);
   t->now_ms = now_ms();
   for (int round = 0; round < RX_ROUNDS; round++) {
-    for (int i = 0; i < RX_MSGS; i++) {
-      t->iov[i] = (struct iovec){t->bufs[i], RX_BUF};
-      t->msgs[i].msg_hdr = (struct msghdr){
-          .msg_name = &t->from[i],
-          .msg_namelen = sizeof t->from[i],
-          .msg_iov = &t->iov[i],
-          .msg_iovlen = 1,
-          .msg_control = t->ctl[i].buf,
-          .msg_controllen = sizeof t->ctl[i].buf,
-      };
-    }
-    int n = recvmmsg(e->udp.fd, t->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break; /* EAGAIN: drained */
-    }
+    int n = udp_batch_recv(&t->rx, e->udp.fd);
+    if (n < 0) break; /* EAGAIN: drained */
     ctr_add(&e->dec_ctr.udp_recv_calls, 1);
     ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
     for (int i = 0; i < n; i++) dec_message(t, i);
@@ -571,6 +523,7 @@ engine *engine_start(const engine_config *cfg, felt_err *err) {
   e->dec->e = e;
   bucket_init(&e->enc->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
   gro_init(&e->dec->gro);
+  udp_batch_init(&e->dec->rx, &e->dec->bufs[0][0], RX_BUF);
 
   int rc;
   if (cfg->threads == ENGINE_THREADS_ONE) {
@@ -616,6 +569,12 @@ int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *e
   old->retired_gen = __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
   old->retired_next = e->retired;
   e->retired = old;
+  /* Peers that lost their last lease: freed, like the old table, once no thread can reach them. */
+  uint64_t now = now_ms();
+  for (uint32_t i = 0; i < old->npeers; i++) {
+    peer *p = old->peer_array[i].peer;
+    if (!rt_find_peer(t, p->public_ip)) registry_retire(&e->registry, p, old->retired_gen, now);
+  }
   engine_reclaim(e);
   return 0;
 }
@@ -626,7 +585,13 @@ static int past(const uint64_t *seen, uint64_t g) {
   return s == OFFLINE || s >= g;
 }
 
+static int threads_past(void *ctx, uint64_t g) {
+  engine *e = ctx;
+  return past(&e->enc_seen, g) && past(&e->dec_seen, g);
+}
+
 void engine_reclaim(engine *e) {
+  registry_reclaim(&e->registry, threads_past, e);
   route_table **link = &e->retired;
   while (*link) {
     route_table *r = *link;

@@ -34,7 +34,7 @@ import {
 } from './packet.js';
 import { RouteTable, subnetsContain } from './routes.js';
 import { EngineCounters, PeerCounters } from './stats.js';
-import type { Datapath, DatapathConfig, DatapathStats, Route } from './types.js';
+import { DROP_REASONS, type Datapath, type DatapathConfig, type DatapathStats, type Route } from './types.js';
 
 const ICMP_RATE_PER_SECOND = 100;
 const ICMP_BURST = 100;
@@ -473,6 +473,8 @@ export class JsDatapath implements Datapath {
   private tunTso = false;
   private tunBatches = 0;
   private tunPackets = 0;
+  /** TUN reads the reader thread's offload layer dropped, as already added to the counters. */
+  private tunReaderDrops: number[] = [];
   private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
   /** One-entry batches for PacketIO (ICMP errors into the TUN; send is unused by the batched path). */
@@ -567,6 +569,7 @@ export class JsDatapath implements Datapath {
         this.tunBatches++;
         this.tunPackets += count;
         this.forwarder.encapBatch(data, count);
+        this.foldReaderDrops();
       });
     } catch (err) {
       this.teardown();
@@ -585,7 +588,21 @@ export class JsDatapath implements Datapath {
     this.forwarder.setRoutes(routes);
   }
 
+  /** Reads the TUN reader dropped (malformed super-packets etc.) count as encap drops. */
+  private foldReaderDrops(): void {
+    const drops = this.reader?.stats().drops;
+    if (!drops) return;
+    drops.forEach((n, i) => {
+      const reason = DROP_REASONS[i];
+      const seen = this.tunReaderDrops[i] ?? 0;
+      if (reason === undefined || n <= seen) return;
+      this.forwarder.counters.encapDrops[reason] += n - seen;
+      this.tunReaderDrops[i] = n;
+    });
+  }
+
   stats(): DatapathStats {
+    this.foldReaderDrops();
     const udpRead = this.udpReader?.stats();
     const io = this.addon?.jsioStats();
     return this.forwarder.stats({
