@@ -4,6 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+static departed_peer *departed_at(peer_registry *reg, uint32_t i) {
+  return &reg->departed[(reg->departed_head + REGISTRY_DEPARTED_MAX - 1 - i) % REGISTRY_DEPARTED_MAX];
+}
+
+/* A peer that comes back while its counters are still among the departed takes them back. */
+static void take_back_departed(peer_registry *reg, peer *p) {
+  for (uint32_t i = 0; i < reg->departed_count; i++) {
+    if (departed_at(reg, i)->public_ip != p->public_ip) continue;
+    p->tx = departed_at(reg, i)->tx;
+    p->rx = departed_at(reg, i)->rx;
+    for (uint32_t j = i; j + 1 < reg->departed_count; j++) *departed_at(reg, j) = *departed_at(reg, j + 1);
+    reg->departed_count--;
+    return;
+  }
+}
+
 peer *registry_get(peer_registry *reg, uint32_t public_ip) {
   peer *p = u32map_get(&reg->by_ip, public_ip);
   if (p) {
@@ -17,6 +33,7 @@ peer *registry_get(peer_registry *reg, uint32_t public_ip) {
     free(p);
     return NULL;
   }
+  take_back_departed(reg, p);
   return p;
 }
 
@@ -60,7 +77,7 @@ void registry_reclaim(peer_registry *reg, int (*can_free)(void *ctx, uint64_t ge
 }
 
 const departed_peer *registry_departed(const peer_registry *reg, uint32_t i) {
-  return &reg->departed[(reg->departed_head + REGISTRY_DEPARTED_MAX - 1 - i) % REGISTRY_DEPARTED_MAX];
+  return departed_at((peer_registry *)reg, i);
 }
 
 uint32_t registry_live(const peer_registry *reg) { return reg->by_ip.count; }

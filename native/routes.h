@@ -39,7 +39,8 @@ typedef struct {
   uint64_t departed_total; /* peers freed so far */
 } peer_registry;
 
-/* The peer for a PublicIP, created if new, brought back if retired. NULL on ENOMEM. */
+/* The peer for a PublicIP, created if new (with its counters back if it is among the recently
+ * departed), brought back if retired. NULL on ENOMEM. */
 peer *registry_get(peer_registry *reg, uint32_t public_ip);
 /* p has left the route table published at generation gen. */
 void registry_retire(peer_registry *reg, peer *p, uint64_t gen, uint64_t now_ms);

@@ -574,6 +574,11 @@ static void test_registry(void) {
   const departed_peer *d = registry_departed(&reg, 0);
   CHECK(d->public_ip == 1 && d->tx.packets == 42 && d->departed_ms == 1000, "departed counters kept");
   CHECK(rt_find_peer(t2, 2)->peer == rt_find_peer(t1, 2)->peer, "peer 2 kept its identity");
+  route_table *t3 = rt_build(&a[0], 1, &reg, &err);
+  CHECK(rt_find_peer(t3, 1)->peer->tx.packets == 42 && reg.departed_count == 0, "a returning peer takes its counters back");
+  registry_retire(&reg, rt_find_peer(t3, 1)->peer, 1, 1000);
+  registry_reclaim(&reg, can_free_upto, NULL);
+  rt_free(t3);
   for (uint32_t i = 0; i < 3 * REGISTRY_DEPARTED_MAX; i++) {
     route_spec s = {0x0b000000u + (i << 8), 24, 100 + i};
     route_table *t = rt_build(&s, 1, &reg, &err);
