@@ -11,6 +11,7 @@
         "native/addon_util.c",
         "native/csum.c",
         "native/engine.c",
+        "native/engine_ctl.c",
         "native/err.c",
         "native/gro.c",
         "native/gso.c",

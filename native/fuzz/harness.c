@@ -1,10 +1,12 @@
 /* The native fuzz harness: runs bursts of records (fuzz.h) through the engine's packet path.
+ * (Long on purpose: the reference model, the output checkers and the driver belong together.)
  *
  * Drives the engine's own per-packet functions -- enc_packet()/enc_flush() for TUN reads (virtio
  * header, validation, routing, TTL, ICMP errors, TSO/USO split, UDP GSO batching) and
  * dec_message()/gro_flush() for received datagrams (admission, validation, userspace GRO) --
- * without threads, devices or sockets: engine.c is compiled into this file with its write, writev,
- * sendmsg, sendmmsg and clock_gettime calls redirected here (the macros below). Everything the
+ * without threads, devices or sockets: engine.c is compiled into this file, and its write, writev,
+ * sendmsg, sendmmsg and clock_gettime calls reach the checkers here through the syscall seam
+ * (sys.h; set in fuzz_init). Everything the
  * engine emits is checked against docs/datapath.md, and a reference model of that contract
  * predicts the verdict of every input, which must match the engine's counters.
  *
