@@ -90,8 +90,8 @@ static napi_value route_op(napi_env env, napi_callback_info info, int add) {
 static napi_value js_route_add(napi_env env, napi_callback_info info) { return route_op(env, info, 1); }
 static napi_value js_route_del(napi_env env, napi_callback_info info) { return route_op(env, info, 0); }
 
-/* ---- tunStartReader(fd, onBatch) -> {stop()} ---- */
-static const reader_kind tun_reader_kind = {"tunStartReader", "felt.tunReader", reader_start, false};
+/* ---- tunStartReader(fd, onBatch) -> {stop(), stats()} ---- */
+static const reader_kind tun_reader_kind = {"tunStartReader", "felt.tunReader", tun_reader_start, true};
 static napi_value js_tun_start_reader(napi_env env, napi_callback_info info) {
   return reader_js_start(env, info, &tun_reader_kind);
 }

@@ -146,6 +146,20 @@ static napi_value direction(napi_env env, const counter *packets, const counter 
   return o;
 }
 
+static napi_value peer_object(napi_env env, uint32_t public_ip, const dir_counters *tx, const dir_counters *rx) {
+  napi_value o;
+  napi_create_object(env, &o);
+  set_num(env, o, "publicIP", public_ip);
+  set_num(env, o, "txPackets", (double)ctr_get(&tx->packets));
+  set_num(env, o, "txBytes", (double)ctr_get(&tx->bytes));
+  set_num(env, o, "rxPackets", (double)ctr_get(&rx->packets));
+  set_num(env, o, "rxBytes", (double)ctr_get(&rx->bytes));
+  set_num(env, o, "lastTxAt", (double)ctr_get(&tx->last_ms));
+  set_num(env, o, "lastRxAt", (double)ctr_get(&rx->last_ms));
+  napi_set_named_property(env, o, "drops", counter_array(env, tx->drops, rx->drops));
+  return o;
+}
+
 static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (get_args(env, info, argv, 1, 1) < 0) return NULL;
@@ -169,19 +183,22 @@ static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   napi_create_array_with_length(env, t->npeers, &peers);
   for (uint32_t i = 0; i < t->npeers; i++) {
     const peer *p = t->peer_array[i].peer;
-    napi_value o;
-    napi_create_object(env, &o);
-    set_num(env, o, "publicIP", p->public_ip);
-    set_num(env, o, "txPackets", (double)ctr_get(&p->tx.packets));
-    set_num(env, o, "txBytes", (double)ctr_get(&p->tx.bytes));
-    set_num(env, o, "rxPackets", (double)ctr_get(&p->rx.packets));
-    set_num(env, o, "rxBytes", (double)ctr_get(&p->rx.bytes));
-    set_num(env, o, "lastTxAt", (double)ctr_get(&p->tx.last_ms));
-    set_num(env, o, "lastRxAt", (double)ctr_get(&p->rx.last_ms));
-    napi_set_named_property(env, o, "drops", counter_array(env, p->tx.drops, p->rx.drops));
-    napi_set_element(env, peers, i, o);
+    napi_set_element(env, peers, i, peer_object(env, p->public_ip, &p->tx, &p->rx));
   }
   napi_set_named_property(env, out, "peers", peers);
+  /* Peers freed after losing their last lease: the most recent first, bounded. */
+  const peer_registry *reg = &e->registry;
+  napi_value departed;
+  napi_create_array_with_length(env, reg->departed_count, &departed);
+  for (uint32_t i = 0; i < reg->departed_count; i++) {
+    const departed_peer *d = registry_departed(reg, i);
+    napi_value o = peer_object(env, d->public_ip, &d->tx, &d->rx);
+    set_num(env, o, "departedAt", (double)d->departed_ms);
+    napi_set_element(env, departed, i, o);
+  }
+  napi_set_named_property(env, out, "departedPeers", departed);
+  set_num(env, out, "departedPeersFreed", (double)reg->departed_total);
+  set_num(env, out, "registeredPeers", registry_live(reg));
 
   const engine_features *f = &e->features;
   napi_value feat;

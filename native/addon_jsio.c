@@ -146,7 +146,7 @@ static napi_value js_tun_set_offload(napi_env env, napi_callback_info info) {
 }
 
 /* ---- udpStartReader(fd, onBatch) -> {stop(), stats()} ---- */
-static const reader_kind udp_reader_kind = {"udpStartReader", "felt.udpReader", reader_start_udp, true};
+static const reader_kind udp_reader_kind = {"udpStartReader", "felt.udpReader", udp_reader_start, true};
 static napi_value js_udp_start_reader(napi_env env, napi_callback_info info) {
   return reader_js_start(env, info, &udp_reader_kind);
 }

@@ -9,7 +9,7 @@
  * object (until GC): freed when both are done. All of its fields are touched on the main thread
  * only, except `reader`'s own thread-safe API and the tsfn handle. */
 typedef struct {
-  tun_reader *reader; /* NULL once stopped */
+  batch_reader *reader; /* NULL once stopped */
   napi_threadsafe_function tsfn;
   int stopped;
   int refs;
@@ -116,6 +116,15 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_num(env, out, "records", (double)s.records);
   set_num(env, out, "reads", (double)s.reads);
   set_num(env, out, "fullWaits", (double)s.full_waits);
+  /* Reads not delivered, indexed like engineDropReasons() (the TUN offload layer's verdicts). */
+  napi_value drops;
+  napi_create_array_with_length(env, DROP_COUNT, &drops);
+  for (uint32_t i = 0; i < DROP_COUNT; i++) {
+    napi_value n;
+    napi_create_double(env, (double)s.drops[i], &n);
+    napi_set_element(env, drops, i, n);
+  }
+  napi_set_named_property(env, out, "drops", drops);
   return out;
 }
 

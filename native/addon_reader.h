@@ -8,13 +8,13 @@
 
 #include "reader.h"
 
-typedef tun_reader *(*reader_start_fn)(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
+typedef batch_reader *(*reader_start_fn)(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
 
 typedef struct {
   const char *op;       /* the JS function's name, e.g. "tunStartReader": starts error messages */
   const char *resource; /* the threadsafe function's async resource name */
   reader_start_fn start;
-  bool with_stats;      /* the returned object also has stats() -> {batches, records, reads, fullWaits} */
+  bool with_stats;      /* the returned object also has stats() -> {batches, records, reads, fullWaits, drops} */
 } reader_kind;
 
 /* Implements `op(fd, onBatch) -> {stop()[, stats()]}`. Each batch reaches onBatch(data, count) as

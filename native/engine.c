@@ -1,3 +1,7 @@
+/* The native engine's packet path: the per-packet decisions of docs/datapath.md and the thread
+ * loops that feed them. Offloads live in tun_offload.c, batched UDP receive in udp_batch.c, and
+ * start/stop/route publication in engine_ctl.c. Somewhat over 450 lines on purpose: the encap and
+ * decap paths and the loops that share one thread must be read together. */
 #include "engine.h"
 
 #include <arpa/inet.h>
@@ -18,17 +22,15 @@
 #include "gro.h"
 #include "gso.h"
 #include "ipv4.h"
+#include "sys.h"
+#include "tun_offload.h"
+#include "udp_batch.h"
+#include "engine_loop.h"
 
-#ifndef TUN_F_USO4
-#define TUN_F_USO4 0x20
-#define TUN_F_USO6 0x40
-#endif
-
-#define OFFLINE UINT64_MAX
 #define TUN_READ_BURST 64     /* reads per wake-up before the send batch is flushed */
 #define TX_MAX_SEGS 64        /* UDP_MAX_SEGMENTS on older kernels */
 #define TX_MAX_BYTES 65507    /* largest IPv4 UDP payload */
-#define RX_MSGS 16            /* recvmmsg batch */
+#define RX_MSGS UDP_BATCH_MAX /* recvmmsg batch */
 #define RX_BUF 65536          /* never truncates a (GRO) datagram */
 #define RX_ROUNDS 8           /* recvmmsg calls per wake-up */
 #define ICMP_RATE 100
@@ -36,13 +38,13 @@
 
 static uint64_t now_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  felt_sys.clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t mono_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  felt_sys.clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -108,7 +110,7 @@ static void enc_icmp(enc_thread *t, const uint8_t *ip, size_t len, uint8_t type,
   uint8_t out[VNET_HDR_LEN + ICMP_ERR_MAX];
   memset(out, 0, VNET_HDR_LEN);
   size_t n = VNET_HDR_LEN + icmp_build_error(out + VNET_HDR_LEN, ip, len, type, code, rest, e->cfg.local_net);
-  if (write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
+  if (felt_sys.write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
   else enc_drop(t, DROP_TUN_WRITE_ERROR, NULL, 1); /* the ICMP error itself could not be written */
 }
 
@@ -138,7 +140,7 @@ static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
   memcpy(CMSG_DATA(cm), &seg, sizeof seg);
   for (;;) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    if (sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
+    if (felt_sys.sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
     if (errno == EINTR) continue;
     if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
     return errno;
@@ -160,7 +162,7 @@ static uint64_t send_each(enc_thread *t, const struct sockaddr_in *to, uint32_t 
   uint32_t i = 0;
   while (i < b->nsegs) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    int n = sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
+    int n = felt_sys.sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
@@ -243,39 +245,16 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
 /* docs/datapath.md "Encap" for one TUN read (a packet or a TSO/USO super-packet). */
 static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   engine *e = t->e;
-  if (n < VNET_HDR_LEN) {
-    enc_drop(t, DROP_TRUNCATED, NULL, 1);
-    return;
-  }
-  vnet_hdr h;
-  vnet_parse(buf, &h);
-  uint8_t *pkt = buf + VNET_HDR_LEN;
-  size_t len = n - VNET_HDR_LEN;
-  int gso = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
-  drop_reason v = ipv4_validate(pkt, len, 0, gso);
+  tun_read r;
+  drop_reason v = tun_offload_parse(buf, n, &r);
   if (v != DROP_NONE) {
     enc_drop(t, v, NULL, 1);
     return;
   }
-  gso_plan plan;
-  uint32_t nsegs = 1;
-  size_t biggest;
-  if (gso) {
-    if (gso_make_plan(pkt, len, h.gso_type, h.gso_size, &plan) < 0) {
-      enc_drop(t, DROP_MALFORMED, NULL, 1);
-      return;
-    }
-    nsegs = plan.nsegs;
-    biggest = plan.seg_len;
-    ctr_add(&e->enc_ctr.gso_reads, 1);
-  } else {
-    len = ip_total(pkt); /* bytes past the total length are ignored */
-    if ((h.flags & VNET_F_NEEDS_CSUM) && vnet_finish_csum(pkt, len, h.csum_start, h.csum_offset) < 0) {
-      enc_drop(t, DROP_MALFORMED, NULL, 1);
-      return;
-    }
-    biggest = len;
-  }
+  if (r.gso) ctr_add(&e->enc_ctr.gso_reads, 1);
+  uint32_t nsegs = r.nsegs;
+  uint8_t *pkt = r.pkt;
+  size_t len = r.len;
   ctr_add(&e->enc_ctr.tun_read_segments, nsegs);
 
   uint32_t dst = ip_dst(pkt);
@@ -294,18 +273,14 @@ static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
     enc_icmp(t, pkt, len, 11, 0, 0);
     return;
   }
-  if (biggest > e->cfg.mtu) {
+  if (r.biggest > e->cfg.mtu) {
     enc_drop(t, DROP_OVERSIZE, rp->peer, nsegs);
     if (rd16(pkt + 6) & IP_DF) enc_icmp(t, pkt, len, 3, 4, e->cfg.mtu & 0xffff);
     return;
   }
   ipv4_dec_ttl(pkt);
   t->cur = rp->peer;
-  if (gso) {
-    gso_split(pkt, &plan, enc_reserve, t);
-  } else {
-    memcpy(enc_reserve(t, len), pkt, len);
-  }
+  tun_offload_emit(&r, enc_reserve, t);
 }
 
 /* One wake-up's worth of TUN reads, then the send batch goes out. At low rates one read per
@@ -319,7 +294,7 @@ static void enc_drain(enc_thread *t) {
   uint32_t limit = t->backlog ? TUN_READ_BURST : 1;
   uint32_t reads = 0;
   while (reads < limit) {
-    ssize_t n = read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
+    ssize_t n = felt_sys.read(e->cfg.tun_fd, t->rbuf, sizeof t->rbuf);
     if (n < 0) {
       if (errno == EINTR) continue;
       break; /* EAGAIN: drained; anything else: the wait reports it */
@@ -332,7 +307,7 @@ static void enc_drain(enc_thread *t) {
   enc_flush(t);
 }
 
-static void *enc_main(void *arg) {
+void *engine_enc_main(void *arg) {
   enc_thread *t = arg;
   engine *e = t->e;
   while (wait_fd(e, e->cfg.tun_fd, POLLIN, &e->enc_seen) == 0) enc_drain(t);
@@ -347,13 +322,7 @@ typedef struct dec_thread {
   engine *e;
   const route_table *table;
   uint64_t now_ms;
-  struct mmsghdr msgs[RX_MSGS];
-  struct iovec iov[RX_MSGS];
-  struct sockaddr_in from[RX_MSGS];
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    struct cmsghdr align;
-  } ctl[RX_MSGS];
+  udp_batch rx;
   gro_batch gro;
   uint8_t bufs[RX_MSGS][RX_BUF];
 } dec_thread;
@@ -368,7 +337,7 @@ static int dec_write(void *ctx, const struct iovec *iov, int iovcnt, uint32_t ns
   engine *e = t->e;
   peer *p = owner;
   ssize_t n;
-  do n = writev(e->cfg.tun_fd, iov, iovcnt);
+  do n = felt_sys.writev(e->cfg.tun_fd, iov, iovcnt);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     dec_drop(t, DROP_TUN_WRITE_ERROR, p, nsegs);
@@ -404,28 +373,24 @@ static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len)
 }
 
 static void dec_message(dec_thread *t, int i) {
-  struct msghdr *msg = &t->msgs[i].msg_hdr;
-  size_t len = t->msgs[i].msg_len;
-  size_t seg = udp_gro_segment_size(msg);
-  if (seg == 0 || seg > len) seg = len ? len : 1;
-  uint64_t ndgrams = (len + seg - 1) / seg;
-  if (ndgrams == 0) ndgrams = 1;
-  ctr_add(&t->e->dec_ctr.udp_recv_datagrams, ndgrams);
-
-  const rt_peer *rp = rt_find_peer(t->table, ntohl(t->from[i].sin_addr.s_addr));
+  udp_msg m;
+  udp_batch_msg(&t->rx, i, &m);
+  ctr_add(&t->e->dec_ctr.udp_recv_datagrams, m.ndgrams);
+  const rt_peer *rp = rt_find_peer(t->table, m.src);
   if (!rp) {
-    dec_drop(t, DROP_UNKNOWN_PEER, NULL, ndgrams); /* the source port is not checked: NAT */
+    dec_drop(t, DROP_UNKNOWN_PEER, NULL, m.ndgrams); /* the source port is not checked: NAT */
     return;
   }
-  if (msg->msg_flags & MSG_TRUNC) {
+  if (m.trunc) {
     dec_drop(t, DROP_OVERSIZE, rp->peer, 1);
     return;
   }
-  if (len == 0) {
+  if (m.len == 0) {
     dec_drop(t, DROP_TRUNCATED, rp->peer, 1);
     return;
   }
-  for (size_t off = 0; off < len; off += seg) dec_packet(t, rp, t->bufs[i] + off, len - off < seg ? len - off : seg);
+  for (size_t off = 0; off < m.len; off += m.seg)
+    dec_packet(t, rp, m.data + off, m.len - off < m.seg ? m.len - off : m.seg);
 }
 
 /* Everything queued on the UDP socket, up to RX_ROUNDS recvmmsg calls; a short batch means the
@@ -435,22 +400,8 @@ static void dec_drain(dec_thread *t) {
   t->table = enter_table(e, &e->dec_seen);
   t->now_ms = now_ms();
   for (int round = 0; round < RX_ROUNDS; round++) {
-    for (int i = 0; i < RX_MSGS; i++) {
-      t->iov[i] = (struct iovec){t->bufs[i], RX_BUF};
-      t->msgs[i].msg_hdr = (struct msghdr){
-          .msg_name = &t->from[i],
-          .msg_namelen = sizeof t->from[i],
-          .msg_iov = &t->iov[i],
-          .msg_iovlen = 1,
-          .msg_control = t->ctl[i].buf,
-          .msg_controllen = sizeof t->ctl[i].buf,
-      };
-    }
-    int n = recvmmsg(e->udp.fd, t->msgs, RX_MSGS, MSG_DONTWAIT, NULL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      break; /* EAGAIN: drained */
-    }
+    int n = udp_batch_recv(&t->rx, e->udp.fd);
+    if (n < 0) break; /* EAGAIN: drained */
     ctr_add(&e->dec_ctr.udp_recv_calls, 1);
     ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
     for (int i = 0; i < n; i++) dec_message(t, i);
@@ -459,7 +410,7 @@ static void dec_drain(dec_thread *t) {
   }
 }
 
-static void *dec_main(void *arg) {
+void *engine_dec_main(void *arg) {
   dec_thread *t = arg;
   engine *e = t->e;
   while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) dec_drain(t);
@@ -470,7 +421,7 @@ static void *dec_main(void *arg) {
 /* One thread for both directions (ENGINE_THREADS_ONE): a packet and its reply are handled by the
  * same thread, so a round trip through the node wakes one thread instead of two, and the thread
  * that wakes is the one that ran last. Epoll keeps the three fds registered between waits. */
-static void *duo_main(void *arg) {
+void *engine_duo_main(void *arg) {
   engine *e = arg;
   int ep = epoll_create1(EPOLL_CLOEXEC);
   struct epoll_event ev[3];
@@ -508,154 +459,25 @@ static void *duo_main(void *arg) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Control                                                                                    */
+/* Thread state (engine_ctl.c starts and stops the threads)                                   */
 
-/* Asks for checksum + TSO (+ USO where the kernel has it), as far as the config allows; records
- * what was accepted. Whatever is refused, packets still flow (the kernel then segments and
- * checksums before handing them over). */
-static void setup_offloads(engine *e) {
-  int fd = e->cfg.tun_fd;
-  int level = e->cfg.tun_offload;
-  e->features.vnet_hdr = 1;
-  if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6)) == 0) {
-    e->features.csum = e->features.tso4 = e->features.uso = 1;
-  } else if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4)) == 0) {
-    e->features.csum = e->features.tso4 = 1;
-  } else if (level >= 1 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)TUN_F_CSUM) == 0) {
-    e->features.csum = 1;
-  } else {
-    ioctl(fd, TUNSETOFFLOAD, 0UL);
-  }
+int engine_threads_init(engine *e) {
+  e->enc = calloc(1, sizeof *e->enc);
+  e->dec = calloc(1, sizeof *e->dec);
+  if (!e->enc || !e->dec) return -1;
+  e->enc->e = e;
+  e->dec->e = e;
+  bucket_init(&e->enc->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
+  gro_init(&e->dec->gro);
+  udp_batch_init(&e->dec->rx, &e->dec->bufs[0][0], RX_BUF);
+  return 0;
 }
 
-static void free_threads(engine *e) {
+void engine_threads_free(engine *e) {
   free(e->enc);
   free(e->dec);
   e->enc = NULL;
   e->dec = NULL;
 }
 
-engine *engine_start(const engine_config *cfg, felt_err *err) {
-  if (cfg->local_prefix > 32) return felt_errmsg(err, "engineStart: invalid local prefix length"), NULL;
-  if (cfg->mtu < 68 || cfg->mtu > 65535 - 28) return felt_errmsg(err, "engineStart: invalid MTU %u", cfg->mtu), NULL;
-  engine *e = calloc(1, sizeof *e);
-  if (!e) return felt_errno(err, ENOMEM, "engineStart"), NULL;
-  e->cfg = *cfg;
-  e->local_mask = prefix_mask(cfg->local_prefix);
-  e->cfg.local_net &= e->local_mask;
-  e->wake_fd = -1;
-  e->udp.fd = -1;
-  e->enc_seen = e->dec_seen = OFFLINE;
-
-  if (udp_open(&e->udp, cfg->bind_ip, cfg->port, err) < 0) goto fail;
-  e->features.udp_gso = e->udp.gso && cfg->udp_gso;
-  e->features.udp_gro = e->udp.gro;
-  e->features.sndbuf = e->udp.sndbuf;
-  e->features.rcvbuf = e->udp.rcvbuf;
-  e->features.buffers_forced = e->udp.forced;
-  setup_offloads(e);
-
-  e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (e->wake_fd < 0) {
-    felt_errno(err, errno, "engineStart: eventfd");
-    goto fail;
-  }
-  e->table = rt_build(NULL, 0, &e->registry, err);
-  e->enc = calloc(1, sizeof *e->enc);
-  e->dec = calloc(1, sizeof *e->dec);
-  if (!e->table || !e->enc || !e->dec) {
-    felt_errno(err, ENOMEM, "engineStart");
-    goto fail;
-  }
-  e->enc->e = e;
-  e->dec->e = e;
-  bucket_init(&e->enc->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
-  gro_init(&e->dec->gro);
-
-  int rc;
-  if (cfg->threads == ENGINE_THREADS_ONE) {
-    rc = pthread_create(&e->enc_tid, NULL, duo_main, e);
-  } else {
-    rc = pthread_create(&e->enc_tid, NULL, enc_main, e->enc);
-  }
-  if (rc != 0) {
-    felt_errno(err, rc, "engineStart: pthread_create");
-    goto fail;
-  }
-  e->enc_started = 1;
-  if (cfg->threads == ENGINE_THREADS_ONE) return e;
-  rc = pthread_create(&e->dec_tid, NULL, dec_main, e->dec);
-  if (rc != 0) {
-    felt_errno(err, rc, "engineStart: pthread_create");
-    goto fail;
-  }
-  e->dec_started = 1;
-  return e;
-
-fail:
-  if (e->enc_started) {
-    __atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    if (write(e->wake_fd, &one, sizeof one) < 0) { /* cannot fail on a fresh eventfd */
-    }
-    pthread_join(e->enc_tid, NULL);
-  }
-  if (e->wake_fd >= 0) close(e->wake_fd);
-  if (e->udp.fd >= 0) close(e->udp.fd);
-  rt_free(e->table);
-  registry_free(&e->registry);
-  free_threads(e);
-  free(e);
-  return NULL;
-}
-
-int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *err) {
-  route_table *t = rt_build(routes, n, &e->registry, err);
-  if (!t) return -1;
-  route_table *old = __atomic_exchange_n(&e->table, t, __ATOMIC_SEQ_CST);
-  old->retired_gen = __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
-  old->retired_next = e->retired;
-  e->retired = old;
-  engine_reclaim(e);
-  return 0;
-}
-
-/* A thread is past generation g when it is blocked (OFFLINE) or has re-read the table since. */
-static int past(const uint64_t *seen, uint64_t g) {
-  uint64_t s = __atomic_load_n(seen, __ATOMIC_SEQ_CST);
-  return s == OFFLINE || s >= g;
-}
-
-void engine_reclaim(engine *e) {
-  route_table **link = &e->retired;
-  while (*link) {
-    route_table *r = *link;
-    if (past(&e->enc_seen, r->retired_gen) && past(&e->dec_seen, r->retired_gen)) {
-      *link = r->retired_next;
-      rt_free(r);
-    } else {
-      link = &r->retired_next;
-    }
-  }
-}
-
-void engine_stop(engine *e) {
-  __atomic_store_n(&e->stopping, 1, __ATOMIC_RELEASE);
-  uint64_t one = 1;
-  if (write(e->wake_fd, &one, sizeof one) < 0) { /* an eventfd write only fails on overflow */
-  }
-  if (e->enc_started) pthread_join(e->enc_tid, NULL);
-  if (e->dec_started) pthread_join(e->dec_tid, NULL);
-  close(e->wake_fd);
-  close(e->udp.fd);
-  close(e->cfg.tun_fd); /* a non-persistent TUN disappears with its address and route */
-  rt_free(e->table);
-  while (e->retired) {
-    route_table *r = e->retired;
-    e->retired = r->retired_next;
-    rt_free(r);
-  }
-  registry_free(&e->registry);
-  free_threads(e);
-  free(e);
-}
+uint64_t engine_now_ms(void) { return now_ms(); }

@@ -4,9 +4,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+static departed_peer *departed_at(peer_registry *reg, uint32_t i) {
+  return &reg->departed[(reg->departed_head + REGISTRY_DEPARTED_MAX - 1 - i) % REGISTRY_DEPARTED_MAX];
+}
+
+/* A peer that comes back while its counters are still among the departed takes them back. */
+static void take_back_departed(peer_registry *reg, peer *p) {
+  for (uint32_t i = 0; i < reg->departed_count; i++) {
+    if (departed_at(reg, i)->public_ip != p->public_ip) continue;
+    p->tx = departed_at(reg, i)->tx;
+    p->rx = departed_at(reg, i)->rx;
+    for (uint32_t j = i; j + 1 < reg->departed_count; j++) *departed_at(reg, j) = *departed_at(reg, j + 1);
+    reg->departed_count--;
+    return;
+  }
+}
+
 peer *registry_get(peer_registry *reg, uint32_t public_ip) {
   peer *p = u32map_get(&reg->by_ip, public_ip);
-  if (p) return p;
+  if (p) {
+    p->retired = 0; /* back before it was freed: same counters; reclaim unlists it */
+    return p;
+  }
   p = calloc(1, sizeof *p);
   if (!p) return NULL;
   p->public_ip = public_ip;
@@ -14,17 +33,58 @@ peer *registry_get(peer_registry *reg, uint32_t public_ip) {
     free(p);
     return NULL;
   }
-  p->next_registered = reg->all;
-  reg->all = p;
+  take_back_departed(reg, p);
   return p;
 }
 
-void registry_free(peer_registry *reg) {
-  for (peer *p = reg->all, *next; p; p = next) {
-    next = p->next_registered;
-    free(p);
+void registry_retire(peer_registry *reg, peer *p, uint64_t gen, uint64_t now_ms) {
+  p->retired = 1;
+  p->retired_gen = gen;
+  p->retired_ms = now_ms;
+  if (p->listed) return;
+  p->listed = 1;
+  p->retired_next = reg->retired;
+  reg->retired = p;
+}
+
+static void remember_departed(peer_registry *reg, const peer *p) {
+  departed_peer *d = &reg->departed[reg->departed_head];
+  d->public_ip = p->public_ip;
+  d->departed_ms = p->retired_ms;
+  d->tx = p->tx;
+  d->rx = p->rx;
+  reg->departed_head = (reg->departed_head + 1) % REGISTRY_DEPARTED_MAX;
+  if (reg->departed_count < REGISTRY_DEPARTED_MAX) reg->departed_count++;
+  reg->departed_total++;
+}
+
+void registry_reclaim(peer_registry *reg, int (*can_free)(void *ctx, uint64_t gen), void *ctx) {
+  peer **link = &reg->retired;
+  while (*link) {
+    peer *p = *link;
+    if (!p->retired || can_free(ctx, p->retired_gen)) {
+      *link = p->retired_next;
+      p->listed = 0;
+      if (p->retired) {
+        remember_departed(reg, p);
+        u32map_remove(&reg->by_ip, p->public_ip);
+        free(p);
+      }
+    } else {
+      link = &p->retired_next;
+    }
   }
-  reg->all = NULL;
+}
+
+const departed_peer *registry_departed(const peer_registry *reg, uint32_t i) {
+  return departed_at((peer_registry *)reg, i);
+}
+
+uint32_t registry_live(const peer_registry *reg) { return reg->by_ip.count; }
+
+void registry_free(peer_registry *reg) {
+  for (uint32_t i = 0; reg->by_ip.slots && i <= reg->by_ip.mask; i++) free(reg->by_ip.slots[i].value);
+  reg->retired = NULL;
   u32map_free(&reg->by_ip);
 }
 

@@ -18,13 +18,37 @@ typedef struct {
   uint32_t public_ip;
 } route_spec;
 
-/* Where peers (and their counters) come from: a registry that outlives route tables. */
+/* The counters of a peer freed after it lost its last lease. */
 typedef struct {
-  u32map by_ip;
-  peer *all; /* every peer ever registered, for freeing */
+  uint32_t public_ip;
+  uint64_t departed_ms; /* when it left the route table (wall clock, ms) */
+  dir_counters tx, rx;
+} departed_peer;
+
+#define REGISTRY_DEPARTED_MAX 64
+
+/* Where peers (and their counters) come from: a registry that outlives route tables. A peer that
+ * holds no lease any more is retired, then freed once no data thread can still reach it; its
+ * final counters stay visible among the REGISTRY_DEPARTED_MAX most recently departed. Memory is
+ * bounded by the peers holding leases, however many come and go. Control thread only. */
+typedef struct {
+  u32map by_ip;   /* every live peer (current or retired, not yet freed) */
+  peer *retired;  /* retired peers not yet freed */
+  departed_peer departed[REGISTRY_DEPARTED_MAX]; /* a ring: newest at departed_head - 1 */
+  uint32_t departed_head, departed_count;
+  uint64_t departed_total; /* peers freed so far */
 } peer_registry;
 
+/* The peer for a PublicIP, created if new (with its counters back if it is among the recently
+ * departed), brought back if retired. NULL on ENOMEM. */
 peer *registry_get(peer_registry *reg, uint32_t public_ip);
+/* p has left the route table published at generation gen. */
+void registry_retire(peer_registry *reg, peer *p, uint64_t gen, uint64_t now_ms);
+/* Frees retired peers whose generation can_free() says every thread has passed. */
+void registry_reclaim(peer_registry *reg, int (*can_free)(void *ctx, uint64_t gen), void *ctx);
+/* The i-th most recently departed peer (i < departed_count). */
+const departed_peer *registry_departed(const peer_registry *reg, uint32_t i);
+uint32_t registry_live(const peer_registry *reg);
 void registry_free(peer_registry *reg);
 
 typedef struct {

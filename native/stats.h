@@ -40,12 +40,18 @@ typedef struct {
   counter drops[DROP_COUNT];
 } dir_counters;
 
-/* A peer's counters live as long as the engine (peers are never freed while threads run). */
+/* A peer's counters live while it holds a lease, and until no thread can still reach it
+ * afterwards (routes.h: the registry frees departed peers by table generation). */
 typedef struct peer {
   uint32_t public_ip;
   dir_counters tx; /* encap thread */
   dir_counters rx; /* decap thread */
-  struct peer *next_registered;
+  /* Registry bookkeeping: control thread only. */
+  int retired;              /* in no current route table */
+  int listed;               /* on the registry's retired list */
+  uint64_t retired_gen;     /* the table generation it left at */
+  uint64_t retired_ms;      /* when (wall clock, ms) */
+  struct peer *retired_next;
 } peer;
 
 #endif

@@ -47,3 +47,25 @@ int u32map_put(u32map *m, uint32_t key, void *value) {
   insert(m, key, value);
   return 0;
 }
+
+/* Backward-shift deletion: later entries of the probe run move up, so no tombstones are left. */
+void u32map_remove(u32map *m, uint32_t key) {
+  if (!m->slots) return;
+  uint32_t i = u32map_hash(key) & m->mask;
+  for (;; i = (i + 1) & m->mask) {
+    if (!m->slots[i].value) return;
+    if (m->slots[i].key == key) break;
+  }
+  for (uint32_t j = i;;) {
+    j = (j + 1) & m->mask;
+    if (!m->slots[j].value) break;
+    uint32_t home = u32map_hash(m->slots[j].key) & m->mask;
+    /* Entry j stays only if its home lies cyclically in (i, j]. */
+    int stays = i < j ? (home > i && home <= j) : (home > i || home <= j);
+    if (stays) continue;
+    m->slots[i] = m->slots[j];
+    i = j;
+  }
+  m->slots[i].value = NULL;
+  m->count--;
+}

@@ -22,6 +22,8 @@ int u32map_init(u32map *m, size_t expected);
 void u32map_free(u32map *m);
 /* Inserts or replaces; value must not be NULL. Grows as needed. Returns 0, or -1 on ENOMEM. */
 int u32map_put(u32map *m, uint32_t key, void *value);
+/* Removes key if present (never while another thread reads the map). */
+void u32map_remove(u32map *m, uint32_t key);
 
 static inline uint32_t u32map_hash(uint32_t key) {
   key ^= key >> 16;

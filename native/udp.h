@@ -34,17 +34,4 @@ typedef struct {
 
 int udp_open(udp_sock *u, uint32_t bind_ip, uint16_t port, felt_err *err);
 
-/* The UDP GRO segment size of a received message, or 0 when it carries a single datagram. Inline
- * so that reader.c and engine.c can use it without linking udp.c. */
-static inline size_t udp_gro_segment_size(const struct msghdr *msg) {
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
-    if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
-      int v;
-      memcpy(&v, CMSG_DATA(cm), sizeof v);
-      return v > 0 ? (size_t)v : 0;
-    }
-  }
-  return 0;
-}
-
 #endif

@@ -12,6 +12,7 @@
 
 #include "gso.h"
 #include "ipv4.h"
+#include "sys.h"
 #include "udp.h"
 
 typedef union {
@@ -41,7 +42,7 @@ static void send_singly(int fd, const struct sockaddr_in *to, const struct iovec
     ssize_t r;
     do {
       st->syscalls++;
-      r = sendmsg(fd, &mh, 0);
+      r = felt_sys.sendmsg(fd, &mh, 0);
     } while (r < 0 && errno == EINTR);
     ok[k] = r >= 0;
   }
@@ -107,7 +108,7 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
   int gso_errno = 0, waited = 0;
   for (uint32_t m = 0; m < nmsg;) {
     st->syscalls++;
-    int n = sendmmsg(fd, s.msgs + m, nmsg - m, 0);
+    int n = felt_sys.sendmmsg(fd, s.msgs + m, nmsg - m, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -151,7 +152,7 @@ uint32_t writer_tun_write(int fd, const uint8_t *base, size_t base_len, const ui
     ssize_t n;
     do {
       st->syscalls++;
-      n = write(fd, base + off, len);
+      n = felt_sys.write(fd, base + off, len);
     } while (n < 0 && errno == EINTR);
     if (n == (ssize_t)len) {
       ok[i] = 1;
@@ -192,7 +193,7 @@ static int vnet_emit(void *ctx, const struct iovec *iov, int iovcnt, uint32_t ns
   ssize_t n;
   do {
     c->st->syscalls++;
-    n = writev(c->fd, iov, iovcnt);
+    n = felt_sys.writev(c->fd, iov, iovcnt);
   } while (n < 0 && errno == EINTR);
   uint8_t good = n >= 0;
   for (int k = 1; k < iovcnt; k++) c->ok[entry_of(c, iov[k].iov_base)] = good;
@@ -229,7 +230,7 @@ uint32_t writer_tun_write_vnet(int fd, uint8_t *base, size_t base_len, const uin
     ssize_t n;
     do {
       st->syscalls++;
-      n = writev(fd, iov, 2);
+      n = felt_sys.writev(fd, iov, 2);
     } while (n < 0 && errno == EINTR);
     if (n == (ssize_t)(VNET_HDR_LEN + len)) {
       ok[i] = 1;

@@ -1,10 +1,12 @@
 /* The native fuzz harness: runs bursts of records (fuzz.h) through the engine's packet path.
+ * (Long on purpose: the reference model, the output checkers and the driver belong together.)
  *
  * Drives the engine's own per-packet functions -- enc_packet()/enc_flush() for TUN reads (virtio
  * header, validation, routing, TTL, ICMP errors, TSO/USO split, UDP GSO batching) and
  * dec_message()/gro_flush() for received datagrams (admission, validation, userspace GRO) --
- * without threads, devices or sockets: engine.c is compiled into this file with its write, writev,
- * sendmsg, sendmmsg and clock_gettime calls redirected here (the macros below). Everything the
+ * without threads, devices or sockets: engine.c is compiled into this file, and its write, writev,
+ * sendmsg, sendmmsg and clock_gettime calls reach the checkers here through the syscall seam
+ * (sys.h; set in fuzz_init). Everything the
  * engine emits is checked against docs/datapath.md, and a reference model of that contract
  * predicts the verdict of every input, which must match the engine's counters.
  *
@@ -31,25 +33,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The engine's output syscalls, redirected. engine.c's own #includes are no-ops after the ones
- * above, so only its calls are renamed. */
-#define write fuzz_write
-#define writev fuzz_writev
-#define sendmsg fuzz_sendmsg
-#define sendmmsg fuzz_sendmmsg
-#define clock_gettime fuzz_clock_gettime
-static int fuzz_clock_gettime(clockid_t clk, struct timespec *ts);
-static ssize_t fuzz_write(int fd, const void *buf, size_t n);
-static ssize_t fuzz_writev(int fd, const struct iovec *iov, int iovcnt);
-static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags);
-static int fuzz_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags);
+/* The engine's syscalls go through felt_sys (sys.h): fuzz_init points them at the checkers. */
 #include "../engine.c"
 #include "fuzz.h"
-#undef write
-#undef writev
-#undef sendmsg
-#undef sendmmsg
-#undef clock_gettime
 
 /* Not open (poll reports POLLNVAL, so an injected EAGAIN ends like a stopping engine). */
 #define FAKE_TUN_FD 1000001
@@ -439,7 +425,7 @@ static void check_icmp(const uint8_t *buf, size_t n) {
 }
 
 static ssize_t fuzz_write(int fd, const void *buf, size_t n) {
-  if (fd != FAKE_TUN_FD) return write(fd, buf, n);
+  if (fd != FAKE_TUN_FD) return write(fd, buf, n); /* libc: not the seam */
   if (H.phase != 1) violation("single write() into the TUN outside encap");
   if (H.tun_fails > 0) {
     H.tun_fails--;
@@ -464,7 +450,7 @@ static int msg_of(const void *ptr, size_t *off) {
   return -1;
 }
 
-static uint32_t msg_source(int i) { return ntohl(DEC->from[i].sin_addr.s_addr); }
+static uint32_t msg_source(int i) { return ntohl(DEC->rx.from[i].sin_addr.s_addr); }
 
 /* One plain (unmerged) packet written into the TUN by decap. */
 static void check_decap_single(const struct iovec *iov) {
@@ -716,14 +702,14 @@ static void run_decap_batch(const dec_rec *recs, int n) {
     }
     memcpy(DEC->bufs[i], r->data, len);
     uint32_t src = r->peer < R.npeers ? R.peers[r->peer] : (0xc6336400u | r->peer); /* 198.51.100.x: strangers */
-    DEC->from[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(src)}};
-    struct msghdr *m = &DEC->msgs[i].msg_hdr;
-    *m = (struct msghdr){.msg_name = &DEC->from[i], .msg_namelen = sizeof DEC->from[i]};
-    m->msg_control = DEC->ctl[i].buf;
+    DEC->rx.from[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(src)}};
+    struct msghdr *m = &DEC->rx.msgs[i].msg_hdr;
+    *m = (struct msghdr){.msg_name = &DEC->rx.from[i], .msg_namelen = sizeof DEC->rx.from[i]};
+    m->msg_control = DEC->rx.ctl[i].buf;
     m->msg_controllen = 0;
     if (r->groseg) {
-      memset(DEC->ctl[i].buf, 0, sizeof DEC->ctl[i].buf);
-      m->msg_controllen = sizeof DEC->ctl[i].buf;
+      memset(DEC->rx.ctl[i].buf, 0, sizeof DEC->rx.ctl[i].buf);
+      m->msg_controllen = sizeof DEC->rx.ctl[i].buf;
       struct cmsghdr *cm = CMSG_FIRSTHDR(m);
       cm->cmsg_level = SOL_UDP;
       cm->cmsg_type = UDP_GRO;
@@ -732,7 +718,7 @@ static void run_decap_batch(const dec_rec *recs, int n) {
       memcpy(CMSG_DATA(cm), &seg, sizeof seg);
     }
     m->msg_flags = trunc ? MSG_TRUNC : 0;
-    DEC->msgs[i].msg_len = (unsigned)len;
+    DEC->rx.msgs[i].msg_len = (unsigned)len;
 
     /* Reference: a GRO message holds datagrams of seg bytes, the last one shorter. */
     size_t seg = r->groseg;
@@ -869,6 +855,11 @@ out:
 void fuzz_init(uint64_t seed, const char *save_dir) {
   H.seed = seed;
   H.save_dir = save_dir;
+  felt_sys.write = fuzz_write;
+  felt_sys.writev = fuzz_writev;
+  felt_sys.sendmsg = fuzz_sendmsg;
+  felt_sys.sendmmsg = fuzz_sendmmsg;
+  felt_sys.clock_gettime = fuzz_clock_gettime;
   E = calloc(1, sizeof *E);
   ENC = calloc(1, sizeof *ENC);
   DEC = calloc(1, sizeof *DEC);
@@ -892,6 +883,7 @@ void fuzz_init(uint64_t seed, const char *save_dir) {
   ENC->e = E;
   DEC->e = E;
   gro_init(&DEC->gro);
+  udp_batch_init(&DEC->rx, &DEC->bufs[0][0], RX_BUF);
   H.t0_ns = fake_clock_ns;
   bucket_init(&ENC->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
   set_routes(FUZZ_DEFAULT_MASK, 1472);

@@ -5,12 +5,12 @@
  *           (add_vnet_read); UDP messages: GRO split into one record per datagram (append_datagram);
  *   writer  datagrams out as sendmmsg with UDP GSO trains (writer_udp_send); packets into the TUN
  *           with userspace GRO merging TCP trains (writer_tun_write_vnet).
- * reader.c and writer.c are compiled into this file with their write/writev/sendmsg/sendmmsg
- * calls redirected to checkers (the macros below): nothing reaches a device or the network.
+ * The readers and the writer run as they are, their syscalls pointed at checkers through the
+ * syscall seam (sys.h): nothing reaches a device or the network.
  * Every output is checked (framing, one outcome per entry, GSO train and GRO rules, checksums,
  * payload bytes in stream order via the fuzz.h oracle); injected syscall failures must show in
  * the per-entry outcomes. Build: build.sh. Usage: jsio-fuzz [--count N] [--seed S].
- * Coupling: uses reader.c's static functions and struct tun_reader. */
+ * The readers are driven without their threads (reader_core.h: reader_create, reader_step). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -30,21 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define write jsio_write
-#define writev jsio_writev
-#define sendmsg jsio_sendmsg
-#define sendmmsg jsio_sendmmsg
-static ssize_t jsio_write(int fd, const void *buf, size_t n);
-static ssize_t jsio_writev(int fd, const struct iovec *iov, int iovcnt);
-static ssize_t jsio_sendmsg(int fd, const struct msghdr *msg, int flags);
-static int jsio_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags);
-#include "../writer.c"
-#include "../reader.c"
-#undef write
-#undef writev
-#undef sendmsg
-#undef sendmmsg
-
+#include "../gso.h"
+#include "../ipv4.h"
+#include "../reader_core.h"
+#include "../sys.h"
+#include "../udp.h"
+#include "../udp_batch.h"
+#include "../writer.h"
 #include "pkt.h"
 
 #define FAKE_FD 1000003
@@ -386,20 +378,39 @@ static void fuzz_tun_write(void) {
 
 /* ---- reader: TUN reads with a virtio header ------------------------------------------------------ */
 
+#define FAKE_TUN_FD 1000004
+#define FAKE_UDP_FD 1000005
+
 typedef struct {
-  uint32_t nrec;      /* records this read should become */
+  uint32_t nrec;      /* records this read should become (0: dropped) */
+  int drop;           /* dropped: the reason */
   uint32_t seg_max;   /* split: the largest segment */
-  int split;          /* split into segments (1) or passed as it is (0) */
-  size_t len;         /* passed as it is: its length */
-  uint8_t head[64];   /* passed as it is: its first bytes (csum field may change) */
+  int split;          /* split into segments (1) or one record (0) */
+  size_t len;         /* one record: its length */
+  uint8_t head[64];   /* one record: its first bytes (csum field may change) */
   uint32_t csum_at;   /* the checksum field the reader may complete, or ~0 */
 } read_expect;
 
 #define MAX_READS 64
 static read_expect rexp[MAX_READS];
-static uint32_t nreads, rexp_next, rexp_recs; /* the read being matched, records of it seen */
-static uint64_t reads_total, records_total, split_reads;
-static tun_reader *R;
+static uint8_t rqueue[MAX_READS][VNET_HDR_LEN + 65535];
+static size_t rqueue_len[MAX_READS];
+static uint32_t nreads, rqueue_next, rexp_next, rexp_recs; /* the read being matched, records of it seen */
+static uint64_t reads_total, records_total, split_reads, dropped_reads;
+static batch_reader *R;
+
+/* The TUN side of the seam: hands out the queued reads, then EAGAIN. */
+static ssize_t jsio_read(int fd, void *buf, size_t cap) {
+  if (fd != FAKE_TUN_FD) return read(fd, buf, cap);
+  if (rqueue_next >= nreads) {
+    errno = EAGAIN;
+    return -1;
+  }
+  size_t n = rqueue_len[rqueue_next];
+  if (n > cap) violation("read buffer of %zu bytes for a %zu-byte read", cap, n);
+  memcpy(buf, rqueue[rqueue_next++], n < cap ? n : cap);
+  return (ssize_t)(n < cap ? n : cap);
+}
 
 static void check_tun_record(const uint8_t *p, size_t len) {
   while (rexp_next < nreads && rexp[rexp_next].nrec == 0) rexp_next++;
@@ -414,7 +425,7 @@ static void check_tun_record(const uint8_t *p, size_t len) {
     else if (!fuzz_l4_valid(p, len)) violation("TSO segment with a bad L4 checksum");
     else if (fuzz_is_marked(p, len) && !fuzz_oracle_ok(p, len)) violation("TSO segment with payload out of place");
   } else {
-    if (len != x->len) violation("record of %zu bytes for a %zu-byte read", len, x->len);
+    if (len != x->len) violation("record of %zu bytes for a %zu-byte packet", len, x->len);
     for (size_t i = 0; i < len && i < 64; i++)
       if (p[i] != x->head[i] && i != x->csum_at && i != x->csum_at + 1) {
         violation("record byte %zu differs from the read", i);
@@ -448,6 +459,11 @@ static int deliver_tun(void *ctx, uint8_t *data, size_t len, uint32_t count) {
   free(data);
   reader_batch_done(R);
   return 0;
+}
+
+static void expect_drop(read_expect *x, int reason) {
+  x->nrec = 0;
+  x->drop = reason;
 }
 
 static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
@@ -491,7 +507,7 @@ static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
     s.csum_mode = 0;
     len = build_packet(p, &s);
   }
-  if (k >= 90) { /* garbage in the header or the packet: passed on as it is (or split if it still can be) */
+  if (k >= 90) { /* garbage in the header or the packet: split if it still can be, else dropped */
     unmark(p, len);
     fill_random(p + rnd((uint32_t)len), 1 + rnd(8));
     if (chance(30)) len = rnd((uint32_t)len + 1);
@@ -501,44 +517,74 @@ static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
     vnet_write(buf, &h);
   }
   size_t n = VNET_HDR_LEN + len;
-  if (chance(2)) n = rnd(VNET_HDR_LEN); /* shorter than the virtio header: no record */
+  if (chance(2)) n = 1 + rnd(VNET_HDR_LEN - 1); /* shorter than the virtio header (a read never returns 0) */
 
-  /* What the reader should make of it (gso_make_plan is fuzzed through the native engine). */
+  /* What the reader should make of it: the packets it becomes, or one drop with its reason
+   * (gso_make_plan and ipv4_validate are fuzzed against the reference model of the native harness). */
   memset(x, 0, sizeof *x);
   x->csum_at = ~0u;
-  if (n < VNET_HDR_LEN) return n;
+  if (n < VNET_HDR_LEN) {
+    expect_drop(x, DROP_TRUNCATED);
+    return n;
+  }
   vnet_parse(buf, &h);
   size_t plen = n - VNET_HDR_LEN;
   gso_plan plan;
   int g = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
-  if (g && ipv4_validate(p, plen, 0, 1) == DROP_NONE && gso_make_plan(p, plen, h.gso_type, h.gso_size, &plan) == 0 &&
-      (size_t)plan.nsegs * (2 + plan.hdr_len) + plan.payload <= TUN_SPLIT_ROOM) {
+  drop_reason v = ipv4_validate(p, plen, 0, g);
+  if (v != DROP_NONE) {
+    expect_drop(x, v);
+    return n;
+  }
+  if (g) {
+    if (gso_make_plan(p, plen, h.gso_type, h.gso_size, &plan) < 0) {
+      expect_drop(x, DROP_MALFORMED);
+      return n;
+    }
     x->split = 1;
     x->nrec = plan.nsegs;
     x->seg_max = plan.seg_len;
     return n;
   }
+  size_t tot = rd16(p + 2);
+  unsigned hl = (p[0] & 15u) * 4;
+  if ((h.flags & VNET_F_NEEDS_CSUM) &&
+      ((size_t)h.csum_start + h.csum_offset + 2 > tot || (h.csum_start & 1) || h.csum_start < hl)) {
+    expect_drop(x, DROP_MALFORMED);
+    return n;
+  }
   x->nrec = 1;
-  x->len = plen;
-  memcpy(x->head, p, plen < 64 ? plen : 64);
+  x->len = tot;
+  memcpy(x->head, p, tot < 64 ? tot : 64);
   /* Checksum completion rewrites only the two bytes of the checksum field. */
-  if (!g && (h.flags & VNET_F_NEEDS_CSUM)) x->csum_at = (uint32_t)h.csum_start + h.csum_offset;
+  if (h.flags & VNET_F_NEEDS_CSUM) x->csum_at = (uint32_t)h.csum_start + h.csum_offset;
   return n;
 }
 
 static void fuzz_tun_reader(void) {
-  phase = "reader add_vnet_read";
+  phase = "TUN reader";
   nreads = 1 + rnd(MAX_READS);
-  rexp_next = rexp_recs = 0;
-  static uint8_t rbufcopy[VNET_HDR_LEN + 65535 + 64];
+  rqueue_next = rexp_next = rexp_recs = 0;
+  uint64_t want[DROP_COUNT] = {0};
+  reader_stats before;
+  reader_get_stats(R, &before);
   for (uint32_t i = 0; i < nreads; i++) {
-    size_t n = gen_tun_read(rbufcopy, &rexp[i]);
-    memcpy(R->rbuf, rbufcopy, n);
+    rqueue_len[i] = gen_tun_read(rqueue[i], &rexp[i]);
     reads_total++;
     split_reads += rexp[i].split != 0;
-    add_vnet_read(R, n);
+    if (rexp[i].nrec == 0) {
+      want[rexp[i].drop]++;
+      dropped_reads++;
+    }
   }
-  deliver_batch(R);
+  while (rqueue_next < nreads)
+    if (reader_step(R) < 0) violation("the TUN reader stopped");
+  reader_stats after;
+  reader_get_stats(R, &after);
+  for (int r = 0; r < DROP_COUNT; r++)
+    if (after.drops[r] - before.drops[r] != want[r])
+      violation("TUN reader counted %" PRIu64 " %s drops, expected %" PRIu64, after.drops[r] - before.drops[r],
+                drop_reason_names[r], want[r]);
   while (rexp_next < nreads && rexp[rexp_next].nrec == 0) rexp_next++;
   if (rexp_next != nreads) violation("%u of %u reads never became records", nreads - rexp_next, nreads);
 }
@@ -553,8 +599,9 @@ typedef struct {
   uint32_t pieces, seen;
 } msg_expect;
 
-static msg_expect mexp[UDP_SLOTS];
+static msg_expect mexp[UDP_BATCH_MAX];
 static uint32_t nmsgs, mexp_next;
+static int udp_pending; /* a batch waits for the next recvmmsg */
 static uint64_t udp_msgs_total, udp_records_total;
 
 static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
@@ -594,38 +641,48 @@ static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
   return 0;
 }
 
-static void fuzz_udp_reader(void) {
-  phase = "reader append_datagram";
-  nmsgs = 1 + rnd(UDP_SLOTS);
-  mexp_next = 0;
-  for (uint32_t i = 0; i < nmsgs; i++) {
-    uint8_t *slot = R->slots + (size_t)i * UDP_SLOT_BYTES;
-    size_t len = chance(70) ? rnd(1500) : rnd(UDP_SLOT_BYTES + 1);
+/* The UDP side of the seam: one batch of generated messages written into the reader's own
+ * buffers (as the kernel would), then EAGAIN. */
+static int jsio_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags, struct timespec *timeout) {
+  (void)flags;
+  (void)timeout;
+  if (fd != FAKE_UDP_FD || !udp_pending) {
+    errno = EAGAIN;
+    return -1;
+  }
+  udp_pending = 0;
+  if (nmsgs > vlen) violation("recvmmsg for %u messages, %u queued", vlen, nmsgs);
+  for (uint32_t i = 0; i < nmsgs && i < vlen; i++) {
+    struct msghdr *mh = &v[i].msg_hdr;
+    uint8_t *slot = mh->msg_iov[0].iov_base;
+    size_t cap = mh->msg_iov[0].iov_len;
+    size_t len = chance(70) ? rnd(1500) : rnd((uint32_t)cap + 1);
     fill_random(slot, len);
-    struct msghdr *mh = &R->msgs[i].msg_hdr;
-    *mh = (struct msghdr){.msg_name = &R->from[i], .msg_namelen = sizeof R->from[i],
-                          .msg_control = R->ctl[i].buf, .msg_controllen = 0};
-    R->from[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d00u | rnd(256))}};
-    if (chance(3)) R->from[i].sin_family = AF_INET6;
+    struct sockaddr_in *from = mh->msg_name;
+    *from = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d00u | rnd(256))}};
+    mh->msg_namelen = sizeof *from;
+    if (chance(3)) from->sin_family = AF_INET6;
     if (chance(3)) mh->msg_namelen = 0;
+    size_t ctl_cap = mh->msg_controllen;
+    mh->msg_controllen = 0;
     size_t seg = 0;
-    if (chance(40)) {
+    if (chance(40) && ctl_cap >= CMSG_SPACE(sizeof(int))) {
       seg = chance(10) ? rnd(70000) : 1 + rnd(1500);
-      memset(R->ctl[i].buf, 0, sizeof R->ctl[i].buf);
-      mh->msg_controllen = sizeof R->ctl[i].buf;
+      memset(mh->msg_control, 0, ctl_cap);
+      mh->msg_controllen = CMSG_SPACE(sizeof(int));
       struct cmsghdr *cm = CMSG_FIRSTHDR(mh);
       cm->cmsg_level = SOL_UDP;
       cm->cmsg_type = UDP_GRO;
       cm->cmsg_len = CMSG_LEN(sizeof(int));
-      int v = chance(5) ? -(int)rnd(100) : (int)seg;
-      memcpy(CMSG_DATA(cm), &v, sizeof v);
-      seg = v > 0 ? (size_t)v : 0;
+      int val = chance(5) ? -(int)rnd(100) : (int)seg;
+      memcpy(CMSG_DATA(cm), &val, sizeof val);
+      seg = val > 0 ? (size_t)val : 0;
     }
     mh->msg_flags = chance(3) ? MSG_TRUNC : 0;
-    R->msgs[i].msg_len = (unsigned)len;
+    v[i].msg_len = (unsigned)len;
     /* The reference: one record per GRO segment; a truncated message is one record, flagged. */
     msg_expect *x = &mexp[i];
-    x->src_be = (mh->msg_namelen >= sizeof(struct sockaddr_in) && R->from[i].sin_family == AF_INET) ? R->from[i].sin_addr.s_addr : 0;
+    x->src_be = (mh->msg_namelen >= sizeof(struct sockaddr_in) && from->sin_family == AF_INET) ? from->sin_addr.s_addr : 0;
     x->len = len;
     x->flags = mh->msg_flags & MSG_TRUNC ? UDP_REC_TRUNC : 0;
     if (x->flags) seg = 0;
@@ -636,45 +693,20 @@ static void fuzz_udp_reader(void) {
     x->seen = 0;
     udp_msgs_total++;
   }
-  for (uint32_t i = 0; i < nmsgs; i++) append_datagram(R, (int)i);
-  deliver_batch(R);
+  return (int)(nmsgs < vlen ? nmsgs : vlen);
+}
+
+static void fuzz_udp_reader(void) {
+  phase = "UDP reader";
+  nmsgs = 1 + rnd(UDP_BATCH_MAX);
+  mexp_next = 0;
+  udp_pending = 1;
+  if (reader_step(R) < 0) violation("the UDP reader stopped");
   while (mexp_next < nmsgs && mexp[mexp_next].seen == mexp[mexp_next].pieces) mexp_next++;
   if (mexp_next != nmsgs) violation("%u of %u messages not (fully) delivered", nmsgs - mexp_next, nmsgs);
 }
 
 /* ---- main ---------------------------------------------------------------------------------------- */
-
-static tun_reader *new_reader(int kind) {
-  tun_reader *r = calloc(1, sizeof *r);
-  if (!r) exit(2);
-  r->kind = kind;
-  r->vnet = kind == KIND_TUN;
-  r->fd = FAKE_FD;
-  r->wake_fd = -1;
-  pthread_mutex_init(&r->lock, NULL);
-  pthread_cond_init(&r->cond, NULL);
-  if (kind == KIND_TUN) {
-    r->cap = TUN_VNET_BUF_BYTES;
-    r->rbuf = malloc(VNET_HDR_LEN + 65535);
-    r->deliver = deliver_tun;
-  } else {
-    r->cap = UDP_BUF_BYTES;
-    r->slots = malloc((size_t)UDP_SLOTS * UDP_SLOT_BYTES);
-    r->deliver = deliver_udp;
-  }
-  r->buf = malloc(r->cap);
-  if (!r->buf || (kind == KIND_TUN ? !r->rbuf : !r->slots)) exit(2);
-  return r;
-}
-
-static void free_reader(tun_reader *r) {
-  pthread_mutex_destroy(&r->lock);
-  pthread_cond_destroy(&r->cond);
-  free(r->buf);
-  free(r->rbuf);
-  free(r->slots);
-  free(r);
-}
 
 int main(int argc, char **argv) {
   uint64_t count = 1000000;
@@ -689,8 +721,15 @@ int main(int argc, char **argv) {
   }
   rng_seed(seed);
   base = malloc(BASE_CAP + 4096);
-  tun_reader *tun = new_reader(KIND_TUN), *udp = new_reader(KIND_UDP);
-  if (!base) return 2;
+  felt_sys.read = jsio_read;
+  felt_sys.write = jsio_write;
+  felt_sys.writev = jsio_writev;
+  felt_sys.sendmsg = jsio_sendmsg;
+  felt_sys.sendmmsg = jsio_sendmmsg;
+  felt_sys.recvmmsg = jsio_recvmmsg;
+  batch_reader *tun = tun_reader_create(FAKE_TUN_FD, 1, deliver_tun, NULL);
+  batch_reader *udp = udp_reader_create(FAKE_UDP_FD, deliver_udp, NULL);
+  if (!base || !tun || !udp) return 2;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (round_index = 0; udp_entries + tun_entries + reads_total + udp_msgs_total < count; round_index++) {
@@ -709,11 +748,12 @@ int main(int argc, char **argv) {
          udp_entries, udp_sent, udp_trains_refused);
   printf("  writer_tun_write_vnet: %" PRIu64 " entries, %" PRIu64 " written, %" PRIu64 " in %" PRIu64 " GRO super-packets\n",
          tun_entries, tun_written, tun_merged_pkts, tun_merged_writes);
-  printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split) -> %" PRIu64 " records\n", reads_total, split_reads, records_total);
+  printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split, %" PRIu64 " dropped) -> %" PRIu64 " records\n", reads_total,
+         split_reads, dropped_reads, records_total);
   printf("  reader UDP: %" PRIu64 " messages -> %" PRIu64 " records\n", udp_msgs_total, udp_records_total);
   printf("%s: %" PRIu64 " violations\n", violations ? "FAIL" : "OK", violations);
-  free_reader(tun);
-  free_reader(udp);
+  reader_free(tun);
+  reader_free(udp);
   free(base);
   return violations ? 1 : 0;
 }

@@ -10,6 +10,9 @@
 #include "../gso.h"
 #include "../ipv4.h"
 #include "../routes.h"
+#include "../tun_offload.h"
+#include "../udp.h"
+#include "../udp_batch.h"
 
 static int passed, failed;
 #define CHECK(cond, ...)                                   \
@@ -460,6 +463,146 @@ static void test_fuzz(void) {
   CHECK(1, "fuzz survived");
 }
 
+static uint8_t *null_reserve(void *ctx, size_t len) {
+  (void)ctx;
+  (void)len;
+  return NULL;
+}
+
+/* The TUN offload layer: what a read becomes, and the drop (with its reason) for one that
+ * cannot be split or completed -- the same verdict for every reader of the TUN. */
+static void test_tun_offload(void) {
+  static uint8_t rd[VNET_HDR_LEN + 65535];
+  size_t len = build_super(rd + VNET_HDR_LEN, IPPROTO_TCP_, 30000, 1, 0x18);
+  vnet_hdr h = {.flags = VNET_F_NEEDS_CSUM, .gso_type = VNET_GSO_TCPV4, .gso_size = 1400, .csum_start = 20,
+                .csum_offset = 16};
+  vnet_write(rd, &h);
+  tun_read r;
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + len, &r) == DROP_NONE && r.gso && r.nsegs == (30000 + 1399) / 1400 &&
+            r.biggest == 52 + 1400,
+        "TSO read: %u segments", r.nsegs);
+  memset(&sink, 0, sizeof sink);
+  CHECK(tun_offload_emit(&r, sink_reserve, &sink) == r.nsegs && sink.n == (int)r.nsegs, "emitted every segment");
+  int ok = 1;
+  for (int i = 0; i < sink.n; i++) ok &= ipv4_validate(sink.seg[i], sink.seg_len[i], 1, 0) == DROP_NONE;
+  CHECK(ok, "segments valid");
+  /* A super-packet that cannot be split (gso_size 0, wrong L4 type, a fragment) is one malformed drop. */
+  h.gso_size = 0;
+  vnet_write(rd, &h);
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + len, &r) == DROP_MALFORMED, "gso_size 0: malformed");
+  h.gso_size = 1400;
+  h.gso_type = VNET_GSO_UDP_L4; /* but the packet is TCP */
+  vnet_write(rd, &h);
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + len, &r) == DROP_MALFORMED, "UDP_L4 over TCP: malformed");
+  /* Plain packet with a partial checksum: completed; offsets inside the IP header: malformed. */
+  uint8_t *ip = rd + VNET_HDR_LEN;
+  size_t plen = build_super(ip, IPPROTO_TCP_, 500, 7, 0x18);
+  uint8_t *tcp = ip + 20;
+  tcp[16] = tcp[17] = 0;
+  uint32_t ps = rd16(ip + 12) + rd16(ip + 14) + rd16(ip + 16) + rd16(ip + 18) + 6 + (uint32_t)(plen - 20);
+  while (ps >> 16) ps = (ps & 0xffff) + (ps >> 16);
+  tcp[16] = (uint8_t)(ps >> 8);
+  tcp[17] = (uint8_t)ps;
+  vnet_hdr hp = {.flags = VNET_F_NEEDS_CSUM, .csum_start = 20, .csum_offset = 16};
+  vnet_write(rd, &hp);
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen + 9, &r) == DROP_NONE && !r.gso && r.len == plen && r.nsegs == 1,
+        "plain read: trailing bytes ignored");
+  CHECK(l4_csum_ok(ip, plen), "checksum completed");
+  hp.csum_start = 10;
+  vnet_write(rd, &hp);
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_MALFORMED, "csum_start inside the IP header");
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN - 1, &r) == DROP_TRUNCATED, "shorter than the virtio header");
+  rd[VNET_HDR_LEN] = 0x60;
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_NOT_IPV4, "IPv6");
+  /* A reserve that gives up abandons the split. */
+  CHECK(tun_offload_emit(&(tun_read){.pkt = ip, .len = 20, .nsegs = 1}, null_reserve, NULL) == 0, "abandoned");
+}
+
+/* udp_batch: a message's source, GRO segment size and datagram count. */
+static void test_udp_batch(void) {
+  static uint8_t slots[UDP_BATCH_MAX * 2048];
+  udp_batch b;
+  udp_batch_init(&b, slots, 2048);
+  udp_msg m;
+  b.from[0] = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d02u)}};
+  b.msgs[0].msg_hdr = (struct msghdr){.msg_name = &b.from[0], .msg_namelen = sizeof b.from[0],
+                                      .msg_control = b.ctl[0].buf, .msg_controllen = sizeof b.ctl[0].buf};
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&b.msgs[0].msg_hdr);
+  cm->cmsg_level = SOL_UDP;
+  cm->cmsg_type = UDP_GRO;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  int seg = 500;
+  memcpy(CMSG_DATA(cm), &seg, sizeof seg);
+  b.msgs[0].msg_len = 1200;
+  udp_batch_msg(&b, 0, &m);
+  CHECK(m.src == 0xc0a84d02u && m.seg == 500 && m.ndgrams == 3 && m.len == 1200 && !m.trunc && m.data == slots,
+        "GRO train of 3");
+  b.msgs[0].msg_hdr.msg_controllen = 0;
+  b.msgs[0].msg_len = 0;
+  udp_batch_msg(&b, 0, &m);
+  CHECK(m.seg == 1 && m.ndgrams == 1 && m.len == 0, "empty datagram counts once");
+  b.msgs[0].msg_len = 9999; /* more than the slot: clamped */
+  b.msgs[0].msg_hdr.msg_flags = MSG_TRUNC;
+  b.from[0].sin_family = AF_INET6;
+  udp_batch_msg(&b, 0, &m);
+  CHECK(m.len == 2048 && m.trunc && m.src == 0 && m.ndgrams == 1, "truncated, not IPv4");
+}
+
+/* The peer registry frees peers without a lease once no thread can reach them. */
+static int allow_gen;
+static int can_free_upto(void *ctx, uint64_t gen) {
+  (void)ctx;
+  return gen <= (uint64_t)allow_gen;
+}
+static void test_registry(void) {
+  peer_registry reg = {0};
+  felt_err err;
+  route_spec a[3] = {{0x0a000100u, 24, 1}, {0x0a000200u, 24, 2}, {0x0a000300u, 24, 3}};
+  route_table *t1 = rt_build(a, 3, &reg, &err);
+  peer *p1 = rt_find_peer(t1, 1)->peer;
+  p1->tx.packets = 42;
+  registry_retire(&reg, p1, 1, 1000);
+  registry_retire(&reg, rt_find_peer(t1, 2)->peer, 1, 1000);
+  allow_gen = 0;
+  registry_reclaim(&reg, can_free_upto, NULL);
+  CHECK(registry_live(&reg) == 3 && reg.departed_count == 0, "kept while a thread may read generation 1");
+  /* Peer 2 comes back before it is freed: same object, not freed. */
+  route_table *t2 = rt_build(&a[1], 1, &reg, &err);
+  allow_gen = 1;
+  registry_reclaim(&reg, can_free_upto, NULL);
+  CHECK(registry_live(&reg) == 2 && reg.departed_count == 1 && reg.departed_total == 1, "peer 1 freed, 2 kept");
+  const departed_peer *d = registry_departed(&reg, 0);
+  CHECK(d->public_ip == 1 && d->tx.packets == 42 && d->departed_ms == 1000, "departed counters kept");
+  CHECK(rt_find_peer(t2, 2)->peer == rt_find_peer(t1, 2)->peer, "peer 2 kept its identity");
+  route_table *t3 = rt_build(&a[0], 1, &reg, &err);
+  CHECK(rt_find_peer(t3, 1)->peer->tx.packets == 42 && reg.departed_count == 0, "a returning peer takes its counters back");
+  registry_retire(&reg, rt_find_peer(t3, 1)->peer, 1, 1000);
+  registry_reclaim(&reg, can_free_upto, NULL);
+  rt_free(t3);
+  for (uint32_t i = 0; i < 3 * REGISTRY_DEPARTED_MAX; i++) {
+    route_spec s = {0x0b000000u + (i << 8), 24, 100 + i};
+    route_table *t = rt_build(&s, 1, &reg, &err);
+    registry_retire(&reg, rt_find_peer(t, 100 + i)->peer, 1, i);
+    registry_reclaim(&reg, can_free_upto, NULL);
+    rt_free(t);
+  }
+  CHECK(reg.departed_count == REGISTRY_DEPARTED_MAX && registry_departed(&reg, 0)->public_ip == 100 + 3 * REGISTRY_DEPARTED_MAX - 1 &&
+            registry_departed(&reg, REGISTRY_DEPARTED_MAX - 1)->public_ip == 100 + 2 * REGISTRY_DEPARTED_MAX,
+        "bounded, most recent first");
+  CHECK(registry_live(&reg) == 2, "only peers with leases (and the retired-but-unreachable) stay");
+  rt_free(t1);
+  rt_free(t2);
+  registry_free(&reg);
+  /* u32map_remove keeps every other key reachable. */
+  u32map m = {0};
+  int ok = 1;
+  for (uintptr_t i = 1; i <= 3000; i++) ok &= u32map_put(&m, (uint32_t)(i * 7919u), (void *)i) == 0;
+  for (uintptr_t i = 1; i <= 3000; i += 2) u32map_remove(&m, (uint32_t)(i * 7919u));
+  for (uintptr_t i = 1; i <= 3000; i++) ok &= u32map_get(&m, (uint32_t)(i * 7919u)) == (i % 2 ? NULL : (void *)i);
+  CHECK(ok && m.count == 1500, "u32map_remove");
+  u32map_free(&m);
+}
+
 int main(void) {
   test_csum();
   test_ttl();
@@ -467,6 +610,9 @@ int main(void) {
   test_gro_roundtrip();
   test_gro_rules();
   test_routes();
+  test_tun_offload();
+  test_udp_batch();
+  test_registry();
   test_icmp();
   test_fuzz();
   printf("%d passed, %d failed\n", passed, failed);

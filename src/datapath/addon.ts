@@ -28,6 +28,7 @@ export interface LinkSetupOptions {
 export interface TunReader {
   /** Stops the reader thread; joins it. Idempotent. */
   stop(): void;
+  stats(): ReaderStats;
 }
 
 /**
@@ -155,6 +156,8 @@ export interface ReaderStats {
   reads: number;
   /** Times the thread waited because the maximum of batches was in flight. */
   fullWaits: number;
+  /** Reads not delivered, indexed like DROP_REASONS (the TUN offload layer's verdicts). */
+  drops: number[];
 }
 
 export interface UdpReader extends TunReader {

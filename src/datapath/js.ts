@@ -16,7 +16,7 @@ import {
   type UdpSocketInfo,
 } from './addon.js';
 import { JsForwarder } from './js-forwarder.js';
-import type { Datapath, DatapathConfig, DatapathStats, Route } from './types.js';
+import { DROP_REASONS, type Datapath, type DatapathConfig, type DatapathStats, type Route } from './types.js';
 
 export { JsForwarder, type BatchIO, type ForwarderConfig } from './js-forwarder.js';
 
@@ -43,6 +43,8 @@ export class JsDatapath implements Datapath {
   private tunTso = false;
   private tunBatches = 0;
   private tunPackets = 0;
+  /** TUN reads the reader thread's offload layer dropped, as already added to the counters. */
+  private tunReaderDrops: number[] = [];
   private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   private stopping: Promise<void> | undefined;
 
@@ -113,6 +115,7 @@ export class JsDatapath implements Datapath {
         this.tunBatches++;
         this.tunPackets += count;
         this.forwarder.encapBatch(data, count);
+        this.foldReaderDrops();
       });
     } catch (err) {
       this.teardown();
@@ -131,7 +134,21 @@ export class JsDatapath implements Datapath {
     this.forwarder.setRoutes(routes);
   }
 
+  /** Reads the TUN reader dropped (malformed super-packets etc.) count as encap drops. */
+  private foldReaderDrops(): void {
+    const drops = this.reader?.stats().drops;
+    if (!drops) return;
+    drops.forEach((n, i) => {
+      const reason = DROP_REASONS[i];
+      const seen = this.tunReaderDrops[i] ?? 0;
+      if (reason === undefined || n <= seen) return;
+      this.forwarder.counters.encapDrops[reason] += n - seen;
+      this.tunReaderDrops[i] = n;
+    });
+  }
+
   stats(): DatapathStats {
+    this.foldReaderDrops();
     const udpRead = this.udpReader?.stats();
     const io = this.addon?.jsioStats();
     return this.forwarder.stats({
