@@ -11,6 +11,7 @@
 //   - route lookup cost with 10 to 5,000 leases: the js RouteTable and the C table (routes.c).
 // Targets: full table < 2 s, change applied < 100 ms (max over the changes), RSS < 150 MB.
 // Writes bench/results/scale.json. Needs root, etcd, ping, tcpdump; cc for the C lookup figure.
+// Over 450 lines on purpose: set-up, the measurements and the report of one bench belong together.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

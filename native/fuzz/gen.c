@@ -1,6 +1,7 @@
 /* The generator and command line of the native fuzz harness (fuzz.h): bursts of random, valid,
  * structured (TSO/USO super-packets, TCP trains for GRO) and mutated packets from a seeded PRNG,
- * run through harness.c. Usage: see usage() below. */
+ * run through harness.c. Usage: see usage() below.
+ * Long on purpose: every generator of the harness in one place, sharing its PRNG and record layout. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,7 +10,8 @@
  * Every output is checked (framing, one outcome per entry, GSO train and GRO rules, checksums,
  * payload bytes in stream order via the fuzz.h oracle); injected syscall failures must show in
  * the per-entry outcomes. Build: build.sh. Usage: jsio-fuzz [--count N] [--seed S].
- * The readers are driven without their threads (reader_core.h: reader_create, reader_step). */
+ * The readers are driven without their threads (reader_core.h: reader_create, reader_step).
+ * Long on purpose: the reader and writer harnesses share the fake syscalls, the checkers and the driver. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>

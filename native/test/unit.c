@@ -1,6 +1,7 @@
 /* C unit tests for the packet code of the native engine: checksums, TSO/USO splitting, userspace
  * GRO, route lookup, ICMP errors, the token bucket, plus a fuzz pass of random packets through
- * every parser (run under ASan/UBSan by run.sh). Prints "N passed, M failed". */
+ * every parser (run under ASan/UBSan by run.sh). Prints "N passed, M failed".
+ * Long on purpose: one binary for all the packet-code unit tests, so run.sh builds it once under the sanitizers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -12,6 +12,7 @@
 //   6. deploy/felt.yaml in Kubernetes mode through the in-cluster path: service-account token and
 //      CA, KUBERNETES_SERVICE_HOST/PORT, TLS, and every request authorized against deploy/'s
 //      ClusterRole by the fake API server: sufficient (no 403) and minimal (every verb used).
+// Over 450 lines on purpose: one image build and one testbed serve every step, which run in order.
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';

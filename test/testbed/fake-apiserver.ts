@@ -38,6 +38,7 @@
 // prints one JSON line {"listening": url, "control": path} when ready; the test process drives it
 // over the unix socket with FakeApiControl (same method names, async).
 // Plain Node: must not import vitest.
+// Over 450 lines on purpose: one faithful stand-in for the API (nodes, pods, watch, patch, TLS, RBAC) is easier to trust read whole.
 import { randomUUID } from 'node:crypto';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
