@@ -49,27 +49,21 @@ export type Received<T> = T & { at: number };
 /** Packets a poll returns at most (the rest wait for the next poll). */
 const POLL_MAX = 1024;
 
-/** A raw ICMP socket for echo probes. Needs CAP_NET_RAW. */
-export class IcmpProbeSocket {
-  private fd: number | undefined;
-  private readonly a = addon();
+/** A raw socket opened by the addon: polls parse what is queued and skip what does not parse. */
+abstract class RawSocket<T> {
+  protected fd: number | undefined;
+  protected readonly a = addon();
 
-  constructor() {
-    this.fd = this.a.probeIcmpOpen();
+  constructor(open: (a: ProbeAddon) => number, private readonly parse: (data: Buffer) => T | undefined) {
+    this.fd = open(this.a);
   }
 
-  /** Sends one echo request; returns the send time (ms since the epoch, sub-ms resolution). */
-  send(req: EchoRequest): number {
-    if (this.fd === undefined) throw new Error('probe socket is closed');
-    return this.a.probeSend(this.fd, buildEchoRequest(req), req.dst >>> 0);
-  }
-
-  /** Everything queued: echo replies and ICMP errors (other ICMP and malformed packets skipped). */
-  poll(): Array<Received<ReceivedIcmp>> {
+  /** Everything queued that parses, with the kernel's receive time. */
+  poll(): Array<Received<T>> {
     if (this.fd === undefined) return [];
-    const out: Array<Received<ReceivedIcmp>> = [];
+    const out: Array<Received<T>> = [];
     for (const { data, at } of this.a.probeRecv(this.fd, POLL_MAX)) {
-      const p = parseIcmp(data);
+      const p = this.parse(data);
       if (p) out.push({ ...p, at });
     }
     return out;
@@ -83,29 +77,23 @@ export class IcmpProbeSocket {
   }
 }
 
-/** A raw UDP socket that sees every datagram delivered to this host (use briefly). */
-export class UdpSniffSocket {
-  private fd: number | undefined;
-  private readonly a = addon();
-
+/** A raw ICMP socket for echo probes: polls return echo replies and ICMP errors (other ICMP and
+ *  malformed packets skipped). Needs CAP_NET_RAW. */
+export class IcmpProbeSocket extends RawSocket<ReceivedIcmp> {
   constructor() {
-    this.fd = this.a.probeUdpSniffOpen();
+    super((a) => a.probeIcmpOpen(), parseIcmp);
   }
 
-  poll(): Array<Received<SniffedDatagram>> {
-    if (this.fd === undefined) return [];
-    const out: Array<Received<SniffedDatagram>> = [];
-    for (const { data, at } of this.a.probeRecv(this.fd, POLL_MAX)) {
-      const d = parseUdp(data);
-      if (d) out.push({ ...d, at });
-    }
-    return out;
+  /** Sends one echo request; returns the send time (ms since the epoch, sub-ms resolution). */
+  send(req: EchoRequest): number {
+    if (this.fd === undefined) throw new Error('probe socket is closed');
+    return this.a.probeSend(this.fd, buildEchoRequest(req), req.dst >>> 0);
   }
+}
 
-  close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
-    this.a.probeClose(fd);
+/** A raw UDP socket that sees every datagram delivered to this host (use briefly). */
+export class UdpSniffSocket extends RawSocket<SniffedDatagram> {
+  constructor() {
+    super((a) => a.probeUdpSniffOpen(), parseUdp);
   }
 }
