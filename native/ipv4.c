@@ -6,7 +6,7 @@
 
 drop_reason ipv4_validate(const uint8_t *buf, size_t len, int verify_csum, int ignore_total) {
   if (len < IP_HDR_MIN) return DROP_TRUNCATED;
-  if (buf[0] >> 4 != 4) return DROP_NOT_IPV4;
+  if (buf[0] >> 4 != 4) return DROP_NOT_IP;
   unsigned hlen = ip_hlen(buf);
   unsigned total = ip_total(buf);
   if (hlen < IP_HDR_MIN || (!ignore_total && total < hlen)) return DROP_MALFORMED;

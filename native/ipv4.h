@@ -37,7 +37,7 @@ static inline uint32_t ip_src(const uint8_t *ip) { return rd32(ip + 12); }
 static inline uint32_t ip_dst(const uint8_t *ip) { return rd32(ip + 16); }
 
 /* Validates buf[0, len) as an IPv4 packet, in the order of docs/datapath.md:
- * < 20 -> TRUNCATED; version != 4 -> NOT_IPV4; IHL < 5 or total < IHL*4 -> MALFORMED;
+ * < 20 -> TRUNCATED; version != 4 -> NOT_IP; IHL < 5 or total < IHL*4 -> MALFORMED;
  * header longer than len -> TRUNCATED; (verify_csum) bad header checksum -> MALFORMED;
  * total > len -> TRUNCATED (skipped when ignore_total: TSO super-packets). Returns DROP_NONE if fine. */
 drop_reason ipv4_validate(const uint8_t *buf, size_t len, int verify_csum, int ignore_total);

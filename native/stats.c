@@ -8,8 +8,10 @@ const char *const drop_reason_names[DROP_COUNT] = {
     [DROP_TRUNCATED] = "truncated",
     [DROP_TTL_EXPIRED] = "ttl-expired",
     [DROP_OVERSIZE] = "oversize",
-    [DROP_NOT_IPV4] = "not-ipv4",
+    [DROP_NOT_IP] = "not-ip",
     [DROP_SEND_ERROR] = "send-error",
     [DROP_TUN_WRITE_ERROR] = "tun-write-error",
     [DROP_OWN_SUBNET] = "own-subnet",
+    [DROP_EXT_HEADER] = "ext-header",
+    [DROP_NO_UNDERLAY] = "no-underlay",
 };

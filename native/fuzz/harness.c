@@ -148,11 +148,11 @@ static int fuzz_clock_gettime(clockid_t clk, struct timespec *ts) {
 static int is_mcast_bcast(uint32_t a) { return (a >> 28) == 0xe || a == 0xffffffffu; }
 static int is_icmp_error_type(uint8_t t) { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12; }
 
-/* ipv4.h's documented order: < 20 truncated; version != 4 not-ipv4; IHL < 5 or total < IHL*4
+/* ipv4.h's documented order: < 20 truncated; version != 4 not-ip; IHL < 5 or total < IHL*4
  * malformed; header beyond the bytes truncated; bad checksum malformed; total > bytes truncated. */
 static drop_reason ref_validate(const uint8_t *p, size_t len, int csum, int ignore_total) {
   if (len < 20) return DROP_TRUNCATED;
-  if (p[0] >> 4 != 4) return DROP_NOT_IPV4;
+  if (p[0] >> 4 != 4) return DROP_NOT_IP;
   unsigned hl = (p[0] & 15u) * 4, total = rd16(p + 2);
   if (hl < 20 || (!ignore_total && total < hl)) return DROP_MALFORMED;
   if (hl > len) return DROP_TRUNCATED;

@@ -407,7 +407,7 @@ static void test_ttl(void) {
   CHECK(1, "TTL decrement keeps the checksum valid");
   CHECK(ipv4_validate(pkt, 19, 0, 0) == DROP_TRUNCATED, "short");
   pkt[0] = 0x65;
-  CHECK(ipv4_validate(pkt, len, 0, 0) == DROP_NOT_IPV4, "v6");
+  CHECK(ipv4_validate(pkt, len, 0, 0) == DROP_NOT_IP, "v6");
   pkt[0] = 0x44;
   CHECK(ipv4_validate(pkt, len, 0, 0) == DROP_MALFORMED, "ihl 4");
   pkt[0] = 0x4f;
@@ -514,7 +514,7 @@ static void test_tun_offload(void) {
   CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_MALFORMED, "csum_start inside the IP header");
   CHECK(tun_offload_parse(rd, VNET_HDR_LEN - 1, &r) == DROP_TRUNCATED, "shorter than the virtio header");
   rd[VNET_HDR_LEN] = 0x60;
-  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_NOT_IPV4, "IPv6");
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_NOT_IP, "IPv6");
   /* A reserve that gives up abandons the split. */
   CHECK(tun_offload_emit(&(tun_read){.pkt = ip, .len = 20, .nsegs = 1}, null_reserve, NULL) == 0, "abandoned");
 }

@@ -58,10 +58,10 @@ export const ICMP_ERROR_TYPES = new Set([3, 4, 5, 11, 12]);
 
 export type Verdict = DropReason | 'forward';
 
-/** docs/datapath.md validation order (packet.ts): truncated / not-ipv4 / malformed / truncated. */
+/** docs/datapath.md validation order (packet.ts): truncated / not-ip / malformed / truncated. */
 export function refValidate(b: Uint8Array, start: number, len: number, csum: boolean): Verdict {
   if (len < 20) return 'truncated';
-  if (b[start]! >> 4 !== 4) return 'not-ipv4';
+  if (b[start]! >> 4 !== 4) return 'not-ip';
   const hl = (b[start]! & 15) * 4;
   const total = rd16(b, start + 2);
   if (hl < 20 || total < hl) return 'malformed';

@@ -3,7 +3,7 @@
 // bad input yields a verdict, not an exception. Nothing allocates except the ICMP builder.
 
 /** Result of validating an IPv4 header: 'ok' or the drop reason (names as in DROP_REASONS). */
-export type PacketVerdict = 'ok' | 'truncated' | 'not-ipv4' | 'malformed';
+export type PacketVerdict = 'ok' | 'truncated' | 'not-ip' | 'malformed';
 
 export const IPV4_HEADER_LEN = 20;
 export const ICMP_HEADER_LEN = 8;
@@ -36,13 +36,13 @@ const ICMP_QUOTE_PAYLOAD = 8;
 
 /**
  * Validates the IPv4 header of `buf[start, start + length)` in the order of docs/datapath.md:
- * < 20 bytes -> truncated; version != 4 -> not-ipv4; IHL < 5 or total length < IHL*4 -> malformed;
+ * < 20 bytes -> truncated; version != 4 -> not-ip; IHL < 5 or total length < IHL*4 -> malformed;
  * (with `verifyChecksum`) bad header checksum -> malformed; total length > length -> truncated.
  */
 export function validateIPv4(buf: Uint8Array, start: number, length: number, verifyChecksum: boolean): PacketVerdict {
   if (length < IPV4_HEADER_LEN || start < 0 || start + length > buf.length) return 'truncated';
   const vihl = buf[start]!;
-  if (vihl >> 4 !== 4) return 'not-ipv4';
+  if (vihl >> 4 !== 4) return 'not-ip';
   const headerLen = (vihl & 0x0f) * 4;
   const totalLen = (buf[start + 2]! << 8) | buf[start + 3]!;
   if (headerLen < IPV4_HEADER_LEN || totalLen < headerLen) return 'malformed';

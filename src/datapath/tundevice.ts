@@ -13,8 +13,8 @@ export function configureTun(
   txQueueLen?: number,
 ): void {
   // felt carries IPv4 only: without IPv6 on the device the kernel stops sending router
-  // solicitations and MLD reports into it (they would only be counted as not-ipv4 drops).
-  setDeviceSysctl(`ipv6/conf/${tunName}/disable_ipv6`, log, 'IPv6 packets from the host will be counted as not-ipv4 drops');
+  // solicitations and MLD reports into it (they would only be counted as not-ip drops).
+  setDeviceSysctl(`ipv6/conf/${tunName}/disable_ipv6`, log, 'IPv6 packets from the host will be counted as not-ip drops');
   addon.linkSetup(tunName, { mtu: config.mtu, address: config.localSubnet.ip, prefixLen: 32, txQueueLen });
   addon.routeAdd(tunName, config.network.ip, config.network.prefixLen);
   // Our ICMP errors come from the TUN's own address (the lease's .0). Linux drops packets arriving

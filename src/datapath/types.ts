@@ -2,29 +2,41 @@
 // Two engines implement it: `native` (C threads in the addon) and `js` (per-packet decisions in JavaScript,
 // the readable reference; TUN and UDP I/O batched by the addon).
 import type { Subnet } from '../net/cidr.js';
+import type { Subnet6 } from '../net/ip6.js';
 
 /** Every reason a packet can be dropped. The same names are used by both engines and in metrics. */
 export const DROP_REASONS = [
   'no-route', // encap: destination in no lease (ICMP net-unreachable sent back)
   'unknown-peer', // decap: outer source is not the PublicIP of a current lease
   'spoofed-source', // decap: inner source outside the sending lease's subnet
-  'malformed', // not a valid IPv4 packet (version, header length, checksum, total length)
+  'malformed', // not a valid IP packet (version, header length, checksum, total length)
   'truncated', // shorter than its headers claim
   'ttl-expired', // TTL ran out (ICMP time-exceeded sent back on encap)
   'oversize', // larger than the tunnel MTU (ICMP frag-needed when DF set) or the receive buffer
-  'not-ipv4', // not IPv4 (e.g. IPv6 on the TUN)
+  'not-ip', // IP version neither 4 nor 6, or a family this cluster does not carry (IPv6 without EnableIPv6)
   'send-error', // the UDP send failed
   'tun-write-error', // writing into the TUN failed
   'own-subnet', // encap: destination is in our own subnet (would loop)
+  'ext-header', // IPv6 extension header chain too long, truncated or of a kind not forwarded (fragments included)
+  'no-underlay', // encap: the peer has no underlay address of a family this node can send on
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
 export type DropCounters = Record<DropReason, number>;
 
+/**
+ * One peer's lease as the data path sees it. The underlay is chosen per peer: IPv6 when both this
+ * node (DatapathConfig.bindIPv6) and the peer (publicIPv6) have one, else IPv4. A peer whose lease
+ * has no IPv6 subnet (a stock flannel-UDP node) is never sent IPv6 pod traffic.
+ */
 export interface Route {
   subnet: Subnet;
-  /** Underlay IPv4 address of the peer (unsigned 32-bit). */
+  /** Underlay IPv4 address of the peer (unsigned 32-bit); 0 when it has none. */
   publicIP: number;
+  /** The peer's IPv6 pod subnet, when its lease has one. */
+  subnet6?: Subnet6;
+  /** The peer's IPv6 underlay address (PublicIPv6), when it has one. */
+  publicIPv6?: bigint;
 }
 
 export interface DirectionCounters {
@@ -65,16 +77,21 @@ export interface DatapathStats {
 export interface DatapathConfig {
   /** TUN device name, e.g. flannel0. */
   tunName: string;
-  /** TUN MTU = underlay MTU - 28. */
+  /** TUN MTU = underlay MTU - 28 (IPv4 underlay) or - 48 (IPv6 underlay in use). */
   mtu: number;
   /** The whole overlay network (route `<network> dev <tun>`). */
   network: Subnet;
   /** This node's lease subnet; its .0 goes on the TUN as a /32. */
   localSubnet: Subnet;
-  /** Underlay address the UDP socket binds to (the interface address, as flannel). */
+  /** IPv4 underlay address the UDP socket binds to (the interface address, as flannel); 0 = no IPv4 underlay. */
   bindIP: number;
   /** UDP port, shared by all nodes (8285 default). */
   port: number;
+  /** The whole IPv6 overlay network and this node's IPv6 lease subnet: set together, with EnableIPv6. */
+  network6?: Subnet6;
+  localSubnet6?: Subnet6;
+  /** IPv6 underlay address a second UDP socket binds to; absent when the node has no IPv6 underlay. */
+  bindIPv6?: bigint;
 }
 
 export interface Datapath {

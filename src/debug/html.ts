@@ -17,10 +17,12 @@ const REASON_HELP: Record<DropReason, string> = {
   truncated: 'shorter than its headers claim',
   'ttl-expired': 'TTL ran out',
   oversize: 'larger than the tunnel MTU or the receive buffer',
-  'not-ipv4': 'not IPv4 (e.g. IPv6 on the TUN)',
+  'not-ip': 'not IPv4 or IPv6, or IPv6 while the cluster has no IPv6 network',
   'send-error': 'the UDP send failed',
   'tun-write-error': 'writing into the TUN failed',
   'own-subnet': 'destination is in our own subnet (would loop)',
+  'ext-header': 'IPv6 extension headers too long, truncated or not forwarded',
+  'no-underlay': 'the peer has no underlay address of a family this node sends on',
 };
 
 export function escapeHtml(value: unknown): string {

@@ -74,6 +74,8 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
       subnetLen: givenLen ?? 0,
       subnetMin: givenMin ?? 0,
       subnetMax: givenMax ?? 0,
+      enableIPv4: true,
+      enableIPv6: false,
       backendType,
       port,
       raw: json,
@@ -93,7 +95,7 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
       `network config: SubnetMin ${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`,
     );
   }
-  return { network, subnetLen, subnetMin, subnetMax, backendType, port, raw: json };
+  return { network, subnetLen, subnetMin, subnetMax, enableIPv4: true, enableIPv6: false, backendType, port, raw: json };
 }
 
 /** flannel's SubnetLen default and checks. */

@@ -1,6 +1,7 @@
 // The LeaseStore seam: where subnet leases live (etcd, or the Kubernetes API), and the errors that
 // cross it. Nothing outside src/lease/ talks to etcd or the Kubernetes API directly.
 import type { Subnet } from '../net/cidr.js';
+import type { Subnet6 } from '../net/ip6.js';
 
 /**
  * An error retrying cannot fix (bad config, bad credentials, a request the server refuses): the
@@ -38,6 +39,12 @@ export interface NetworkConfig {
   subnetMax: number;
   /** Lower-cased backend type; a missing Backend means "udp". */
   backendType: string;
+  /** EnableIPv4 (default true). felt carries IPv4 pod traffic only when set. */
+  enableIPv4: boolean;
+  /** EnableIPv6 (default false): IPv6 pod traffic, with the IPv6* fields below. */
+  enableIPv6: boolean;
+  /** IPv6Network, IPv6SubnetLen, IPv6SubnetMin/Max after flannel's defaults; set iff enableIPv6. */
+  ipv6?: { network: Subnet6; subnetLen: number; subnetMin: bigint; subnetMax: bigint };
   /** UDP port of the backend (Backend.Port), 8285 by default. */
   port: number;
   /** The raw JSON the config was parsed from (for the debug endpoint and logs). */
@@ -49,6 +56,10 @@ export interface Lease {
   subnet: Subnet;
   /** Dotted IPv4 address of the node's underlay interface (its identity in flannel). */
   publicIP: string;
+  /** The node's IPv6 pod subnet (dual-stack keys "10.244.1.0-24&fc00::-64"); absent on IPv4-only leases. */
+  ipv6Subnet?: Subnet6;
+  /** PublicIPv6 (RFC 5952 text): the node's IPv6 underlay address; absent (null in etcd) when it has none. */
+  publicIPv6?: string;
   /** When the lease expires if not renewed (ms since epoch); undefined when unknown/none. */
   expiresAt?: number;
   /** Where the lease came from, for the debug endpoint. */

@@ -38,7 +38,7 @@ const ROGUE_SPORT = 41013;
 const SETTLE_MS = 300;
 const HANG_MS = 60_000;
 
-type DropReason = 'unknown-peer' | 'spoofed-source' | 'malformed' | 'truncated' | 'ttl-expired' | 'not-ipv4';
+type DropReason = 'unknown-peer' | 'spoofed-source' | 'malformed' | 'truncated' | 'ttl-expired' | 'not-ip';
 
 interface HostileCase {
   name: string;
@@ -192,13 +192,13 @@ for (const engine of ENGINES) {
       {
         name: 'garbage: text, all-ones bytes, a maximum-size (65,507-byte) datagram',
         from: 'as-peer',
-        reason: 'not-ipv4',
+        reason: 'not-ip',
         datagrams: () => [Buffer.from('this is not an IP packet, just garbage'), Buffer.alloc(64, 0xff), Buffer.alloc(65_507, 0x77)],
       },
       {
         name: 'an IPv6 payload',
         from: 'as-peer',
-        reason: 'not-ipv4',
+        reason: 'not-ip',
         datagrams: () => [udpInIPv6('ipv6-payload')],
       },
       {

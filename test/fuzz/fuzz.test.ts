@@ -43,10 +43,10 @@ describe('js engine fuzz (JsForwarder, no root)', () => {
     expect(t.encap).toBe(report.inputs.encap + report.icmp.refused);
     expect(t.decap).toBe(report.inputs.decap);
     // The fuzz reached every verdict the contract has on each side (not just the easy ones).
-    for (const v of ['forward', 'no-route', 'own-subnet', 'ttl-expired', 'oversize', 'malformed', 'truncated', 'not-ipv4', 'send-error', 'tun-write-error']) {
+    for (const v of ['forward', 'no-route', 'own-subnet', 'ttl-expired', 'oversize', 'malformed', 'truncated', 'not-ip', 'send-error', 'tun-write-error']) {
       expect(report.verdicts.encap[v] ?? 0, `encap ${v}`).toBeGreaterThan(0);
     }
-    for (const v of ['forward', 'unknown-peer', 'spoofed-source', 'ttl-expired', 'malformed', 'truncated', 'not-ipv4', 'tun-write-error']) {
+    for (const v of ['forward', 'unknown-peer', 'spoofed-source', 'ttl-expired', 'malformed', 'truncated', 'not-ip', 'tun-write-error']) {
       expect(report.verdicts.decap[v] ?? 0, `decap ${v}`).toBeGreaterThan(0);
     }
     expect(report.icmp.sent).toBeGreaterThan(0);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { DROP_REASONS } from '../../src/datapath/types.js';
 import { parseListenAddress, startDebugServer, type DebugServer } from '../../src/debug/server.js';
 import type { LeasesView } from '../../src/debug/view.js';
 import { httpRequest } from '../debug/http.js';
@@ -86,7 +87,7 @@ describe('debug server (no root)', () => {
     expect(v.datapath).toMatchObject({ engine: 'native', encap: { packets: 1500, bytes: 2_100_000 }, decap: { packets: 1400, bytes: 1_900_000 }, icmpSent: 3, dropsTotal: { encap: 3, decap: 7 } });
     expect(v.datapath!.drops.encap['no-route']).toBe(3);
     expect(v.datapath!.drops.decap['unknown-peer']).toBe(2);
-    expect(Object.keys(v.datapath!.drops.encap)).toHaveLength(11); // every reason, zeros included
+    expect(Object.keys(v.datapath!.drops.encap)).toHaveLength(DROP_REASONS.length); // every reason, zeros included
     expect(v.datapath!.unmatchedPeers.map((p) => p.publicIP)).toEqual(['192.168.77.99']);
 
     expect(v.store).toMatchObject({ backend: 'etcd', connected: true, lastRevision: '15', relists: 1, errors: 0, renewals: 2, renewalFailures: 0, lastError: null });

@@ -109,7 +109,7 @@ describe('js forwarder: encap', () => {
     encap(short.subarray(0, short.length - 1));
     const d = fwd.stats({}).drops.encap;
     expect(d.truncated).toBe(2);
-    expect(d['not-ipv4']).toBe(1);
+    expect(d['not-ip']).toBe(1);
     expect(d.malformed).toBe(1);
     expect(io.sent).toHaveLength(0);
     expect(io.tun).toHaveLength(0);
@@ -279,8 +279,8 @@ describe('js forwarder: decap', () => {
     badIhl[0] = 0x44;
     decapOne(fwd, badIhl, PEER_B);
     const s = fwd.stats({});
-    expect(s.drops.decap).toMatchObject({ truncated: 2, 'not-ipv4': 1, malformed: 2 });
-    expect(s.peers[PEER_B]!.drops).toEqual({ truncated: 2, 'not-ipv4': 1, malformed: 2 });
+    expect(s.drops.decap).toMatchObject({ truncated: 2, 'not-ip': 1, malformed: 2 });
+    expect(s.peers[PEER_B]!.drops).toEqual({ truncated: 2, 'not-ip': 1, malformed: 2 });
     expect(io.tun).toHaveLength(0);
   });
 

@@ -87,13 +87,13 @@ describe('validateIPv4', () => {
     expect(validateIPv4(p, 10, p.length, true)).toBe('truncated');
   });
 
-  it('drops IPv6 and other versions as not-ipv4', () => {
+  it('drops IPv6 and other versions as not-ip', () => {
     const v6 = Buffer.alloc(48);
     v6[0] = 0x60;
-    expect(validateIPv4(v6, 0, v6.length, false)).toBe('not-ipv4');
+    expect(validateIPv4(v6, 0, v6.length, false)).toBe('not-ip');
     const p = ipPacket();
     p[0] = 0x05 | (0 << 4);
-    expect(validateIPv4(p, 0, p.length, false)).toBe('not-ipv4');
+    expect(validateIPv4(p, 0, p.length, false)).toBe('not-ip');
   });
 
   it('drops IHL < 5 as malformed', () => {
@@ -137,7 +137,7 @@ describe('validateIPv4', () => {
       if (len > 0 && i % 2 === 0) b[0] = 0x40 | (b[0]! & 0x0f);
       verdicts.add(validateIPv4(b, 0, len, i % 3 === 0));
     }
-    expect([...verdicts].sort()).toEqual(['malformed', 'not-ipv4', 'truncated'].sort());
+    expect([...verdicts].sort()).toEqual(['malformed', 'not-ip', 'truncated'].sort());
   });
 });
 
