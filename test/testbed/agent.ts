@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { formatSubnet6, parseSubnet6 } from '../../src/net/ip6.js';
 import { sleep } from './netns.js';
 import { repoRoot } from './tcp.js';
 import type { Testbed, TestbedNode } from './testbed.js';
@@ -33,6 +34,8 @@ export interface AgentHandle {
   readonly pid: number;
   /** The lease subnet from subnet.env, as a network: FLANNEL_SUBNET 10.244.5.1/24 -> "10.244.5.0/24". */
   readonly subnet: string;
+  /** The IPv6 lease subnet from subnet.env, as a network ("fc00:0:0:5::/64"), on a dual-stack node. */
+  readonly subnet6?: string;
   /** Every key of subnet.env. */
   readonly env: Record<string, string>;
   readonly socketPath: string;
@@ -182,14 +185,16 @@ export async function startAgent(testbed: Testbed, node: TestbedNode, opts: Agen
   }));
   if (!env.FLANNEL_SUBNET) throw new Error(`${subnetFile} has no FLANNEL_SUBNET:\n${JSON.stringify(env)}`);
   const subnet = networkOf(env.FLANNEL_SUBNET);
+  const subnet6 = env.FLANNEL_IPV6_SUBNET ? formatSubnet6(parseSubnet6(env.FLANNEL_IPV6_SUBNET)) : undefined;
 
-  if (opts.pods ?? testbed.options.pods) await testbed.ensurePods(node, subnet);
+  if (opts.pods ?? testbed.options.pods) await testbed.ensurePods(node, subnet, undefined, subnet6);
 
   const fetchText = (path: string) => httpGetUnix(socketPath, path);
   return {
     node,
     pid: child.pid!,
     subnet,
+    subnet6,
     env,
     socketPath,
     logFile,

@@ -6,7 +6,8 @@
 // flannel's own CNI plugin is not packaged anywhere we can install from, so its small, public logic
 // (https://github.com/flannel-io/cni-plugin, flannel.go + flannel_linux.go) is reproduced here: read
 // subnet.env, build the delegate config (type bridge, ipMasq = !FLANNEL_IPMASQ, mtu = FLANNEL_MTU,
-// isGateway, host-local IPAM on FLANNEL_SUBNET with a route to FLANNEL_NETWORK), save it for DEL in
+// isGateway, host-local IPAM on FLANNEL_SUBNET with a route to FLANNEL_NETWORK, plus a second range
+// on FLANNEL_IPV6_SUBNET and a route to FLANNEL_IPV6_NETWORK when present), save it for DEL in
 // its data dir, and invoke the delegate. The testbed's nodes share one filesystem, so every path a
 // node would keep to itself (subnet.env, flannel's data dir, host-local's data dir) is given
 // explicitly: flannel's `subnetFile` and `dataDir` keys, and `ipam.dataDir`, which flannel passes
@@ -14,6 +15,7 @@
 // Plain Node (no vitest): reused by the e2e suites and the image test.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { formatSubnet6, parseSubnet6 } from '../../src/net/ip6.js';
 import { Netns, run } from './netns.js';
 
 export const CNI_BIN_DIR = '/usr/lib/cni';
@@ -57,8 +59,18 @@ export interface CniResult {
 
 export class CniError extends Error {}
 
+export interface FlannelSubnetEnv {
+  network: string;
+  subnet: string;
+  /** FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, present together on a dual-stack node. */
+  network6?: string;
+  subnet6?: string;
+  mtu: number;
+  ipMasq: boolean;
+}
+
 /** flannel's subnet.env parser (FLANNEL_* keys; CIDRs normalised to their network as net.ParseCIDR does). */
-export function readSubnetEnv(file: string): { network: string; subnet: string; mtu: number; ipMasq: boolean } {
+export function readSubnetEnv(file: string): FlannelSubnetEnv {
   const env: Record<string, string> = {};
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     const i = line.indexOf('=');
@@ -66,12 +78,23 @@ export function readSubnetEnv(file: string): { network: string; subnet: string; 
   }
   const missing = ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU', 'FLANNEL_IPMASQ'].filter((k) => env[k] === undefined);
   if (missing.length > 0) throw new CniError(`${file} is missing ${missing.join(', ')}`);
+  const v6 = [env.FLANNEL_IPV6_NETWORK, env.FLANNEL_IPV6_SUBNET];
+  if (v6.filter((v) => v !== undefined).length === 1) throw new CniError(`${file} has only one of FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET`);
   return {
     network: networkOf(env.FLANNEL_NETWORK!),
     subnet: networkOf(env.FLANNEL_SUBNET!),
+    ...(v6[0] !== undefined ? { network6: network6Of(v6[0]), subnet6: network6Of(v6[1]!) } : {}),
     mtu: Number(env.FLANNEL_MTU),
     ipMasq: env.FLANNEL_IPMASQ === 'true',
   };
+}
+
+function network6Of(cidr: string): string {
+  try {
+    return formatSubnet6(parseSubnet6(cidr.trim()));
+  } catch (err) {
+    throw new CniError((err as Error).message);
+  }
 }
 
 function networkOf(cidr: string): string {
@@ -99,8 +122,8 @@ export function flannelDelegate(conf: Obj, subnetFile: string): Obj {
   if (conf.cniVersion) d.cniVersion = conf.cniVersion;
   const ipam: Obj = { ...(conf.ipam ?? {}) };
   ipam.type ??= 'host-local';
-  ipam.ranges = [[{ subnet: fenv.subnet }]];
-  ipam.routes = [...(conf.ipam?.routes ?? []), { dst: fenv.network }];
+  ipam.ranges = [[{ subnet: fenv.subnet }], ...(fenv.subnet6 ? [[{ subnet: fenv.subnet6 }]] : [])];
+  ipam.routes = [...(conf.ipam?.routes ?? []), { dst: fenv.network }, ...(fenv.network6 ? [{ dst: fenv.network6 }] : [])];
   d.ipam = ipam;
   return d;
 }
@@ -214,4 +237,9 @@ export function podAddress(result: CniResult): string {
   const ip = result.ips?.find((i) => !i.address.includes(':'));
   if (!ip) throw new CniError(`CNI result has no IPv4 address: ${JSON.stringify(result)}`);
   return ip.address.split('/')[0]!;
+}
+
+/** The pod's IPv6 address from a result (without the prefix length), if it got one. */
+export function podAddress6(result: CniResult): string | undefined {
+  return result.ips?.find((i) => i.address.includes(':'))?.address.split('/')[0];
 }

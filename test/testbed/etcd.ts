@@ -93,6 +93,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   const logPath = join(workDir, 'etcd.log');
   const socketPath = join(workDir, SOCKET_NAME);
   const host = options.clientHost ?? '127.0.0.1';
+  // An IPv6 address goes in brackets in a URL.
+  const urlHost = host.includes(':') ? `[${host}]` : host;
   const netns = typeof options.netns === 'string' ? options.netns : options.netns?.name;
 
   let child: ChildProcess | undefined;
@@ -111,8 +113,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   const launch = (): void => {
     rmSync(socketPath, { force: true }); // a stale socket file makes the unix listener fail
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const client = `${options.tls ? 'https' : 'http'}://${host}:${clientPort}`;
-    const peer = `http://${host}:${peerPort}`;
+    const client = `${options.tls ? 'https' : 'http'}://${urlHost}:${clientPort}`;
+    const peer = `http://${urlHost}:${peerPort}`;
     const args = [
       '--name', 'felt-test',
       '--data-dir', dataDir,
@@ -203,7 +205,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdSer
   }
 
   const server: EtcdServer = {
-    clientURL: `${options.tls ? 'https' : 'http'}://${host}:${clientPort}`,
+    clientURL: `${options.tls ? 'https' : 'http'}://${urlHost}:${clientPort}`,
     unixURL: `unix://${socketPath}`,
     dataDir,
     get pid() {

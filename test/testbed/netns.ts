@@ -270,7 +270,7 @@ export interface PingResult {
   lossPct: number;
   /** RTT summary in ms, when any reply came back. */
   rtt?: { min: number; avg: number; max: number; mdev: number };
-  /** A "Destination Net Unreachable" came back. */
+  /** A "Destination Net Unreachable" (ICMPv6: "Destination unreachable: No route") came back. */
   netUnreachable: boolean;
   exitCode: number | null;
   raw: string;
@@ -289,6 +289,8 @@ export interface PingOptions {
    * ping still stops at the first ICMP error it gets back.
    */
   deadlineS?: number;
+  /** ping -4 / ping -6 (default: the family of `target`). */
+  family?: 4 | 6;
 }
 
 /** Parses iputils ping output. Pure, so it can be unit-tested. */
@@ -304,7 +306,8 @@ export function parsePing(raw: string, exitCode: number | null = null): PingResu
     errors: stats?.[3] ? Number(stats[3]) : 0,
     lossPct: stats ? Number(stats[4]) : 100,
     rtt: rttM ? { min: Number(rttM[1]), avg: Number(rttM[2]), max: Number(rttM[3]), mdev: Number(rttM[4]) } : undefined,
-    netUnreachable: /Destination Net Unreachable/i.test(raw),
+    // IPv4 "Destination Net Unreachable"; IPv6 "Destination unreachable: No route".
+    netUnreachable: /Destination Net Unreachable|Destination unreachable: No route/i.test(raw),
     exitCode,
     raw,
   };
@@ -315,7 +318,7 @@ export async function ping(from: Netns, target: string, opts: PingOptions = {}):
   const count = opts.count ?? 3;
   const interval = opts.intervalS ?? 0.2;
   const wait = opts.waitS ?? 1;
-  const argv = ['ping', '-n', '-c', String(count), '-i', String(interval), '-W', String(wait)];
+  const argv = ['ping', ...(opts.family ? [`-${opts.family}`] : []), '-n', '-c', String(count), '-i', String(interval), '-W', String(wait)];
   if (opts.size !== undefined) argv.push('-s', String(opts.size));
   if (opts.deadlineS !== undefined) argv.push('-w', String(Math.max(1, Math.ceil(opts.deadlineS))));
   argv.push(target);

@@ -1,14 +1,16 @@
-// The testbed: a hub namespace with a bridge (the underlay 192.168.77.0/24), node namespaces
-// plugged into it, optionally etcd inside the hub, and pod namespaces on a per-node `cni0`
-// bridge: wired by the real CNI plugins from subnet.env (option `cni`, see cni.ts), or by hand
-// as the CNI bridge plugin would build them. Everything is torn down by destroy(),
+// The testbed: a hub namespace with a bridge (the underlay 192.168.77.0/24, and/or fd77::/64 with
+// option `underlay`), node namespaces plugged into it, optionally etcd inside the hub, and pod
+// namespaces on a per-node `cni0` bridge: wired by the real CNI plugins from subnet.env (option
+// `cni`, see cni.ts), or by hand as the CNI bridge plugin would build them; pods get an IPv6
+// address too when the node's lease has an IPv6 subnet. Everything is torn down by destroy(),
 // also when create() fails halfway. Plain Node (no vitest): reused by bench/ and scripts/.
 import { mkdirSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { cniAdd, cniDel, FLANNEL_CONFLIST, podAddress, type CniHost } from './cni.js';
+import { formatIPv6, parseSubnet6 } from '../../src/net/ip6.js';
+import { cniAdd, cniDel, FLANNEL_CONFLIST, podAddress, podAddress6, type CniHost } from './cni.js';
 import { startEtcd } from './etcd.js';
 import { Netns, ping, registerExitCleanup, runPrefix, type PingOptions, type PingResult } from './netns.js';
 
@@ -17,6 +19,13 @@ export const HUB_IP = `${UNDERLAY_PREFIX}.1`;
 export const UNDERLAY_LEN = 24;
 export const DEFAULT_NETWORK = '10.244.0.0/16';
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+/** The IPv6 underlay: the hub is fd77::1, node i fd77::(10+i) (written in decimal digits, as the IPv4 plan). */
+export const UNDERLAY6_PREFIX = 'fd77::';
+export const HUB_IP6 = `${UNDERLAY6_PREFIX}1`;
+export const UNDERLAY6_LEN = 64;
+
+/** Address families of the node interfaces: IPv4 only (the default), both, or IPv6 only. */
+export type UnderlayFamily = 'ipv4' | 'dual' | 'ipv6';
 /** Node i gets 192.168.77.(10+i); the /24 leaves room for this many. */
 const MAX_NODES = 244;
 
@@ -41,6 +50,11 @@ export interface TestbedOptions {
   /** The value written to `<etcdPrefix>/config` (default udp backend on 10.244.0.0/16). */
   networkConfig?: Record<string, unknown>;
   etcdPrefix?: string;
+  /**
+   * Underlay families (default 'ipv4'). 'dual' adds fd77::/64 beside 192.168.77.0/24; 'ipv6' leaves
+   * the node interfaces without an IPv4 address, and etcd then listens on the hub's fd77::1.
+   */
+  underlay?: UnderlayFamily;
 }
 
 export interface Pod {
@@ -49,6 +63,8 @@ export interface Pod {
   ns: Netns;
   /** Pod address (no prefix length), e.g. 10.244.5.2 */
   ip: string;
+  /** The pod's IPv6 address (no prefix length) when the node's lease has an IPv6 subnet. */
+  ip6?: string;
   node: TestbedNode;
   /** Set when the pod was wired by the CNI plugins (its container ID for DEL). */
   cniContainerID?: string;
@@ -60,10 +76,16 @@ export interface TestbedNode {
   /** e.g. n1 (the namespace is `<prefix>-n1`) */
   name: string;
   ns: Netns;
-  /** 192.168.77.(10+index) */
+  /** 192.168.77.(10+index); on an IPv6-only underlay the IPv6 address (the node has no other). */
   underlayIP: string;
+  /** 192.168.77.(10+index), unless the underlay is IPv6 only. */
+  underlayIPv4?: string;
+  /** fd77::(10+index), when the underlay has IPv6. */
+  underlayIPv6?: string;
   /** The lease subnet the pods were built for, e.g. 10.244.5.0/24 (set by ensurePods). */
   podSubnet?: string;
+  /** The lease's IPv6 subnet the pods were built for, e.g. fc00:0:0:5::/64 (set by ensurePods). */
+  podSubnet6?: string;
   pods: Pod[];
 }
 
@@ -76,6 +98,7 @@ export class Testbed {
   /** etcd client of the test process, over the unix socket. */
   etcd?: Etcd3;
   readonly etcdPrefix: string;
+  readonly underlay: UnderlayFamily;
   private readonly cleanups: Cleanup[] = [];
   private destroyed = false;
   private hubNs?: Netns;
@@ -88,6 +111,7 @@ export class Testbed {
     readonly options: TestbedOptions,
   ) {
     this.etcdPrefix = options.etcdPrefix ?? DEFAULT_ETCD_PREFIX;
+    this.underlay = options.underlay ?? 'ipv4';
     // Namespaces and processes are handled by netns.ts on exit; the scratch directory here.
     this.unregisterExitCleanup = registerExitCleanup(() => rmSync(workDir, { recursive: true, force: true }));
   }
@@ -139,32 +163,47 @@ export class Testbed {
     this.cleanups.push(fn);
   }
 
+  get hasIPv4Underlay(): boolean {
+    return this.underlay !== 'ipv6';
+  }
+
+  get hasIPv6Underlay(): boolean {
+    return this.underlay !== 'ipv4';
+  }
+
   private async createHub(): Promise<void> {
     this.hubNs = await Netns.create(`${this.prefix}-ul`);
+    if (this.hasIPv6Underlay) await noDad(this.hub);
     await this.hub.ip(['link', 'add', 'br0', 'type', 'bridge']);
-    await this.hub.ip(['addr', 'add', `${HUB_IP}/${UNDERLAY_LEN}`, 'dev', 'br0']);
+    if (this.hasIPv4Underlay) await this.hub.ip(['addr', 'add', `${HUB_IP}/${UNDERLAY_LEN}`, 'dev', 'br0']);
+    if (this.hasIPv6Underlay) await this.hub.ip(['addr', 'add', `${HUB_IP6}/${UNDERLAY6_LEN}`, 'dev', 'br0', 'nodad']);
     await this.hub.ip(['link', 'set', 'br0', 'up']);
   }
 
-  /** Adds one node namespace with `eth0` 192.168.77.(10+i)/24 plugged into the hub bridge. */
+  /** Adds one node namespace with `eth0` 192.168.77.(10+i)/24 and/or fd77::(10+i)/64 plugged into the hub bridge. */
   async addNode(): Promise<TestbedNode> {
     const index = this.nodes.length + 1;
     if (index > MAX_NODES) throw new Error(`Testbed: at most ${MAX_NODES} nodes`);
     const name = `n${index}`;
     const ns = await Netns.create(`${this.prefix}-${name}`);
-    const node: TestbedNode = { index, name, ns, underlayIP: `${UNDERLAY_PREFIX}.${10 + index}`, pods: [] };
+    const v4 = this.hasIPv4Underlay ? `${UNDERLAY_PREFIX}.${10 + index}` : undefined;
+    const v6 = this.hasIPv6Underlay ? `${UNDERLAY6_PREFIX}${10 + index}` : undefined;
+    const node: TestbedNode = { index, name, ns, underlayIP: (v4 ?? v6)!, underlayIPv4: v4, underlayIPv6: v6, pods: [] };
     this.nodes.push(node);
+    if (v6) await noDad(ns);
     // The hub end is named after the node so `ip -n <hub> link` reads naturally.
     await ns.ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', name, 'netns', this.hub.name]);
     await this.hub.ip(['link', 'set', name, 'master', 'br0']);
     await this.hub.ip(['link', 'set', name, 'up']);
-    await ns.ip(['addr', 'add', `${node.underlayIP}/${UNDERLAY_LEN}`, 'dev', 'eth0']);
+    if (v4) await ns.ip(['addr', 'add', `${v4}/${UNDERLAY_LEN}`, 'dev', 'eth0']);
+    if (v6) await ns.ip(['addr', 'add', `${v6}/${UNDERLAY6_LEN}`, 'dev', 'eth0', 'nodad']);
     await ns.ip(['link', 'set', 'eth0', 'up']);
     return node;
   }
 
   private async startEtcd(): Promise<void> {
-    this.etcdServer = await startEtcd({ netns: this.hub, clientHost: HUB_IP });
+    // On an IPv6-only underlay the agents can only reach the hub over IPv6.
+    this.etcdServer = await startEtcd({ netns: this.hub, clientHost: this.hasIPv4Underlay ? HUB_IP : HUB_IP6 });
     this.etcd = new Etcd3({ hosts: this.etcdServer.unixURL });
     const config = this.options.networkConfig ?? { Network: DEFAULT_NETWORK, Backend: { Type: 'udp' } };
     await this.etcd.put(`${this.etcdPrefix}/config`).value(JSON.stringify(config));
@@ -173,34 +212,43 @@ export class Testbed {
   /**
    * Builds the node's pods for its lease subnet (e.g. "10.244.5.0/24" or "10.244.5.1/24"), as the
    * CNI bridge plugin would: `cni0` with .1 in the node, pod namespaces with eth0 .2, .3, ... and a
-   * default route via .1, IPv4 forwarding on in the node. Idempotent for the same subnet; a
-   * different subnet rebuilds them.
+   * default route via .1, IPv4 forwarding on in the node. With `leaseSubnet6` (e.g. "fc00:0:0:5::/64")
+   * the same in IPv6: ::1 on cni0, ::2, ::3, ... in the pods, IPv6 forwarding on. Idempotent for the
+   * same subnets; different subnets rebuild them.
    */
-  async ensurePods(node: TestbedNode, leaseSubnet: string, count = this.options.podsPerNode ?? 1): Promise<Pod[]> {
-    if (this.options.cni) return this.ensureCniPods(node, leaseSubnet, count);
+  async ensurePods(node: TestbedNode, leaseSubnet: string, count = this.options.podsPerNode ?? 1, leaseSubnet6?: string): Promise<Pod[]> {
+    if (this.options.cni) return this.ensureCniPods(node, leaseSubnet, count, leaseSubnet6);
     const { base, len } = splitSubnet(leaseSubnet);
     const subnet = `${base}.0/${len}`;
-    if (node.podSubnet === subnet && node.pods.length >= count) return node.pods;
-    if (node.podSubnet !== undefined && node.podSubnet !== subnet) await this.removePods(node);
+    const v6 = leaseSubnet6 === undefined ? undefined : splitSubnet6(leaseSubnet6);
+    if (node.podSubnet === subnet && node.podSubnet6 === v6?.subnet && node.pods.length >= count) return node.pods;
+    if (node.podSubnet !== undefined && (node.podSubnet !== subnet || node.podSubnet6 !== v6?.subnet)) await this.removePods(node);
 
     if (node.podSubnet === undefined) {
+      if (v6) await noDad(node.ns);
       await node.ns.ip(['link', 'add', 'cni0', 'type', 'bridge']);
       await node.ns.ip(['addr', 'add', `${base}.1/${len}`, 'dev', 'cni0']);
+      if (v6) await node.ns.ip(['addr', 'add', `${v6.host(1)}/${v6.len}`, 'dev', 'cni0', 'nodad']);
       await node.ns.ip(['link', 'set', 'cni0', 'up']);
       await node.ns.sysctl('net.ipv4.ip_forward', '1');
+      if (v6) await node.ns.sysctl('net.ipv6.conf.all.forwarding', '1');
       node.podSubnet = subnet;
+      node.podSubnet6 = v6?.subnet;
     }
     for (let p = node.pods.length + 1; p <= count; p++) {
       const name = `${node.name}p${p}`;
       const ns = await Netns.create(`${this.prefix}-${name}`);
-      const pod: Pod = { name, ns, ip: `${base}.${1 + p}`, node };
+      const pod: Pod = { name, ns, ip: `${base}.${1 + p}`, ip6: v6?.host(1 + p), node };
       node.pods.push(pod);
+      if (v6) await noDad(ns);
       await ns.ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `veth${p}`, 'netns', node.ns.name]);
       await node.ns.ip(['link', 'set', `veth${p}`, 'master', 'cni0']);
       await node.ns.ip(['link', 'set', `veth${p}`, 'up']);
       await ns.ip(['addr', 'add', `${pod.ip}/${len}`, 'dev', 'eth0']);
+      if (v6) await ns.ip(['addr', 'add', `${pod.ip6}/${v6.len}`, 'dev', 'eth0', 'nodad']);
       await ns.ip(['link', 'set', 'eth0', 'up']);
       await ns.ip(['route', 'add', 'default', 'via', `${base}.1`]);
+      if (v6) await ns.ip(['-6', 'route', 'add', 'default', 'via', v6.host(1)]);
     }
     return node.pods;
   }
@@ -210,21 +258,32 @@ export class Testbed {
     return { ns: node.ns, subnetFile: join(this.workDir, node.name, 'subnet.env'), stateDir: join(this.workDir, node.name, 'cni') };
   }
 
-  /** ensurePods with the CNI plugins: ADD for each new pod, after a DEL of all when the subnet moved. */
-  private async ensureCniPods(node: TestbedNode, leaseSubnet: string, count: number): Promise<Pod[]> {
+  /**
+   * ensurePods with the CNI plugins: ADD for each new pod, after a DEL of all when a subnet moved.
+   * The IPv6 address comes from subnet.env as on a real node; `leaseSubnet6` only says one is due.
+   */
+  private async ensureCniPods(node: TestbedNode, leaseSubnet: string, count: number, leaseSubnet6?: string): Promise<Pod[]> {
     const { base, len } = splitSubnet(leaseSubnet);
     const subnet = `${base}.0/${len}`;
-    if (node.podSubnet !== undefined && node.podSubnet !== subnet) await this.removePods(node);
+    const subnet6 = leaseSubnet6 === undefined ? undefined : splitSubnet6(leaseSubnet6).subnet;
+    if (node.podSubnet !== undefined && (node.podSubnet !== subnet || node.podSubnet6 !== subnet6)) await this.removePods(node);
     node.podSubnet = subnet;
+    node.podSubnet6 = subnet6;
     const host = this.cniHost(node);
     mkdirSync(host.stateDir, { recursive: true });
+    // No duplicate address detection on cni0 (the bridge plugin adds the gateway) nor in the pods:
+    // otherwise every IPv6 address stays tentative for a second or more.
+    if (subnet6) await noDad(node.ns);
     for (let p = node.pods.length + 1; p <= count; p++) {
       const name = `${node.name}p${p}`;
       const ns = await Netns.create(`${this.prefix}-${name}`);
       const pod: Pod = { name, ns, ip: '', node, cniContainerID: `${this.prefix}-${name}` };
       node.pods.push(pod);
+      if (subnet6) await noDad(ns);
       const result = await cniAdd(host, { containerID: pod.cniContainerID!, netns: ns, ifname: 'eth0' }, FLANNEL_CONFLIST);
       pod.ip = podAddress(result);
+      pod.ip6 = podAddress6(result);
+      if (subnet6 && !pod.ip6) throw new Error(`${name}: the lease has ${subnet6} but CNI gave the pod no IPv6 address (subnet.env without FLANNEL_IPV6_SUBNET?)`);
     }
     return node.pods;
   }
@@ -242,6 +301,7 @@ export class Testbed {
       await node.ns.ip(['link', 'del', 'cni0']).catch(() => undefined);
     }
     node.podSubnet = undefined;
+    node.podSubnet6 = undefined;
   }
 
   /** Every pod of every node, in node order. */
@@ -290,4 +350,17 @@ function splitSubnet(text: string): { base: string; len: number } {
   const len = Number(m[2]);
   if (len !== 24) throw new Error(`Testbed: pods need a /24 lease, got ${text}`);
   return { base: m[1]!, len };
+}
+
+/** "fc00:0:0:5::/64" (host bits allowed) -> its network text, prefix length and a host-address maker. */
+function splitSubnet6(text: string): { subnet: string; len: number; host: (n: number) => string } {
+  const s = parseSubnet6(text.trim());
+  if (s.prefixLen > 120) throw new Error(`Testbed: pods need an IPv6 lease of /120 or larger, got ${text}`);
+  return { subnet: `${formatIPv6(s.ip)}/${s.prefixLen}`, len: s.prefixLen, host: (n) => formatIPv6(s.ip + BigInt(n)) };
+}
+
+/** Addresses added later in `ns` skip duplicate address detection (link-local ones included). */
+async function noDad(ns: Netns): Promise<void> {
+  await ns.sysctl('net.ipv6.conf.all.accept_dad', '0');
+  await ns.sysctl('net.ipv6.conf.default.accept_dad', '0');
 }
