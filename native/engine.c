@@ -26,15 +26,16 @@
 #include "tun_offload.h"
 #include "udp_batch.h"
 #include "engine_loop.h"
+#include "engine_path.h"
 
-#define TUN_READ_BURST 64     /* reads per wake-up before the send batch is flushed */
-#define TX_MAX_SEGS 64        /* UDP_MAX_SEGMENTS on older kernels */
-#define TX_MAX_BYTES 65507    /* largest IPv4 UDP payload */
-#define RX_MSGS UDP_BATCH_MAX /* recvmmsg batch */
-#define RX_BUF 65536          /* never truncates a (GRO) datagram */
-#define RX_ROUNDS 8           /* recvmmsg calls per wake-up */
-#define ICMP_RATE 100
-#define ICMP_BURST 100
+#define TUN_READ_BURST ENGINE_TUN_READ_BURST
+#define TX_MAX_SEGS ENGINE_TX_MAX_SEGS
+#define TX_MAX_BYTES ENGINE_TX_MAX_BYTES
+#define RX_MSGS ENGINE_RX_MSGS
+#define RX_BUF ENGINE_RX_BUF
+#define RX_ROUNDS 8 /* recvmmsg calls per wake-up */
+#define ICMP_RATE ENGINE_ICMP_RATE
+#define ICMP_BURST ENGINE_ICMP_BURST
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -181,7 +182,7 @@ static uint64_t send_each(enc_thread *t, const struct sockaddr_in *to, uint32_t 
   return bytes;
 }
 
-static void enc_flush(enc_thread *t) {
+void engine_enc_flush(enc_thread *t) {
   engine *e = t->e;
   tx_batch *b = &t->tx;
   if (b->nsegs == 0) return;
@@ -230,7 +231,7 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
   if (b->nsegs > 0 &&
       (b->peer != t->cur || b->nsegs == TX_MAX_SEGS || b->len + seg_len > TX_MAX_BYTES ||
        (gso && (b->closed || seg_len > b->segsize))))
-    enc_flush(t);
+    engine_enc_flush(t);
   if (b->nsegs == 0) {
     b->peer = t->cur;
     b->segsize = (uint32_t)seg_len;
@@ -243,7 +244,7 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
 }
 
 /* docs/datapath.md "Encap" for one TUN read (a packet or a TSO/USO super-packet). */
-static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
+void engine_enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   engine *e = t->e;
   tun_read r;
   drop_reason v = tun_offload_parse(buf, n, &r);
@@ -287,10 +288,14 @@ static void enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
  * wake-up: a second read would only return EAGAIN (level-triggered waiting reports the fd again
  * if more is queued). Once a wake-up finds a backlog, it drains up to TUN_READ_BURST reads so the
  * sends batch. */
+void engine_enc_enter(enc_thread *t) {
+  t->table = enter_table(t->e, &t->e->enc_seen);
+  t->now_ms = now_ms();
+}
+
 static void enc_drain(enc_thread *t) {
   engine *e = t->e;
-  t->table = enter_table(e, &e->enc_seen);
-  t->now_ms = now_ms();
+  engine_enc_enter(t);
   uint32_t limit = t->backlog ? TUN_READ_BURST : 1;
   uint32_t reads = 0;
   while (reads < limit) {
@@ -301,10 +306,10 @@ static void enc_drain(enc_thread *t) {
     }
     reads++;
     ctr_add(&e->enc_ctr.tun_reads, 1);
-    enc_packet(t, t->rbuf, (size_t)n);
+    engine_enc_packet(t, t->rbuf, (size_t)n);
   }
   t->backlog = reads > 1 || reads == limit; /* limit 1 reached: maybe more behind it */
-  enc_flush(t);
+  engine_enc_flush(t);
 }
 
 void *engine_enc_main(void *arg) {
@@ -395,7 +400,7 @@ static void dec_message(dec_thread *t, int i) {
 
 /* Everything queued on the UDP socket, up to RX_ROUNDS recvmmsg calls; a short batch means the
  * socket is drained, so no call ever returns EAGAIN at low rates. */
-static void dec_drain(dec_thread *t) {
+void engine_dec_drain(dec_thread *t) {
   engine *e = t->e;
   t->table = enter_table(e, &e->dec_seen);
   t->now_ms = now_ms();
@@ -413,7 +418,7 @@ static void dec_drain(dec_thread *t) {
 void *engine_dec_main(void *arg) {
   dec_thread *t = arg;
   engine *e = t->e;
-  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) dec_drain(t);
+  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) engine_dec_drain(t);
   __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
   return NULL;
 }
@@ -449,7 +454,7 @@ void *engine_duo_main(void *arg) {
     /* Replies first: a reply waiting on the socket is the end of someone's round trip. What the
      * decap just wrote into the TUN device is often answered at once by the local kernel (ICMP
      * echo, TCP ACKs): that answer is already queued on the device, so read it without a wait. */
-    if (udp) dec_drain(e->dec);
+    if (udp) engine_dec_drain(e->dec);
     if (tun || udp) enc_drain(e->enc);
   }
   if (ep >= 0) close(ep);

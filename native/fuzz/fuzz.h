@@ -1,5 +1,5 @@
 /* The native fuzz harness, split in two:
- *   harness.c  runs a burst of records through the engine's packet path (engine.c compiled in),
+ *   harness.c  runs a burst of records through the engine's packet path (engine_path.h),
  *              checks what comes out, and compares every verdict with a reference model;
  *   gen.c      generates bursts from a seeded PRNG (random, structured and mutated packets).
  * A libFuzzer build uses harness.c alone (-DFELT_LIBFUZZER): its input is one burst. */
