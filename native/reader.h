@@ -7,7 +7,8 @@
  * TUN batches: `count` records of [u16 BE length][packet]. With a virtio header, a read goes
  * through the TUN offload layer (tun_offload.h): a super-packet arrives split, a partial
  * checksum completed, and a read that layer rejects is counted in stats.drops, not delivered.
- * UDP batches: `count` records of [u32 BE source IPv4][u16 BE length][u8 flags][u8 0][datagram].
+ * UDP batches: `count` records of [u32 BE source IPv4][u16 BE length][u8 flags][u8 0][datagram];
+ * on an IPv6 socket the source is the 16-byte IPv6 address instead.
  * A datagram the kernel coalesced (UDP GRO) arrives split back into its segments, one record
  * each, all with the same source. */
 #ifndef FELT_READER_H
@@ -26,6 +27,8 @@
 #define READER_MAX_INFLIGHT 8
 
 #define UDP_REC_HDR 8
+/* The record header on an IPv6 socket: the source is 16 bytes. */
+#define UDP_REC_HDR6 20
 /* flags: the kernel reported the datagram truncated (MSG_TRUNC) */
 #define UDP_REC_TRUNC 1
 
@@ -39,7 +42,7 @@ typedef int (*reader_deliver_fn)(void *ctx, uint8_t *data, size_t len, uint32_t 
 /* Reads a TUN fd (non-blocking; with or without IFF_VNET_HDR, as the fd was opened). */
 batch_reader *tun_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
 
-/* Reads a UDP socket (non-blocking, IPv4) with recvmmsg; splits UDP GRO datagrams. */
+/* Reads a UDP socket (non-blocking, IPv4 or IPv6) with recvmmsg; splits UDP GRO datagrams. */
 batch_reader *udp_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
 
 /* The consumer finished one delivered batch: lets the thread read another. Thread-safe. */

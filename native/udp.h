@@ -1,4 +1,4 @@
-/* The underlay UDP socket: bound to <bind ip>:<port>, non-blocking, large buffers, and UDP GSO/GRO
+/* The underlay UDP sockets (one per address family): bound to <bind ip>:<port>, non-blocking, large buffers, and UDP GSO/GRO
  * when the kernel offers them. */
 #ifndef FELT_UDP_H
 #define FELT_UDP_H
@@ -33,5 +33,9 @@ typedef struct {
 } udp_sock;
 
 int udp_open(udp_sock *u, uint32_t bind_ip, uint16_t port, felt_err *err);
+/* The IPv6 underlay socket: AF_INET6 with IPV6_V6ONLY, bound to [bind_ip]:port. */
+int udp_open6(udp_sock *u, const uint8_t bind_ip[16], uint16_t port, felt_err *err);
+/* AF_INET6 for an IPv6 socket, else AF_INET (also when fd is not a socket). */
+int udp_family(int fd);
 
 #endif

@@ -24,7 +24,7 @@ typedef union {
 typedef struct {
   struct mmsghdr *msgs;
   struct iovec *iov;
-  struct sockaddr_in *to;
+  struct sockaddr_in6 *to; /* room for either family */
   seg_ctl *ctl;
   uint32_t *first; /* entry index of each message's first datagram */
   uint32_t *nsegs;
@@ -35,10 +35,11 @@ static int valid_entry(size_t base_len, uint32_t off, uint32_t len, uint32_t max
 }
 
 /* Sends the datagrams of one refused train one by one; marks each outcome. */
-static void send_singly(int fd, const struct sockaddr_in *to, const struct iovec *iov, uint32_t n, uint8_t *ok,
+static void send_singly(int fd, const struct msghdr *train, const struct iovec *iov, uint32_t n, uint8_t *ok,
                         writer_stats *st) {
   for (uint32_t k = 0; k < n; k++) {
-    struct msghdr mh = {.msg_name = (void *)to, .msg_namelen = sizeof *to, .msg_iov = (struct iovec *)&iov[k], .msg_iovlen = 1};
+    struct msghdr mh = {.msg_name = train->msg_name, .msg_namelen = train->msg_namelen,
+                        .msg_iov = (struct iovec *)&iov[k], .msg_iovlen = 1};
     ssize_t r;
     do {
       st->syscalls++;
@@ -48,8 +49,24 @@ static void send_singly(int fd, const struct sockaddr_in *to, const struct iovec
   }
 }
 
-int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
-                    uint32_t count, uint8_t *ok, int gso, int wait_ms, writer_stats *st) {
+/* Fills *to with entry address `dst`: an IPv4 address, or with addrs6 an index into it (16 bytes
+ * each). Returns the address length, or 0 for an index outside addrs6. */
+static socklen_t entry_addr(struct sockaddr_in6 *to, uint32_t dst, uint16_t port, const uint8_t *addrs6,
+                            size_t naddrs6) {
+  if (!addrs6) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)to;
+    *sin = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {.s_addr = htonl(dst)}};
+    return sizeof *sin;
+  }
+  if (dst >= naddrs6) return 0;
+  *to = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = htons(port)};
+  memcpy(&to->sin6_addr, addrs6 + (size_t)dst * 16, 16);
+  return sizeof *to;
+}
+
+static int udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
+                    uint32_t count, uint8_t *ok, int gso, int wait_ms, const uint8_t *addrs6, size_t naddrs6,
+                    writer_stats *st) {
   memset(ok, 0, count);
   if (count == 0) return 0;
   send_scratch s;
@@ -57,9 +74,9 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
   if (!mem) return 0; /* every datagram counts as not sent */
   s.msgs = mem;
   s.iov = (struct iovec *)(s.msgs + count);
-  s.to = (struct sockaddr_in *)(s.iov + count);
-  s.ctl = (seg_ctl *)(s.to + count);
-  s.first = (uint32_t *)(s.ctl + count);
+  s.ctl = (seg_ctl *)(s.iov + count); /* 8-byte aligned members first: sockaddr_in6 is 28 bytes */
+  s.to = (struct sockaddr_in6 *)(s.ctl + count);
+  s.first = (uint32_t *)(s.to + count);
   s.nsegs = s.first + count;
 
   /* Group the entries into messages: a GSO train is a run to one address of equal-size datagrams,
@@ -67,7 +84,8 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
   uint32_t nmsg = 0;
   for (uint32_t i = 0; i < count;) {
     uint32_t off = desc[3 * i], len = desc[3 * i + 1], dst = desc[3 * i + 2];
-    if (!valid_entry(base_len, off, len, WRITER_GSO_MAX_BYTES)) {
+    socklen_t to_len = entry_addr(&s.to[nmsg], dst, port, addrs6, naddrs6);
+    if (!to_len || !valid_entry(base_len, off, len, WRITER_GSO_MAX_BYTES)) {
       i++;
       continue;
     }
@@ -86,9 +104,8 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
         if (l2 < len) break; /* a shorter datagram ends the train */
       }
     }
-    s.to[nmsg] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = {.s_addr = htonl(dst)}};
     struct msghdr *mh = &s.msgs[nmsg].msg_hdr;
-    *mh = (struct msghdr){.msg_name = &s.to[nmsg], .msg_namelen = sizeof s.to[nmsg], .msg_iov = &s.iov[i], .msg_iovlen = j - i};
+    *mh = (struct msghdr){.msg_name = &s.to[nmsg], .msg_namelen = to_len, .msg_iov = &s.iov[i], .msg_iovlen = j - i};
     if (j - i > 1) {
       mh->msg_control = s.ctl[nmsg].buf;
       mh->msg_controllen = sizeof s.ctl[nmsg].buf;
@@ -123,7 +140,7 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
       if (s.nsegs[m] > 1) {
         /* The kernel refused the train as such (e.g. no GSO on the route): send it plainly. */
         gso_errno = errno;
-        send_singly(fd, &s.to[m], &s.iov[s.first[m]], s.nsegs[m], ok + s.first[m], st);
+        send_singly(fd, &s.msgs[m].msg_hdr, &s.iov[s.first[m]], s.nsegs[m], ok + s.first[m], st);
       }
       m++; /* a single datagram refused: it stays not-ok */
       continue;
@@ -140,6 +157,17 @@ int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len,
   }
   free(mem);
   return gso_errno;
+}
+
+int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
+                    uint32_t count, uint8_t *ok, int gso, int wait_ms, writer_stats *st) {
+  return udp_send(fd, port, base, base_len, desc, count, ok, gso, wait_ms, NULL, 0, st);
+}
+
+int writer_udp_send6(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
+                     uint32_t count, uint8_t *ok, int gso, int wait_ms, const uint8_t *addrs, size_t naddrs,
+                     writer_stats *st) {
+  return udp_send(fd, port, base, base_len, desc, count, ok, gso, wait_ms, addrs, naddrs, st);
 }
 
 uint32_t writer_tun_write(int fd, const uint8_t *base, size_t base_len, const uint32_t *desc, uint32_t count,

@@ -32,6 +32,12 @@ typedef struct {
 int writer_udp_send(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
                     uint32_t count, uint8_t *ok, int gso, int wait_ms, writer_stats *st);
 
+/* The same on an IPv6 socket: desc[3i+2] is an index into addrs (naddrs IPv6 addresses of 16
+ * bytes each); an entry with an index outside them is refused. */
+int writer_udp_send6(int fd, uint16_t port, const uint8_t *base, size_t base_len, const uint32_t *desc,
+                     uint32_t count, uint8_t *ok, int gso, int wait_ms, const uint8_t *addrs, size_t naddrs,
+                     writer_stats *st);
+
 /* Writes `count` packets into the TUN fd: entry i is base[desc[2i], +desc[2i+1]). ok[i] as above.
  * Returns the number written. */
 uint32_t writer_tun_write(int fd, const uint8_t *base, size_t base_len, const uint32_t *desc, uint32_t count,

@@ -18,7 +18,7 @@ cc $cflags -O2 -o "$out/fuzz" $srcs -lpthread
 cc $cflags -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
   -o "$out/fuzz-asan" $srcs -lpthread
 jsio="$here/jsio.c $here/pkt.c $src/csum.c $src/gso.c $src/gro.c $src/ipv4.c $src/err.c $src/stats.c $src/sys.c \
-$src/tun_offload.c $src/udp_batch.c $src/reader.c $src/reader_tun.c $src/reader_udp.c $src/writer.c"
+$src/tun_offload.c $src/udp.c $src/udp_batch.c $src/reader.c $src/reader_tun.c $src/reader_udp.c $src/writer.c"
 # shellcheck disable=SC2086
 cc $cflags -O2 -o "$out/jsio-fuzz" $jsio -lpthread
 # shellcheck disable=SC2086

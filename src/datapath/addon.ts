@@ -166,7 +166,8 @@ export interface UdpReader extends TunReader {
 
 /**
  * A batch delivered by a UDP reader thread: `count` records of [u32 BE source IPv4][u16 BE
- * length][u8 flags][u8 0][datagram], back to back; flags bit 0 = truncated by the kernel. A UDP GRO
+ * length][u8 flags][u8 0][datagram], back to back; flags bit 0 = truncated by the kernel. On a
+ * socket from udpOpen6 the source is the 16-byte IPv6 address: [16 bytes][u16 BE length][u8 flags][u8 0]. A UDP GRO
  * datagram arrives as one record per original datagram. The Buffer is owned by the handler.
  */
 export type UdpBatchHandler = (data: Buffer, count: number) => void;
@@ -184,6 +185,8 @@ export interface JsIoStats {
 export interface FeltAddon {
   /** socket + bind `bindIP:port` (no address reuse); throws e.g. `bind 192.168.77.2:8285: Address already in use`. */
   udpOpen(bindIP: number, port: number): UdpSocketInfo;
+  /** The IPv6 underlay socket: AF_INET6, IPV6_V6ONLY, bound to `[bindIP6]:port` (16 bytes, network order). */
+  udpOpen6(bindIP6: Uint8Array, port: number): UdpSocketInfo;
   udpClose(fd: number): void;
   /** Starts a thread that receives on the UDP socket (recvmmsg) and hands datagrams to JS in batches. */
   udpStartReader(fd: number, onBatch: UdpBatchHandler): UdpReader;
@@ -195,6 +198,20 @@ export interface FeltAddon {
    */
   udpSendBatch(fd: number, port: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, gso: boolean): number;
   /**
+   * udpSendBatch on a udpOpen6 socket: desc[3i+2] is an index into `addrs` (16 bytes per IPv6
+   * address); a datagram whose index lies outside `addrs` is not sent (ok[i] = 0).
+   */
+  udpSendBatch6(
+    fd: number,
+    port: number,
+    buf: Buffer,
+    desc: Uint32Array,
+    count: number,
+    ok: Uint8Array,
+    gso: boolean,
+    addrs: Uint8Array,
+  ): number;
+  /**
    * Writes `count` packets into the TUN: packet i is buf[desc[2i], +desc[2i+1]); ok[i] as above.
    * With `vnet` (a TUN opened with vnetHdr), each write gets a virtio header and in-order TCP
    * segments of one flow are merged into one super-packet (userspace GRO; patches headers in buf).
@@ -202,7 +219,7 @@ export interface FeltAddon {
    */
   tunWriteBatch(fd: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, vnet?: boolean): number;
   /**
-   * TUNSETOFFLOAD on a vnetHdr TUN: flags 1 = checksum, 2 = TSO4. False when the kernel refuses.
+   * TUNSETOFFLOAD on a vnetHdr TUN: flags 1 = checksum, 2 = TSO4, 4 = TSO6. False when the kernel refuses.
    * The TUN reader then splits TSO super-packets and completes checksums before handing packets over.
    */
   tunSetOffload(fd: number, flags: number): boolean;
