@@ -3,6 +3,7 @@
 // free candidates and pick one at random (allocateSubnet in
 // https://github.com/flannel-io/flannel/blob/master/pkg/subnet/etcd/local_manager.go).
 import { makeSubnet, prefixMask, subnetContains, subnetLast, subnetSize, type Subnet } from '../net/cidr.js';
+import { makeSubnet6, prefixMask6, type Subnet6 } from '../net/ip6.js';
 import type { NetworkConfig } from './types.js';
 
 /** flannel collects at most this many free candidates before picking one. */
@@ -61,6 +62,62 @@ export function pickFreeSubnet(
   random: () => number = Math.random,
 ): Subnet | undefined {
   const candidates = freeSubnets(config, taken);
+  if (candidates.length === 0) return undefined;
+  const index = Math.min(candidates.length - 1, Math.floor(random() * candidates.length));
+  return candidates[Math.max(0, index)];
+}
+
+// ---- IPv6 (dual-stack): the same walk over [IPv6SubnetMin, IPv6SubnetMax] ----
+
+type Subnet6Bounds = NonNullable<NetworkConfig['ipv6']>;
+
+/**
+ * flannel's isIPv6SubnetConfigCompat: with EnableIPv6 a lease must have an IPv6 subnet of the right
+ * length in [IPv6SubnetMin, IPv6SubnetMax]; without it, it must have none.
+ */
+export function isCompatible6(subnet6: Subnet6 | undefined, ipv6: Subnet6Bounds | undefined): boolean {
+  if (!ipv6) return subnet6 === undefined;
+  return (
+    subnet6 !== undefined &&
+    subnet6.prefixLen === ipv6.subnetLen &&
+    subnet6.ip >= ipv6.subnetMin &&
+    subnet6.ip <= ipv6.subnetMax
+  );
+}
+
+/** How many IPv6 subnets [IPv6SubnetMin, IPv6SubnetMax] holds (for error messages). */
+export function countSubnets6(ipv6: Subnet6Bounds): bigint {
+  if (ipv6.subnetMax < ipv6.subnetMin) return 0n;
+  return (ipv6.subnetMax - ipv6.subnetMin) / (1n << BigInt(128 - ipv6.subnetLen)) + 1n;
+}
+
+/** The first `limit` IPv6 subnets in [IPv6SubnetMin, IPv6SubnetMax] that overlap none of `taken`. */
+export function freeSubnets6(ipv6: Subnet6Bounds, taken: readonly Subnet6[], limit = MAX_CANDIDATES): Subnet6[] {
+  const len = ipv6.subnetLen;
+  const size = 1n << BigInt(128 - len);
+  const mask = prefixMask6(len);
+  const blocked = new Set<bigint>();
+  const wide: Array<{ first: bigint; last: bigint }> = [];
+  for (const t of taken) {
+    if (t.prefixLen >= len) blocked.add(t.ip & mask);
+    else wide.push({ first: t.ip, last: t.ip + (1n << BigInt(128 - t.prefixLen)) - 1n });
+  }
+  const out: Subnet6[] = [];
+  for (let ip = ipv6.subnetMin; ip <= ipv6.subnetMax && out.length < limit; ip += size) {
+    if (blocked.has(ip)) continue;
+    if (wide.some((w) => ip >= w.first && ip <= w.last)) continue;
+    out.push(makeSubnet6(ip, len));
+  }
+  return out;
+}
+
+/** A random free IPv6 subnet among the first MAX_CANDIDATES free ones, or undefined when none is free. */
+export function pickFreeSubnet6(
+  ipv6: Subnet6Bounds,
+  taken: readonly Subnet6[],
+  random: () => number = Math.random,
+): Subnet6 | undefined {
+  const candidates = freeSubnets6(ipv6, taken);
   if (candidates.length === 0) return undefined;
   const index = Math.min(candidates.length - 1, Math.floor(random() * candidates.length));
   return candidates[Math.max(0, index)];

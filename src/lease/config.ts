@@ -1,6 +1,7 @@
 // The network config (flannel's `<prefix>/config` / net-conf.json): parsing, defaults and checks.
 // Key matching is case-insensitive, as Go's encoding/json is; defaults and checks follow flannel's
-// CheckNetworkConfig (https://github.com/flannel-io/flannel/blob/master/pkg/subnet/config.go).
+// CheckNetworkConfig (https://github.com/flannel-io/flannel/blob/master/pkg/subnet/config.go); the IPv6
+// keys are in config6.ts.
 import {
   formatIPv4,
   parseIPv4,
@@ -11,6 +12,7 @@ import {
   subnetSize,
   type Subnet,
 } from '../net/cidr.js';
+import { parseIPv6Config } from './config6.js';
 import { ConfigError, type NetworkConfig } from './types.js';
 
 export const DEFAULT_UDP_PORT = 8285;
@@ -41,8 +43,11 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
   const applyDefaults = options.applySubnetDefaults ?? true;
   const fields = foldKeys(json, 'network config');
 
-  if (fields.get('enableipv4') === false) {
-    throw new ConfigError('network config: EnableIPv4=false is not supported (felt is IPv4-only)');
+  const enableIPv4 = optionalBool(fields.get('enableipv4'), 'EnableIPv4') ?? true;
+  const enableIPv6 = optionalBool(fields.get('enableipv6'), 'EnableIPv6') ?? false;
+  if (!enableIPv4) {
+    // An IPv6-only overlay would need leases, keys and routes without an IPv4 subnet.
+    throw new ConfigError('network config: EnableIPv4=false (an IPv6-only overlay) is not supported: felt needs EnableIPv4 for now');
   }
 
   const networkText = fields.get('network');
@@ -67,6 +72,7 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
   const givenMin = optionalIPv4(fields.get('subnetmin'), 'SubnetMin');
   const givenMax = optionalIPv4(fields.get('subnetmax'), 'SubnetMax');
   const { backendType, port } = parseBackend(fields.get('backend'));
+  const ipv6 = enableIPv6 ? { ipv6: parseIPv6Config(fields, applyDefaults) } : {};
 
   if (!applyDefaults) {
     return {
@@ -74,8 +80,9 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
       subnetLen: givenLen ?? 0,
       subnetMin: givenMin ?? 0,
       subnetMax: givenMax ?? 0,
-      enableIPv4: true,
-      enableIPv6: false,
+      enableIPv4,
+      enableIPv6,
+      ...ipv6,
       backendType,
       port,
       raw: json,
@@ -95,7 +102,7 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
       `network config: SubnetMin ${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`,
     );
   }
-  return { network, subnetLen, subnetMin, subnetMax, enableIPv4: true, enableIPv6: false, backendType, port, raw: json };
+  return { network, subnetLen, subnetMin, subnetMax, enableIPv4, enableIPv6, ...ipv6, backendType, port, raw: json };
 }
 
 /** flannel's SubnetLen default and checks. */
@@ -165,6 +172,12 @@ function foldKeys(value: unknown, what: string): Map<string, unknown> {
   const out = new Map<string, unknown>();
   for (const [key, v] of Object.entries(value)) out.set(key.toLowerCase(), v);
   return out;
+}
+
+function optionalBool(value: unknown, key: string): boolean | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') throw new ConfigError(`network config: ${key} must be true or false, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function optionalUint(value: unknown, key: string): number | undefined {

@@ -101,6 +101,10 @@ export interface StoreStatus {
 export interface AcquireOptions {
   /** The subnet this node had before (from subnet.env), tried if still free. */
   previousSubnet?: Subnet;
+  /** The IPv6 subnet this node had before (FLANNEL_IPV6_SUBNET), tried together with previousSubnet. */
+  previousSubnet6?: Subnet6;
+  /** This node's IPv6 underlay address (PublicIPv6), when it has one. */
+  publicIPv6?: string;
 }
 
 export interface Watcher {

@@ -1,6 +1,8 @@
 // IPv4 addresses as unsigned 32-bit numbers, and CIDR subnets over them.
 // One representation everywhere in the control plane: `number` in [0, 2^32).
 
+import { parseSubnet6, subnet6ToKey, type Subnet6 } from './ip6.js';
+
 export interface Subnet {
   /** Network address (host bits zero), unsigned 32-bit. */
   readonly ip: number;
@@ -110,14 +112,30 @@ export function subnetToKey(s: Subnet): string {
 
 const KEY_RE = /^(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
 
-/** Parses the last path element of a subnet key (IPv4 part only; dual-stack suffix ignored). */
+/** Parses the last path element of a subnet key (IPv4 part only; use parseSubnetKey for both halves). */
 export function subnetFromKey(key: string): Subnet | undefined {
+  return parseSubnetKey(key)?.subnet;
+}
+
+/**
+ * flannel's ParseSubnetKey: "10.244.1.0-24" or dual-stack "10.244.1.0-24&fc00:0:0:1::-64" (the last path
+ * element of a key). Undefined for anything malformed, including host bits set in either half.
+ */
+export function parseSubnetKey(key: string): { subnet: Subnet; subnet6?: Subnet6 } | undefined {
   const last = key.slice(key.lastIndexOf('/') + 1);
   const m = KEY_RE.exec(last);
   if (!m) return undefined;
   try {
-    return parseSubnet(`${m[1]}/${m[2]}`, true);
+    const subnet = parseSubnet(`${m[1]}/${m[2]}`, true);
+    if (m[3] === undefined) return { subnet };
+    if (!/^\d{1,3}$/.test(m[4]!)) return undefined;
+    return { subnet, subnet6: parseSubnet6(`${m[3]}/${m[4]}`, true) };
   } catch {
     return undefined;
   }
+}
+
+/** flannel's MakeSubnetKey: the IPv4 key, plus "&<ipv6>-<len>" when the lease has an IPv6 subnet. */
+export function makeSubnetKey(subnet: Subnet, subnet6?: Subnet6): string {
+  return subnet6 ? `${subnetToKey(subnet)}&${subnet6ToKey(subnet6)}` : subnetToKey(subnet);
 }

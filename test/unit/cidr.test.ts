@@ -16,7 +16,10 @@ import {
   subnetSize,
   subnetsOverlap,
   subnetToKey,
+  makeSubnetKey,
+  parseSubnetKey,
 } from '../../src/net/cidr.js';
+import { formatSubnet6, parseSubnet6 } from '../../src/net/ip6.js';
 
 describe('parseIPv4 / formatIPv4', () => {
   it('round-trips dotted addresses as unsigned 32-bit numbers', () => {
@@ -154,6 +157,24 @@ describe('etcd subnet keys', () => {
   it('round-trips', () => {
     for (const cidr of ['10.244.1.0/24', '10.0.16.0/20', '192.168.5.4/30', '0.0.0.0/0', '255.255.255.255/32']) {
       expect(formatSubnet(subnetFromKey(subnetToKey(parseSubnet(cidr, true)))!)).toBe(cidr);
+    }
+  });
+});
+
+describe('dual-stack subnet keys (flannel MakeSubnetKey / ParseSubnetKey)', () => {
+  it('formats and parses both halves exactly as flannel writes them', () => {
+    const subnet6 = parseSubnet6('fc00:0:0:1::/64');
+    expect(makeSubnetKey(parseSubnet('10.244.1.0/24'), subnet6)).toBe('10.244.1.0-24&fc00:0:0:1::-64');
+    expect(makeSubnetKey(parseSubnet('10.244.1.0/24'))).toBe('10.244.1.0-24');
+    const parsed = parseSubnetKey('/coreos.com/network/subnets/10.244.1.0-24&fc00:0:0:1::-64');
+    expect(parsed && formatSubnet(parsed.subnet)).toBe('10.244.1.0/24');
+    expect(parsed?.subnet6 && formatSubnet6(parsed.subnet6)).toBe('fc00:0:0:1::/64');
+    expect(parseSubnetKey('10.244.1.0-24')?.subnet6).toBeUndefined();
+  });
+
+  it('rejects a malformed IPv6 half (host bits, bad prefix, bad address) as a whole', () => {
+    for (const bad of ['10.244.1.0-24&fc00::1-64', '10.244.1.0-24&fc00::-129', '10.244.1.0-24&fc00:::1-64', '10.244.1.0-24&fc00::-0064']) {
+      expect(parseSubnetKey(bad), bad).toBeUndefined();
     }
   });
 });

@@ -116,7 +116,7 @@ describe('parseNetworkConfig: errors name the key', () => {
     ['Port 0', { Network: '10.0.0.0/16', Backend: { Port: 0 } }, /Backend\.Port must be an integer 1\.\.65535, got 0/],
     ['Port too big', { Network: '10.0.0.0/16', Backend: { Port: 65536 } }, /Backend\.Port must be an integer 1\.\.65535/],
     ['Port a string', { Network: '10.0.0.0/16', Backend: { Port: '8285' } }, /Backend\.Port/],
-    ['EnableIPv4 false', { Network: '10.0.0.0/16', EnableIPv4: false }, /EnableIPv4=false is not supported/],
+    ['EnableIPv4 false', { Network: '10.0.0.0/16', EnableIPv4: false }, /EnableIPv4=false \(an IPv6-only overlay\) is not supported/],
   ];
   for (const [name, json, message] of cases) {
     it(name, () => {

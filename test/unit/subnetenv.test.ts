@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatSubnetEnv, readPreviousSubnet, writeSubnetEnv } from '../../src/subnetenv.js';
+import { formatSubnetEnv, readPreviousSubnet, readPreviousSubnets, writeSubnetEnv } from '../../src/subnetenv.js';
+import { formatSubnet6, parseSubnet6 } from '../../src/net/ip6.js';
 import { formatSubnet, parseSubnet } from '../../src/net/cidr.js';
 
 const dirs: string[] = [];
@@ -30,5 +31,39 @@ describe('subnet.env', () => {
     expect(await readPreviousSubnet(path.join(dir, 'absent'))).toBeUndefined();
     writeFileSync(path.join(dir, 'bad'), 'FLANNEL_SUBNET=banana\n');
     expect(await readPreviousSubnet(path.join(dir, 'bad'))).toBeUndefined();
+  });
+});
+
+describe('subnet.env with IPv6 (flannel WriteSubnetFile)', () => {
+  const env = {
+    network: parseSubnet('10.244.0.0/16'),
+    subnet: parseSubnet('10.244.7.0/24'),
+    network6: parseSubnet6('fc00::/48'),
+    subnet6: parseSubnet6('fc00:0:0:7::/64'),
+    mtu: 1452,
+    ipMasq: true,
+  };
+
+  it('writes the IPv6 lines after the IPv4 ones, the subnet as its first host', () => {
+    expect(formatSubnetEnv(env)).toBe(
+      'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\n' +
+        'FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00:0:0:7::1/64\n' +
+        'FLANNEL_MTU=1452\nFLANNEL_IPMASQ=true\n',
+    );
+  });
+
+  it('IPv4-only output is unchanged byte for byte', () => {
+    const { network6: _n, subnet6: _s, ...v4 } = env;
+    expect(formatSubnetEnv(v4)).toBe('FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1452\nFLANNEL_IPMASQ=true\n');
+  });
+
+  it('reads both previous subnets back (host bits masked); a garbled IPv6 line only loses that half', async () => {
+    const file = path.join(tmp(), 'subnet.env');
+    await writeSubnetEnv(file, env);
+    const previous = await readPreviousSubnets(file);
+    expect(previous.subnet && formatSubnet(previous.subnet)).toBe('10.244.7.0/24');
+    expect(previous.subnet6 && formatSubnet6(previous.subnet6)).toBe('fc00:0:0:7::/64');
+    writeFileSync(file, 'FLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_IPV6_SUBNET=fc00::zz/64\n');
+    expect(await readPreviousSubnets(file)).toEqual({ subnet: parseSubnet('10.244.7.0/24') });
   });
 });

@@ -2,12 +2,15 @@
 // Fixes flannel's known problems: a lost creation race is retried (never fatal), every unary call has a
 // deadline, the watch resumes after disconnects and relists after compaction with bounded backoff, renewals
 // never overwrite another node's lease, and reservations (keys without a lease) stay reservations.
+// Over 450 lines because acquire, renew and the guarded writes share one etcd client and its
+// bookkeeping (granted leases, expiries, status); keys.ts and allocate.ts hold the pure parts.
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { LoggedOnce } from '../../log.js';
-import { formatIPv4, formatSubnet, parseIPv4, subnetsOverlap, subnetToKey, type Subnet } from '../../net/cidr.js';
+import { formatIPv4, formatSubnet, makeSubnetKey, parseIPv4, subnetsOverlap, type Subnet } from '../../net/cidr.js';
+import { formatIPv6, formatSubnet6, parseIPv6, subnets6Overlap, type Subnet6 } from '../../net/ip6.js';
 import { errorText } from '../../retry.js';
-import { countSubnets, isCompatible, pickFreeSubnet } from '../allocate.js';
+import { countSubnets, countSubnets6, isCompatible, isCompatible6, pickFreeSubnet, pickFreeSubnet6 } from '../allocate.js';
 import { parseNetworkConfigText } from '../config.js';
 import {
   ConfigError,
@@ -21,7 +24,7 @@ import {
   type StoreStatus,
   type Watcher,
 } from '../types.js';
-import { etcdSource, isReservation, leaseValue, normalizePrefix, parseLeaseKv, prefixEnd, type ParsedKv } from './keys.js';
+import { etcdSource, isReservation, leaseValue, normalizePrefix, parseLeaseKv, prefixEnd, sameHolder, type ParsedKv } from './keys.js';
 import { etcdClientOptions, type EtcdConnection } from './tls.js';
 import { LeaseExpiries } from './expiry.js';
 import { EtcdWatch, type WatchContext } from './watch.js';
@@ -126,9 +129,20 @@ export class EtcdLeaseStore implements LeaseStore {
     } catch {
       throw new Error(`acquire: invalid PublicIP "${publicIP}"`);
     }
+    let ipv6: string | undefined;
+    try {
+      ipv6 = options.publicIPv6 === undefined ? undefined : formatIPv6(parseIPv6(options.publicIPv6));
+    } catch {
+      throw new Error(`acquire: invalid PublicIPv6 "${options.publicIPv6}"`);
+    }
     const config = await this.getNetworkConfig();
-    const value = leaseValue(ip);
+    // An IPv4-only cluster publishes no IPv6 address: its values stay exactly what flannel's UDP nodes write.
+    if (!config.ipv6) ipv6 = undefined;
+    const me = { publicIP: ip, publicIPv6: ipv6 };
+    const value = leaseValue(ip, ipv6);
     const previous = options.previousSubnet;
+    // flannel reuses the previous IPv6 subnet only together with the IPv4 one, and only if it fits the config.
+    const previous6 = config.ipv6 ? options.previousSubnet6 : undefined;
 
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
       const { leases, occupied } = await this.listKeys();
@@ -136,8 +150,8 @@ export class EtcdLeaseStore implements LeaseStore {
       // 1. A lease that already names our PublicIP (our identity): take it back.
       let mine: Lease | undefined;
       for (const l of leases) {
-        if (l.publicIP !== ip) continue;
-        if (!isCompatible(l.subnet, config)) {
+        if (!sameHolder(l, me)) continue;
+        if (!isCompatible(l.subnet, config) || !isCompatible6(l.ipv6Subnet, config.ipv6)) {
           this.log.info({ subnet: formatSubnet(l.subnet) }, 'deleting our lease: incompatible with the network config');
           await this.deleteIfUnchanged(l);
         } else if (mine) {
@@ -151,7 +165,7 @@ export class EtcdLeaseStore implements LeaseStore {
           this.log.info({ subnet: formatSubnet(mine.subnet) }, 'using the reservation for our PublicIP');
           return mine;
         }
-        const reused = await this.writeLease(mine.subnet, value, { modRevision: etcdSource(mine)?.modRevision ?? '0' });
+        const reused = await this.writeLease(mine.subnet, mine.ipv6Subnet, value, { modRevision: etcdSource(mine)?.modRevision ?? '0' });
         if (reused) {
           this.log.info({ subnet: formatSubnet(mine.subnet), publicIP: ip }, 'found a lease for our PublicIP, reusing it');
           return reused;
@@ -159,10 +173,17 @@ export class EtcdLeaseStore implements LeaseStore {
         continue; // it changed under us: look again
       }
 
-      const taken = [...leases.map((l) => l.subnet), ...occupied];
+      const taken = [...leases.map((l) => l.subnet), ...occupied.map((o) => o.subnet)];
+      const taken6 = [...leases.flatMap((l) => l.ipv6Subnet ?? []), ...occupied.flatMap((o) => o.subnet6 ?? [])];
       // 2. The subnet we had before (subnet.env), if it fits and nobody holds it now.
-      if (previous && isCompatible(previous, config) && !taken.some((t) => subnetsOverlap(t, previous))) {
-        const created = await this.createLease(previous, value);
+      if (
+        previous &&
+        isCompatible(previous, config) &&
+        isCompatible6(previous6, config.ipv6) &&
+        !taken.some((t) => subnetsOverlap(t, previous)) &&
+        !(previous6 && taken6.some((t) => subnets6Overlap(t, previous6)))
+      ) {
+        const created = await this.createLease(previous, previous6, value);
         if (created) {
           this.log.info({ subnet: formatSubnet(previous) }, 'took back our previous subnet');
           return created;
@@ -181,9 +202,16 @@ export class EtcdLeaseStore implements LeaseStore {
             `${formatIPv4(config.subnetMin)} and SubnetMax ${formatIPv4(config.subnetMax)} are leased`,
         );
       }
-      const created = await this.createLease(pick, value);
+      const pick6 = config.ipv6 ? pickFreeSubnet6(config.ipv6, taken6, this.random) : undefined;
+      if (config.ipv6 && !pick6) {
+        throw new SubnetsExhaustedError(
+          `out of IPv6 subnets: all ${countSubnets6(config.ipv6)} /${config.ipv6.subnetLen} subnets between ` +
+            `IPv6SubnetMin ${formatIPv6(config.ipv6.subnetMin)} and IPv6SubnetMax ${formatIPv6(config.ipv6.subnetMax)} are leased`,
+        );
+      }
+      const created = await this.createLease(pick, pick6, value);
       if (created) {
-        this.log.info({ subnet: formatSubnet(pick) }, 'allocated a new subnet');
+        this.log.info({ subnet: formatSubnet(pick), ...(pick6 ? { subnet6: formatSubnet6(pick6) } : {}) }, 'allocated a new subnet');
         return created;
       }
       this.log.info({ subnet: formatSubnet(pick), attempt }, 'another node took that subnet first; retrying');
@@ -282,17 +310,17 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   /** Every key under <prefix>/subnets/: valid leases (no expiry yet), and subnets of malformed values. */
-  private async listKeys(): Promise<{ leases: Lease[]; occupied: Subnet[]; revision: string }> {
+  private async listKeys(): Promise<{ leases: Lease[]; occupied: Array<{ subnet: Subnet; subnet6?: Subnet6 }>; revision: string }> {
     const prefix = Buffer.from(this.subnetsPrefix);
     const res = await this.call('list leases', (o) =>
       this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, o),
     );
     const leases: Lease[] = [];
-    const occupied: Subnet[] = [];
+    const occupied: Array<{ subnet: Subnet; subnet6?: Subnet6 }> = [];
     for (const kv of res.kvs) {
       const parsed = this.parseKv(kv);
       if (parsed.ok) leases.push(parsed.lease);
-      else if (parsed.subnet) occupied.push(parsed.subnet);
+      else if (parsed.subnet) occupied.push({ subnet: parsed.subnet, ...(parsed.subnet6 ? { subnet6: parsed.subnet6 } : {}) });
     }
     return { leases, occupied, revision: res.header.revision };
   }
@@ -309,8 +337,8 @@ export class EtcdLeaseStore implements LeaseStore {
     return parsed;
   }
 
-  private subnetKey(subnet: Subnet): string {
-    return this.subnetsPrefix + subnetToKey(subnet);
+  private subnetKey(subnet: Subnet, subnet6: Subnet6 | undefined): string {
+    return this.subnetsPrefix + makeSubnetKey(subnet, subnet6);
   }
 
   private async grant(): Promise<{ id: string; ttl: number }> {
@@ -339,10 +367,11 @@ export class EtcdLeaseStore implements LeaseStore {
    */
   private async writeLease(
     subnet: Subnet,
+    subnet6: Subnet6 | undefined,
     value: string,
     guard: { create: true } | { modRevision: string },
   ): Promise<Lease | undefined> {
-    const key = Buffer.from(this.subnetKey(subnet));
+    const key = Buffer.from(this.subnetKey(subnet, subnet6));
     const compare =
       'create' in guard
         ? { key, target: 'Version' as const, result: 'Equal' as const, version: 0 }
@@ -366,17 +395,20 @@ export class EtcdLeaseStore implements LeaseStore {
       await this.revoke(granted.id);
       return undefined;
     }
+    const attrs = JSON.parse(value) as { PublicIP: string; PublicIPv6: string | null };
     return {
       subnet,
-      publicIP: (JSON.parse(value) as { PublicIP: string }).PublicIP,
+      publicIP: attrs.PublicIP,
+      ...(subnet6 ? { ipv6Subnet: subnet6 } : {}),
+      ...(attrs.PublicIPv6 !== null ? { publicIPv6: attrs.PublicIPv6 } : {}),
       expiresAt: Date.now() + granted.ttl * 1000,
       source: { kind: 'etcd', key: key.toString(), modRevision: res.header.revision, etcdLeaseId: granted.id },
       attrs: JSON.parse(value) as Record<string, unknown>,
     };
   }
 
-  private createLease(subnet: Subnet, value: string): Promise<Lease | undefined> {
-    return this.writeLease(subnet, value, { create: true });
+  private createLease(subnet: Subnet, subnet6: Subnet6 | undefined, value: string): Promise<Lease | undefined> {
+    return this.writeLease(subnet, subnet6, value, { create: true });
   }
 
   private async deleteIfUnchanged(lease: Lease): Promise<void> {
@@ -400,19 +432,19 @@ export class EtcdLeaseStore implements LeaseStore {
    * last-writer-wins): still ours -> renewed; gone -> re-created if still free; someone else's -> LeaseLostError.
    */
   private async renewOnce(lease: Lease): Promise<Lease> {
-    const value = leaseValue(lease.publicIP);
+    const value = leaseValue(lease.publicIP, lease.publicIPv6);
     const oldId = etcdSource(lease)?.etcdLeaseId;
-    const current = await this.readKey(lease.subnet);
+    const current = await this.readKey(lease.subnet, lease.ipv6Subnet);
 
-    if (current && current.ok && current.lease.publicIP === lease.publicIP && isReservation(current.lease)) {
+    if (current && current.ok && sameHolder(current.lease, lease) && isReservation(current.lease)) {
       return current.lease; // a reservation never expires: nothing to renew
     }
     let renewed: Lease | undefined;
     if (!current) {
-      renewed = await this.createLease(lease.subnet, value);
+      renewed = await this.createLease(lease.subnet, lease.ipv6Subnet, value);
       if (renewed) this.log.warn({ subnet: formatSubnet(lease.subnet) }, 'our lease had expired; re-created it');
-    } else if (current.ok && current.lease.publicIP === lease.publicIP && current.lease.source.kind === 'etcd') {
-      renewed = await this.writeLease(lease.subnet, value, { modRevision: current.lease.source.modRevision });
+    } else if (current.ok && sameHolder(current.lease, lease) && current.lease.source.kind === 'etcd') {
+      renewed = await this.writeLease(lease.subnet, lease.ipv6Subnet, value, { modRevision: current.lease.source.modRevision });
     } else {
       const holder = current.ok ? current.lease.publicIP : 'a malformed value';
       throw new LeaseLostError(`renew: subnet ${formatSubnet(lease.subnet)} is now held by ${holder}`);
@@ -426,8 +458,10 @@ export class EtcdLeaseStore implements LeaseStore {
     return renewed;
   }
 
-  private async readKey(subnet: Subnet): Promise<ParsedKv | undefined> {
-    const res = await this.call('read lease', (o) => this.client.kv.range({ key: Buffer.from(this.subnetKey(subnet)) }, o));
+  private async readKey(subnet: Subnet, subnet6: Subnet6 | undefined): Promise<ParsedKv | undefined> {
+    const res = await this.call('read lease', (o) =>
+      this.client.kv.range({ key: Buffer.from(this.subnetKey(subnet, subnet6)) }, o),
+    );
     const kv = res.kvs[0];
     return kv ? this.parseKv(kv) : undefined;
   }
