@@ -6,6 +6,7 @@
 // this engine fast.
 import type { Logger } from 'pino';
 import { formatIPv4, formatSubnet } from '../net/cidr.js';
+import { formatIPv6, formatSubnet6, ipv6ToBytes } from '../net/ip6.js';
 import { configureTun } from './tundevice.js';
 import {
   loadAddon,
@@ -25,9 +26,16 @@ export { JsForwarder, type BatchIO, type ForwarderConfig } from './js-forwarder.
  * overflows while the reader thread waits for a CPU on a busy machine: TCP then sees loss.
  */
 const TUN_TX_QUEUE_LEN = 4000;
-/** TUNSETOFFLOAD flags: checksum, TSO4 (the reader splits super-packets before JS sees them). */
+/** TUNSETOFFLOAD flags: checksum, TSO4/TSO6 (the reader splits super-packets before JS sees them). */
 const TUN_F_CSUM = 1;
 const TUN_F_TSO4 = 2;
+const TUN_F_TSO6 = 4;
+
+/** The addon's IPv6-underlay I/O (udpOpen6, udpSendBatch6); older builds lack it. */
+interface Addon6 {
+  udpOpen6?(bindIP6: Uint8Array, port: number): UdpSocketInfo;
+  udpSendBatch6?(fd: number, port: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, gso: boolean, addrs: Uint8Array): number;
+}
 
 export class JsDatapath implements Datapath {
   readonly engine = 'js' as const;
@@ -35,12 +43,17 @@ export class JsDatapath implements Datapath {
   private addon: FeltAddon | undefined;
   private tun: TunHandle | undefined;
   private udp: UdpSocketInfo | undefined;
+  /** The IPv6 underlay socket (DatapathConfig.bindIPv6) and its reader. */
+  private udp6: UdpSocketInfo | undefined;
   private reader: TunReader | undefined;
   private udpReader: UdpReader | undefined;
-  /** UDP GSO for trains of equal-size datagrams, while the kernel accepts it. */
+  private udpReader6: UdpReader | undefined;
+  /** UDP GSO for trains of equal-size datagrams, while the kernel accepts it (per socket). */
   private gso = false;
+  private gso6 = false;
   /** TSO reads from the TUN (super-packets, split by the reader thread). */
   private tunTso = false;
+  private tunTso6 = false;
   private tunBatches = 0;
   private tunPackets = 0;
   /** TUN reads the reader thread's offload layer dropped, as already added to the counters. */
@@ -54,6 +67,7 @@ export class JsDatapath implements Datapath {
   ) {
     this.forwarder = new JsForwarder(config, {
       sendBatch: (buf, desc, count, ok) => this.sendBatch(buf, desc, count, ok),
+      sendBatch6: (buf, desc, count, ok, addrs) => this.sendBatch6(buf, desc, count, ok, addrs),
       writeTunBatch: (buf, desc, count, ok) => this.writeTunBatch(buf, desc, count, ok),
     });
   }
@@ -77,10 +91,48 @@ export class JsDatapath implements Datapath {
     }
   }
 
+  private sendBatch6(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, addrs: Uint8Array): void {
+    const send = (this.addon as (FeltAddon & Addon6) | undefined)?.udpSendBatch6;
+    if (this.udp6 === undefined || send === undefined) {
+      ok.fill(0, 0, count);
+      return;
+    }
+    const gsoErrno = send.call(this.addon, this.udp6.fd, this.config.port, buf, desc, count, ok, this.gso6, addrs);
+    if (gsoErrno !== 0 && this.gso6) {
+      this.gso6 = false;
+      this.log?.warn({ errno: gsoErrno }, 'js datapath: the kernel refused UDP GSO on the IPv6 socket; sending datagram by datagram');
+    }
+  }
+
+  /** The IPv6 underlay socket and its reader, when the node has an IPv6 underlay address. */
+  private openUdp6(addon: FeltAddon & Addon6, bindIPv6: bigint): void {
+    if (typeof addon.udpOpen6 !== 'function' || typeof addon.udpSendBatch6 !== 'function') {
+      throw new Error('the native addon lacks udpOpen6()/udpSendBatch6() (rebuild it)');
+    }
+    this.udp6 = addon.udpOpen6(ipv6ToBytes(bindIPv6), this.config.port);
+    this.gso6 = this.udp6.gso;
+    this.udpReader6 = addon.udpStartReader(this.udp6.fd, (data, count) => this.forwarder.decapBatch6(data, count));
+  }
+
+  /**
+   * Checksum + TSO4 (+ TSO6 with an IPv6 network, from an addon whose reader splits TCP/IPv6: the
+   * one with the IPv6 I/O); falls back to TSO4, then to no offloads.
+   */
+  private setTunOffloads(addon: FeltAddon & Addon6, fd: number): boolean {
+    const tso6 = this.config.localSubnet6 !== undefined && typeof addon.udpOpen6 === 'function';
+    if (tso6 && addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
+      this.tunTso6 = true;
+      return true;
+    }
+    if (addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4)) return true;
+    addon.tunSetOffload(fd, 0);
+    return false;
+  }
+
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`js datapath: start() may be called once, on a new engine (state: ${this.state})`);
     this.state = 'starting';
-    const { tunName, mtu, network, localSubnet, bindIP, port } = this.config;
+    const { tunName, mtu, network, localSubnet, bindIP, bindIPv6, port } = this.config;
     try {
       this.addon = loadAddon();
       for (const fn of [
@@ -100,17 +152,19 @@ export class JsDatapath implements Datapath {
       ] as const) {
         if (typeof this.addon[fn] !== 'function') throw new Error(`the native addon lacks ${fn}() (rebuild it)`);
       }
-      // The socket first: a port in use then leaves no device behind at all.
-      this.udp = this.addon.udpOpen(bindIP, port);
-      this.gso = this.udp.gso;
+      // The sockets first: a port in use then leaves no device behind at all. bindIP 0: no IPv4 underlay.
+      if (bindIP !== 0) {
+        this.udp = this.addon.udpOpen(bindIP, port);
+        this.gso = this.udp.gso;
+      }
+      if (bindIPv6 !== undefined) this.openUdp6(this.addon, bindIPv6);
 
       // A virtio header on every TUN read and write: merged writes (GRO) and TSO reads, which save
       // the kernel a trip through its stack per packet. The forwarder still sees single packets.
       this.tun = this.addon.tunOpen(tunName, { vnetHdr: true });
-      this.tunTso = this.addon.tunSetOffload(this.tun.fd, TUN_F_CSUM | TUN_F_TSO4);
-      if (!this.tunTso) this.addon.tunSetOffload(this.tun.fd, 0);
+      this.tunTso = this.setTunOffloads(this.addon, this.tun.fd);
       configureTun(this.addon, this.tun.name, this.config, this.log, TUN_TX_QUEUE_LEN);
-      this.udpReader = this.addon.udpStartReader(this.udp.fd, (data, count) => this.forwarder.decapBatch(data, count));
+      if (this.udp) this.udpReader = this.addon.udpStartReader(this.udp.fd, (data, count) => this.forwarder.decapBatch(data, count));
       this.reader = this.addon.tunStartReader(this.tun.fd, (data, count) => {
         this.tunBatches++;
         this.tunPackets += count;
@@ -120,12 +174,17 @@ export class JsDatapath implements Datapath {
     } catch (err) {
       this.teardown();
       this.state = 'stopped';
-      const what = `js datapath: cannot start (tun ${tunName}, udp ${formatIPv4(bindIP)}:${port})`;
+      const udp6 = bindIPv6 === undefined ? '' : `, udp [${formatIPv6(bindIPv6)}]:${port}`;
+      const what = `js datapath: cannot start (tun ${tunName}, udp ${formatIPv4(bindIP)}:${port}${udp6})`;
       throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
     }
     this.state = 'running';
+    const v6 = this.config.localSubnet6
+      ? { network6: this.config.network6 && formatSubnet6(this.config.network6), subnet6: formatSubnet6(this.config.localSubnet6), tunTso6: this.tunTso6 }
+      : {};
+    const underlay6 = this.udp6 ? { bindIPv6: formatIPv6(bindIPv6!), udpGso6: this.gso6, udpGro6: this.udp6.gro } : {};
     this.log?.info(
-      { tun: this.tun.name, mtu, network: formatSubnet(network), subnet: formatSubnet(localSubnet), port, udpGso: this.gso, udpGro: this.udp.gro, tunTso: this.tunTso },
+      { tun: this.tun.name, mtu, network: formatSubnet(network), subnet: formatSubnet(localSubnet), port, udpGso: this.gso, udpGro: this.udp?.gro, tunTso: this.tunTso, ...v6, ...underlay6 },
       'js datapath started',
     );
   }
@@ -151,6 +210,11 @@ export class JsDatapath implements Datapath {
     this.foldReaderDrops();
     const udpRead = this.udpReader?.stats();
     const io = this.addon?.jsioStats();
+    const udpRead6 = this.udpReader6?.stats();
+    const v6 = this.config.localSubnet6 ? { tunTso6: this.tunTso6 } : {};
+    const underlay6 = this.udp6
+      ? { udp6ReadBatches: udpRead6?.batches, udp6ReadDatagrams: udpRead6?.records, udpGso6: this.gso6, udpGro6: this.udp6.gro }
+      : {};
     return this.forwarder.stats({
       tun: this.tun?.name,
       vnetHdr: true,
@@ -170,6 +234,8 @@ export class JsDatapath implements Datapath {
       tunGroMergedPackets: io?.tunGroMergedPackets,
       socketRecvBuffer: this.udp?.rcvbuf,
       socketSendBuffer: this.udp?.sndbuf,
+      ...v6,
+      ...underlay6,
     });
   }
 
@@ -188,7 +254,7 @@ export class JsDatapath implements Datapath {
   /** Releases whatever start() created; safe on a half-started engine. */
   private teardown(): void {
     // Readers first: they join their threads, so nothing reads a closed (or reused) fd.
-    for (const reader of [this.reader, this.udpReader]) {
+    for (const reader of [this.reader, this.udpReader, this.udpReader6]) {
       try {
         reader?.stop();
       } catch (err) {
@@ -197,14 +263,17 @@ export class JsDatapath implements Datapath {
     }
     this.reader = undefined;
     this.udpReader = undefined;
-    if (this.udp && this.addon) {
+    this.udpReader6 = undefined;
+    for (const socket of [this.udp, this.udp6]) {
+      if (!socket || !this.addon) continue;
       try {
-        this.addon.udpClose(this.udp.fd);
+        this.addon.udpClose(socket.fd);
       } catch (err) {
-        this.log?.warn({ err }, 'js datapath: closing the UDP socket failed');
+        this.log?.warn({ err }, 'js datapath: closing a UDP socket failed');
       }
     }
     this.udp = undefined;
+    this.udp6 = undefined;
     if (this.tun && this.addon) {
       // Closing the fd of a non-persistent TUN removes the device, its address and route.
       try {

@@ -1,10 +1,8 @@
 // Counter bookkeeping for an engine's TS side: plain mutable numbers on the hot path,
 // turned into the DatapathStats shape only when stats() is asked for.
-import { formatIPv4 } from '../net/cidr.js';
 import { DROP_REASONS, emptyDropCounters, type DropCounters, type DropReason, type PeerStats } from './types.js';
 
 export class PeerCounters {
-  readonly address: string;
   txPackets = 0;
   txBytes = 0;
   rxPackets = 0;
@@ -13,9 +11,8 @@ export class PeerCounters {
   lastRxAt = 0;
   readonly drops: DropCounters = emptyDropCounters();
 
-  constructor(readonly publicIP: number) {
-    this.address = formatIPv4(publicIP);
-  }
+  /** `address`: the peer's identity in stats (dotted PublicIP, or PublicIPv6 text without one). */
+  constructor(readonly address: string) {}
 
   snapshot(): PeerStats {
     return {

@@ -3,6 +3,7 @@
 // recorded (copied: the forwarder hands out slices of its batch buffer).
 import type { BatchIO, JsForwarder } from '../../src/datapath/js.js';
 import { formatIPv4, parseIPv4 } from '../../src/net/cidr.js';
+import { formatIPv6, ipv6FromBytes, ipv6ToBytes, parseIPv6 } from '../../src/net/ip6.js';
 
 export class RecordingIO implements BatchIO {
   readonly sent: { packet: Buffer; address: string }[] = [];
@@ -18,6 +19,17 @@ export class RecordingIO implements BatchIO {
       ok[i] = this.sendFails ? 0 : 1;
       const start = desc[i * 3]!;
       if (!this.sendFails) this.sent.push({ packet: Buffer.from(buf.subarray(start, start + desc[i * 3 + 1]!)), address: formatIPv4(desc[i * 3 + 2]!) });
+    }
+  }
+
+  /** IPv6 underlay sends are recorded with the address as RFC 5952 text. */
+  sendBatch6(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, addrs: Uint8Array): void {
+    if (this.sendThrows) throw new Error('EBADF');
+    for (let i = 0; i < count; i++) {
+      ok[i] = this.sendFails ? 0 : 1;
+      const start = desc[i * 3]!;
+      const address = formatIPv6(ipv6FromBytes(addrs, 16 * desc[i * 3 + 2]!));
+      if (!this.sendFails) this.sent.push({ packet: Buffer.from(buf.subarray(start, start + desc[i * 3 + 1]!)), address });
     }
   }
 
@@ -38,8 +50,21 @@ export function encapOne(fwd: JsForwarder, packet: Buffer): void {
   fwd.encapBatch(record, 1);
 }
 
-/** A datagram from `from` (dotted) as the UDP reader delivers it: [u32 source][u16 length][flags][0]. */
+/**
+ * A datagram from `from` as the UDP reader delivers it: from a dotted address [u32 source][u16
+ * length][flags][0] to decapBatch; from an IPv6 address [16 bytes source][u16 length][flags][0] to
+ * decapBatch6 (the IPv6 socket's reader).
+ */
 export function decapOne(fwd: JsForwarder, datagram: Buffer, from: string, flags = 0): void {
+  if (from.includes(':')) {
+    const record = Buffer.alloc(20 + datagram.length);
+    record.set(ipv6ToBytes(parseIPv6(from)), 0);
+    record.writeUInt16BE(datagram.length, 16);
+    record[18] = flags;
+    datagram.copy(record, 20);
+    fwd.decapBatch6(record, 1);
+    return;
+  }
   const record = Buffer.alloc(8 + datagram.length);
   record.writeUInt32BE(parseIPv4(from), 0);
   record.writeUInt16BE(datagram.length, 4);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatIPv4, parseIPv4, parseSubnet } from '../../src/net/cidr.js';
 import { RouteTable, subnetsContain } from '../../src/datapath/routes.js';
+import { ipv6ToBytes, parseIPv6, parseSubnet6 } from '../../src/net/ip6.js';
 import type { Route } from '../../src/datapath/types.js';
 
 function route(cidr: string, publicIP: string): Route {
@@ -116,5 +117,66 @@ describe('RouteTable admission', () => {
     expect(subnetsContain([parseSubnet('1.2.3.4/32')], parseIPv4('1.2.3.4'))).toBe(true);
     expect(subnetsContain([parseSubnet('1.2.3.4/32')], parseIPv4('1.2.3.5'))).toBe(false);
     expect(subnetsContain([], 0)).toBe(false);
+  });
+});
+
+describe('RouteTable, IPv6', () => {
+  const r6 = (cidr4: string, publicIP: string, cidr6?: string, publicIPv6?: string): Route => ({
+    subnet: parseSubnet(cidr4),
+    publicIP: publicIP === '' ? 0 : parseIPv4(publicIP),
+    ...(cidr6 ? { subnet6: parseSubnet6(cidr6) } : {}),
+    ...(publicIPv6 ? { publicIPv6: parseIPv6(publicIPv6) } : {}),
+  });
+  const at = (ip: string): Buffer => Buffer.from(ipv6ToBytes(parseIPv6(ip)));
+  const peer6 = (t: RouteTable, dst: string) => t.lookup6(at(dst), 0)?.key;
+
+  it('matches IPv6 leases by longest prefix, misses addresses outside them', () => {
+    const t = new RouteTable([
+      r6('10.244.1.0/24', '192.168.77.2', 'fd00:10:244:1::/64'),
+      r6('10.244.2.0/24', '192.168.77.3', 'fd00:10:244::/48'),
+      r6('10.244.3.0/24', '192.168.77.4', 'fd00:10:244:1:8000::/65'),
+      r6('10.244.4.0/24', '192.168.77.5'),
+    ]);
+    expect(t.size6).toBe(3);
+    expect(peer6(t, 'fd00:10:244:1::5')).toBe('192.168.77.2');
+    expect(peer6(t, 'fd00:10:244:1:8000::5')).toBe('192.168.77.4');
+    expect(peer6(t, 'fd00:10:244:7::5')).toBe('192.168.77.3');
+    expect(peer6(t, 'fd00:10:245::1')).toBeUndefined();
+    expect(new RouteTable([]).lookup6(at('::1'), 0)).toBeUndefined();
+  });
+
+  it('handles /128 and /0, and masks host bits out of a route subnet', () => {
+    const t = new RouteTable([r6('10.0.0.0/24', '1.1.1.1', '::/0'), r6('10.0.1.0/24', '1.1.1.2', 'fd00::1/128')]);
+    expect(peer6(t, 'fd00::1')).toBe('1.1.1.2');
+    expect(peer6(t, 'fd00::2')).toBe('1.1.1.1');
+    const masked = new RouteTable([{ subnet: parseSubnet('10.0.0.0/24'), publicIP: 1, subnet6: { ip: parseIPv6('fd00:1:2:3:4::9'), prefixLen: 64 } }]);
+    expect(peer6(masked, 'fd00:1:2:3::1')).toBe('0.0.0.1');
+  });
+
+  it('serves 5,000 IPv6 leases: every lease found, neighbours outside missed', () => {
+    const routes: Route[] = [];
+    for (let i = 0; i < 5000; i++) {
+      routes.push(r6(`10.${(i >> 8) & 255}.${i & 255}.0/24`, `172.16.${(i >> 8) & 255}.${i & 255}`, `fd00:10:${(2 * i).toString(16)}::/64`));
+    }
+    const t = new RouteTable(routes);
+    for (let i = 0; i < 5000; i++) {
+      expect(peer6(t, `fd00:10:${(2 * i).toString(16)}::${i.toString(16)}`)).toBe(`172.16.${(i >> 8) & 255}.${i & 255}`);
+      expect(peer6(t, `fd00:10:${(2 * i + 1).toString(16)}::1`)).toBeUndefined();
+    }
+  });
+
+  it('identifies peers by IPv4 PublicIP, or by PublicIPv6 without one; finds them by either underlay address', () => {
+    const t = new RouteTable([
+      r6('10.244.1.0/24', '192.168.77.2', 'fd00:10:244:1::/64', 'fd77::2'),
+      r6('10.244.9.0/24', '192.168.77.2', 'fd00:10:244:9::/64'),
+      r6('10.244.5.0/24', '', 'fd00:10:244:5::/64', 'fd77::5'),
+    ]);
+    expect(t.peerList.map((p) => p.key)).toEqual(['192.168.77.2', 'fd77::5']);
+    expect(t.peerByIPv4(parseIPv4('192.168.77.2'))?.subnets6).toHaveLength(2);
+    expect(t.peerByIPv6(at('fd77::2'), 0)?.key).toBe('192.168.77.2');
+    expect(t.peerByIPv6(at('fd77::5'), 0)?.key).toBe('fd77::5');
+    expect(t.peerByIPv6(at('fd77::6'), 0)).toBeUndefined();
+    expect(t.peerByIPv4(0)).toBeUndefined();
+    expect(t.peers()).toEqual([parseIPv4('192.168.77.2')]);
   });
 });
