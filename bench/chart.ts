@@ -1,7 +1,7 @@
 // A hand-written SVG chart of a bench result, three panels: Gbit/s bars (1-flow and 4-flow) per
 // path, idle ping RTT (sparse and dense, p50 bars with p99 whiskers), and TCP request/response
 // transactions per second. No dependencies.
-import { PATH_LABELS, PATH_NAMES, type BenchResult, type PathResult } from './results.js';
+import { PATH_LABELS, PATH_NAMES, pathFamily, type BenchResult, type Family, type PathResult } from './results.js';
 
 const W = 1400;
 const H = 450;
@@ -164,19 +164,23 @@ function rrPanel(paths: PathResult[], x0: number, x1: number): string[] {
   return svg;
 }
 
-export function renderChart(result: BenchResult): string {
-  const paths = PATH_NAMES.map((n) => result.paths[n]).filter((p): p is PathResult => p !== undefined);
+/** The chart of one family's paths (IPv4 by default; the IPv6 paths get a chart of their own). */
+export function renderChart(result: BenchResult, family: Family = 4): string {
+  const paths = PATH_NAMES.filter((n) => pathFamily(n) === family).map((n) => result.paths[n]).filter((p): p is PathResult => p !== undefined);
+  const testbed = family === 6 ? result.testbed6 ?? result.testbed : result.testbed;
   const s = result.settings;
   const met = result.targets.filter((t) => t.met === true).length;
   const judged = result.targets.filter((t) => t.met !== null).length;
   const body = [
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    text(20, 26, `felt bench — ${result.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`, `font-size="16" font-weight="bold" fill="${COLORS.text}"`),
-    text(W - 20, 26, judged > 0 ? `targets met: ${met} of ${judged}` : 'no felt path measured: no targets judged', `text-anchor="end" font-size="13" fill="${COLORS.text}"`),
+    text(20, 26, `felt bench${family === 6 ? ' (IPv6 over an IPv6 underlay)' : ''} — ${result.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`, `font-size="16" font-weight="bold" fill="${COLORS.text}"`),
+    family === 6
+      ? text(W - 20, 26, 'no targets for IPv6: ratios to kernel VXLAN over IPv6 only', `text-anchor="end" font-size="13" fill="${COLORS.text}"`)
+      : text(W - 20, 26, judged > 0 ? `targets met: ${met} of ${judged}` : 'no felt path measured: no targets judged', `text-anchor="end" font-size="13" fill="${COLORS.text}"`),
     ...throughputPanel(paths, 70, 500),
     ...rttPanel(paths, 570, 960),
     ...rrPanel(paths, 1030, 1375),
-    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms, request/response ${s.rrSeconds} s; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${result.testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
+    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms, request/response ${s.rrSeconds} s; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
     text(20, H - 14, 'Shared 2-vCPU machine: absolute numbers are noisy; compare the ratios to kernel VXLAN measured in the same run.', `font-size="11" fill="${COLORS.muted}"`),
   ];
   return [

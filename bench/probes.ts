@@ -83,10 +83,18 @@ export interface NodeDrops {
   devRxDropped: number;
 }
 
-/** Reads the Udp: line of /proc/net/snmp and the device's stats64 (`ip -j -s link`). */
-export function parseNodeDrops(snmp: string, ipJson: string): NodeDrops {
+/**
+ * Reads the Udp: line of /proc/net/snmp plus the Udp6 counters of /proc/net/snmp6 (an IPv6
+ * underlay's datagrams count there), and the device's stats64 (`ip -j -s link`).
+ */
+export function parseNodeDrops(snmp: string, ipJson: string, snmp6 = ''): NodeDrops {
   const udp = counterLine(snmp, 'Udp:');
-  const n = (name: string): number => (Number.isFinite(udp.get(name)) ? udp.get(name)! : 0);
+  const udp6 = new Map<string, number>();
+  for (const line of snmp6.split('\n')) {
+    const m = /^Udp6(\w+)\s+(\d+)$/.exec(line.trim());
+    if (m) udp6.set(m[1]!, Number(m[2]));
+  }
+  const n = (name: string): number => (Number.isFinite(udp.get(name)) ? udp.get(name)! : 0) + (udp6.get(name) ?? 0);
   const link = (JSON.parse(ipJson) as { stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }[])[0];
   return {
     udpInErrors: n('InErrors'),
@@ -98,8 +106,12 @@ export function parseNodeDrops(snmp: string, ipJson: string): NodeDrops {
 }
 
 export async function readNodeDrops(ns: Netns, device: string): Promise<NodeDrops> {
-  const [snmp, link] = await Promise.all([ns.exec(['cat', '/proc/net/snmp']), ns.ip(['-j', '-s', 'link', 'show', 'dev', device])]);
-  return parseNodeDrops(snmp.stdout, link);
+  const [snmp, snmp6, link] = await Promise.all([
+    ns.exec(['cat', '/proc/net/snmp']),
+    ns.exec(['cat', '/proc/net/snmp6'], { check: false }),
+    ns.ip(['-j', '-s', 'link', 'show', 'dev', device]),
+  ]);
+  return parseNodeDrops(snmp.stdout, link, snmp6.stdout);
 }
 
 /** after - before, field by field. */

@@ -1,7 +1,7 @@
 // The text report: a latency table and a throughput table, one column per path, one row per
 // figure with its ratio to kernel VXLAN, then the targets marked met / MISSED / n/a. Pure.
 import { dropsTotal } from './probes.js';
-import { PATH_LABELS, PATH_NAMES, type BenchResult, type PathResult, type TargetResult, type TcpRun } from './results.js';
+import { PATH_LABELS, PATH_NAMES, pathFamily, type BenchResult, type Family, type PathResult, type TargetResult, type TcpRun } from './results.js';
 
 const DASH = '-';
 
@@ -68,8 +68,8 @@ function measured(p: PathResult): boolean {
   return p.ok || p.single !== null || p.pingSparse !== null || p.rr !== null;
 }
 
-function formatRows(result: BenchResult, title: string, rowSet: Row[], withErrors: boolean): string {
-  const paths = PATH_NAMES.map((n) => result.paths[n]).filter((p): p is PathResult => p !== undefined);
+function formatRows(result: BenchResult, family: Family, title: string, rowSet: Row[], withErrors: boolean): string {
+  const paths = PATH_NAMES.filter((n) => pathFamily(n) === family).map((n) => result.paths[n]).filter((p): p is PathResult => p !== undefined);
   const header = [title, ...paths.map((p) => PATH_LABELS[p.name])];
   const body = rowSet.map(([label, cell]) => [label, ...paths.map((p) => (measured(p) ? cell(p) : 'failed'))]);
   const rows = [header, ...body];
@@ -80,9 +80,15 @@ function formatRows(result: BenchResult, title: string, rowSet: Row[], withError
   return lines.join('\n');
 }
 
+/** One latency and one throughput table per family measured (IPv4 first), ratios within the family. */
 export function formatTable(result: BenchResult): string {
-  const parts = [formatRows(result, 'Latency', LATENCY_ROWS, result.settings.latencyOnly)];
-  if (!result.settings.latencyOnly) parts.push(formatRows(result, 'Throughput', THROUGHPUT_ROWS, true));
+  const families = ([4, 6] as const).filter((f) => PATH_NAMES.some((n) => pathFamily(n) === f && result.paths[n]));
+  const parts: string[] = [];
+  for (const family of families) {
+    const suffix = families.length > 1 || family === 6 ? ` (IPv${family})` : '';
+    parts.push(formatRows(result, family, `Latency${suffix}`, LATENCY_ROWS, result.settings.latencyOnly));
+    if (!result.settings.latencyOnly) parts.push(formatRows(result, family, `Throughput${suffix}`, THROUGHPUT_ROWS, true));
+  }
   return parts.join('\n\n');
 }
 

@@ -4,24 +4,51 @@ import type { IperfResult } from './iperf.js';
 import type { RrResult } from './latency.js';
 import type { MachineCpuUse, NodeDrops, PingStats } from './probes.js';
 
-export const RESULT_SCHEMA = 'felt-bench/2';
+// felt-bench/3 adds the IPv6 paths (underlay6, vxlan6, native6, js6), settings.families and
+// testbed6; every felt-bench/2 field keeps its name and meaning.
+export const RESULT_SCHEMA = 'felt-bench/3';
 
-/** The paths, in display order (table columns, chart bars). */
-export const PATH_NAMES = ['underlay', 'vxlan', 'native', 'js'] as const;
+/** The kinds of path, as --only names them. */
+export const PATH_KINDS = ['underlay', 'vxlan', 'native', 'js'] as const;
+export type PathKind = (typeof PATH_KINDS)[number];
+
+/** Address family of the pod traffic and the underlay (IPv6 paths run on an IPv6-only underlay). */
+export type Family = 4 | 6;
+
+/** The paths, in display order (table columns, chart bars): the IPv4 ones, then the IPv6 ones. */
+export const PATH_NAMES = ['underlay', 'vxlan', 'native', 'js', 'underlay6', 'vxlan6', 'native6', 'js6'] as const;
 export type PathName = (typeof PATH_NAMES)[number];
 
 /**
  * The order paths are measured in: felt native first, so its agents lease the pod subnets that
- * VXLAN then reuses (same pods), and the js agents take the same leases back after it.
+ * VXLAN then reuses (same pods), and the js agents take the same leases back after it. IPv4 first,
+ * on its own testbed, then IPv6 on an IPv6-only one.
  */
-export const MEASURE_ORDER: readonly PathName[] = ['underlay', 'native', 'vxlan', 'js'];
+export const MEASURE_ORDER: readonly PathName[] = ['underlay', 'native', 'vxlan', 'js', 'underlay6', 'native6', 'vxlan6', 'js6'];
 
 export const PATH_LABELS: Record<PathName, string> = {
   underlay: 'underlay',
   vxlan: 'kernel VXLAN',
   native: 'felt native',
   js: 'felt js',
+  underlay6: 'underlay v6',
+  vxlan6: 'kernel VXLAN v6',
+  native6: 'felt native v6',
+  js6: 'felt js v6',
 };
+
+export function pathFamily(name: PathName): Family {
+  return name.endsWith('6') ? 6 : 4;
+}
+
+export function pathKind(name: PathName): PathKind {
+  return name.replace(/6$/, '') as PathKind;
+}
+
+/** The path of `kind` carrying `family`. */
+export function pathName(kind: PathKind, family: Family): PathName {
+  return (family === 6 ? `${kind}6` : kind) as PathName;
+}
 
 /** One iperf3 run plus what the bench counted around it. */
 export interface TcpRun extends IperfResult {
@@ -115,7 +142,10 @@ export interface BenchSettings {
   /** Latency only: no iperf3 runs. */
   latencyOnly: boolean;
   quick: boolean;
+  /** Paths measured, in measurement order. */
   only: PathName[];
+  /** Families measured (the IPv6 paths have no request/response run: sockperf 3.7 has no IPv6). */
+  families: Family[];
 }
 
 export interface HostInfo {
@@ -136,6 +166,8 @@ export interface BenchResult {
   settings: BenchSettings;
   host: HostInfo;
   testbed: { prefix: string; underlay: string; underlayMtu: number | null };
+  /** The IPv6-only testbed of the IPv6 paths, when they ran. */
+  testbed6?: { prefix: string; underlay: string; underlayMtu: number | null };
   /** In measurement order; a path left out with --only is absent. */
   paths: Partial<Record<PathName, PathResult>>;
   targets: TargetResult[];
@@ -147,12 +179,12 @@ export function ratio(a: number | null | undefined, b: number | null | undefined
   return a / b;
 }
 
-/** Fills in vsVxlan for every path from the VXLAN path of the same run. */
+/** Fills in vsVxlan for every path from the VXLAN path of the same run and family. */
 export function computeRatios(paths: Partial<Record<PathName, PathResult>>): void {
-  const vx = paths.vxlan;
   for (const name of PATH_NAMES) {
     const p = paths[name];
     if (!p) continue;
+    const vx = paths[pathName('vxlan', pathFamily(name))];
     p.vsVxlan = {
       singleGbps: ratio(p.single?.gbps, vx?.single?.gbps),
       multiGbps: ratio(p.multi?.gbps, vx?.multi?.gbps),
@@ -177,7 +209,7 @@ function judge(value: number | null, kind: TargetResult['kind'], limit: number):
   return value < limit;
 }
 
-/** The throughput and latency targets, as ratios to kernel VXLAN in the same run. */
+/** The throughput and latency targets, as ratios to kernel VXLAN in the same run (IPv4 paths; IPv6 has none). */
 export function evaluateTargets(paths: Partial<Record<PathName, PathResult>>): TargetResult[] {
   const t = (id: string, description: string, value: number | null, unit: string, kind: TargetResult['kind'], limit: number): TargetResult => ({
     id, description, value, unit, limit, kind, met: judge(value, kind, limit),

@@ -1,21 +1,22 @@
-// `npm run bench`: one command, one run, one testbed. Measures, over the plain underlay, kernel
-// VXLAN (as flannel's vxlan backend), felt native and felt js, side by side: latency (ping RTT at a
-// sparse and a dense interval, back-to-back TCP request/response with the agents' CPU per
-// transaction) and throughput (iperf3 1-flow and 4-flow TCP); prints both tables with ratios to
-// kernel VXLAN and the targets; writes bench/results/latest.json and latest.svg. Needs root
-// (namespaces), iperf3, sockperf and ping.
+// `npm run bench`: one command, one run. Measures, over the plain underlay, kernel VXLAN (as
+// flannel's vxlan backend), felt native and felt js, side by side: latency (ping RTT at a sparse and
+// a dense interval, back-to-back TCP request/response with the agents' CPU per transaction) and
+// throughput (iperf3 1-flow and 4-flow TCP); first in IPv4 on an IPv4 testbed, then in IPv6 on an
+// IPv6-only testbed (--family picks one); prints the tables with ratios to kernel VXLAN of the same
+// family and the targets; writes bench/results/latest.json and latest.svg (latest-ipv6.svg).
+// Needs root (namespaces), iperf3, sockperf and ping.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Testbed, UNDERLAY_LEN, UNDERLAY_PREFIX } from '../test/testbed/testbed.js';
+import { Testbed, UNDERLAY6_LEN, UNDERLAY6_PREFIX, UNDERLAY_LEN, UNDERLAY_PREFIX } from '../test/testbed/testbed.js';
 import { repoRoot } from '../test/testbed/tcp.js';
 import { renderChart } from './chart.js';
 import { runIperfClient, startIperfServer } from './iperf.js';
 import { runRr, startRrServer } from './latency.js';
 import type { BenchServer } from './server.js';
-import { setupPath, underlayMtu, type PathEnds } from './paths.js';
+import { DUAL_STACK_CONFIG, setupPath, underlayMtu, type PathEnds } from './paths.js';
 import {
   dropsDelta,
   machineCpuUse,
@@ -31,21 +32,26 @@ import {
   computeRatios,
   evaluateTargets,
   MEASURE_ORDER,
+  PATH_KINDS,
   PATH_LABELS,
-  PATH_NAMES,
+  pathFamily,
+  pathKind,
   RESULT_SCHEMA,
   type BenchResult,
   type BenchSettings,
+  type Family,
   type PathName,
   type PathResult,
   type RrRun,
   type TcpRun,
 } from './results.js';
 
-const USAGE = `usage: npm run bench -- [--duration S] [--only native,js,vxlan,underlay] [--latency-only] [--quick] [--out DIR]
+const USAGE = `usage: npm run bench -- [--duration S] [--only native,js,vxlan,underlay] [--family 4|6|4,6] [--latency-only] [--quick] [--out DIR]
 
   --duration S     seconds per iperf3 run, after 1 s of omitted warm-up (default 8; 3 with --quick)
   --only LIST      paths to measure, comma-separated: underlay, vxlan, native, js (default all)
+  --family LIST    4: IPv4 pods on an IPv4 underlay; 6: IPv6 pods on an IPv6-only underlay (a dual-stack
+                   cluster); default 4,6, each on its own testbed, one after the other
   --latency-only   ping and request/response only, no iperf3 runs
   --quick          short runs: 3 s iperf3, 15 sparse + 200 dense pings, 3 s request/response
   --out DIR        where latest.json and latest.svg go (default bench/results)
@@ -71,6 +77,7 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
       options: {
         duration: { type: 'string' },
         only: { type: 'string' },
+        family: { type: 'string' },
         quick: { type: 'boolean', default: false },
         'latency-only': { type: 'boolean', default: false },
         out: { type: 'string' },
@@ -94,16 +101,22 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
     }
     durationS = Number(values.duration);
   }
-  let only: PathName[] = [...MEASURE_ORDER];
+  let kinds: string[] = [...PATH_KINDS];
   if (values.only !== undefined) {
-    const asked = values.only.split(',').map((s) => s.trim()).filter(Boolean);
-    const unknown = asked.filter((s) => !(PATH_NAMES as readonly string[]).includes(s));
-    if (asked.length === 0 || unknown.length > 0) {
-      fail(`--only takes a comma-separated list of ${PATH_NAMES.join(', ')}; got "${values.only}"`);
+    kinds = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = kinds.filter((s) => !(PATH_KINDS as readonly string[]).includes(s));
+    if (kinds.length === 0 || unknown.length > 0) {
+      fail(`--only takes a comma-separated list of ${PATH_KINDS.join(', ')}; got "${values.only}"`);
     }
-    // Always measured in the fixed order, whatever order was asked.
-    only = MEASURE_ORDER.filter((n) => asked.includes(n));
   }
+  let families: Family[] = [4, 6];
+  if (values.family !== undefined) {
+    const asked = values.family.split(',').map((s) => s.trim()).filter(Boolean);
+    if (asked.length === 0 || asked.some((f) => f !== '4' && f !== '6')) fail(`--family takes 4, 6 or 4,6; got "${values.family}"`);
+    families = ([4, 6] as const).filter((f) => asked.includes(String(f)));
+  }
+  // Always measured in the fixed order, whatever order was asked.
+  const only = MEASURE_ORDER.filter((n) => kinds.includes(pathKind(n)) && families.includes(pathFamily(n)));
   return {
     settings: {
       durationS,
@@ -116,6 +129,7 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
       latencyOnly: values['latency-only'] === true,
       quick,
       only,
+      families,
     },
     outDir: resolve(values.out ?? join(repoRoot(), 'bench', 'results')),
   };
@@ -130,7 +144,7 @@ function preflight(settings: BenchSettings): void {
       fail(`${tool} is not installed (scripts/setup.sh installs it)`);
     }
   }
-  if (settings.only.includes('native') || settings.only.includes('js')) {
+  if (settings.only.some((n) => ['native', 'js'].includes(pathKind(n)))) {
     try {
       execFileSync('sh', ['-c', 'command -v etcd'], { stdio: 'ignore' });
     } catch {
@@ -303,7 +317,10 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
       () => pingStats(ends.client, ends.serverIP, dense.count, dense.intervalMs / 1000),
       showPing,
     );
-    rrServer = (await step('start sockperf server', () => startRrServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
+    // sockperf 3.7 (Debian 12) takes no IPv6 address: the IPv6 paths have ping latency only.
+    const rrPossible = pathFamily(name) === 4;
+    if (!rrPossible) result.info.requestResponse = 'not measured: sockperf 3.7 has no IPv6';
+    if (rrPossible) rrServer = (await step('start sockperf server', () => startRrServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
     if (rrServer && agentsAlive(ends, result)) {
       result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrSeconds} s`, () => measureRr(ends, settings), describeRr);
     }
@@ -329,7 +346,7 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
     await server?.stop().catch(() => undefined);
     await step('tear down', () => ends.teardown(), () => 'done');
   }
-  const latencyOk = result.pingSparse !== null && result.pingDense !== null && result.rr !== null;
+  const latencyOk = result.pingSparse !== null && result.pingDense !== null && (result.rr !== null || pathFamily(name) === 6);
   const throughputOk = settings.latencyOnly || (result.single !== null && result.multi !== null);
   result.ok = result.errors.length === 0 && latencyOk && throughputOk;
   return result;
@@ -347,6 +364,8 @@ function hostInfo(loadStart: number): BenchResult['host'] {
   };
 }
 
+const PATH_NAMES_6 = MEASURE_ORDER.filter((n) => pathFamily(n) === 6);
+
 const NOTES = [
   'The machine is shared and has 2 vCPUs: during a felt run iperf3 (2 processes) and the two agents compete for them. Absolute numbers are noisy; compare ratios to kernel VXLAN from the same run.',
   'On veth, kernel VXLAN hands 64 KB GSO packets through without segmenting them, so it runs at nearly underlay speed; a userspace tunnel pays per-packet copies and syscalls.',
@@ -355,7 +374,13 @@ const NOTES = [
 /** Notes that depend on this run's figures. */
 function runNotes(paths: BenchResult['paths']): string[] {
   const notes: string[] = [];
-  for (const name of ['underlay', 'vxlan'] as const) {
+  if (PATH_NAMES_6.some((n) => paths[n])) {
+    notes.push(
+      'IPv6 paths: IPv6 pod traffic over an IPv6-only underlay (felt: a dual-stack cluster, TUN MTU = underlay - 48; kernel VXLAN: ' +
+        'flannel-v6.1, MTU = underlay - 70), ratios to kernel VXLAN over IPv6; no request/response run (sockperf 3.7 has no IPv6) and no targets.',
+    );
+  }
+  for (const name of ['underlay', 'vxlan', 'underlay6', 'vxlan6'] as const) {
     const p = paths[name];
     const worst = Math.max(p?.single?.retransmitPct ?? 0, p?.multi?.retransmitPct ?? 0);
     if (worst >= 0.1) {
@@ -380,8 +405,7 @@ async function main(): Promise<void> {
   preflight(settings);
   const loadStart = os.loadavg()[0]!;
   const startedAt = new Date().toISOString();
-  const needsFelt = settings.only.includes('native') || settings.only.includes('js');
-  log(`bench: paths ${settings.only.join(', ')}; iperf3 ${settings.durationS} s per run; building the testbed`);
+  log(`bench: paths ${settings.only.join(', ')}; iperf3 ${settings.durationS} s per run`);
 
   // Ctrl-C: the testbed's namespace hooks kill every process in our namespaces and delete them;
   // this one (registered first, so it runs first) also removes the testbed's scratch directory.
@@ -395,16 +419,26 @@ async function main(): Promise<void> {
   process.once('SIGTERM', onInterrupt);
 
   const paths: BenchResult['paths'] = {};
-  let testbedInfo: BenchResult['testbed'] = { prefix: '', underlay: `${UNDERLAY_PREFIX}.0/${UNDERLAY_LEN}`, underlayMtu: null };
-  const tb = await Testbed.create({ nodes: 2, pods: true, etcd: needsFelt });
-  workDir = tb.workDir;
-  try {
-    testbedInfo = { ...testbedInfo, prefix: tb.prefix, underlayMtu: await underlayMtu(tb.nodes[0]!) };
-    log(`testbed ${tb.prefix}: 2 nodes on ${testbedInfo.underlay} (MTU ${testbedInfo.underlayMtu})${needsFelt ? ', etcd' : ''}`);
-    for (const name of settings.only) paths[name] = await measurePath(tb, name, settings);
-  } finally {
-    log('removing the testbed');
-    await tb.destroy().catch((err: Error) => log(`testbed teardown: ${err.message}`));
+  const testbeds: Partial<Record<Family, BenchResult['testbed']>> = {};
+  for (const family of settings.families) {
+    const names = settings.only.filter((n) => pathFamily(n) === family);
+    if (names.length === 0) continue;
+    const needsFelt = names.some((n) => ['native', 'js'].includes(pathKind(n)));
+    const underlay = family === 6 ? `${UNDERLAY6_PREFIX}/${UNDERLAY6_LEN}` : `${UNDERLAY_PREFIX}.0/${UNDERLAY_LEN}`;
+    // IPv6: an IPv6-only underlay and a dual-stack cluster, so every tunnel carries IPv6 over IPv6.
+    const tb = await Testbed.create({
+      nodes: 2, pods: true, etcd: needsFelt,
+      ...(family === 6 ? { underlay: 'ipv6' as const, networkConfig: DUAL_STACK_CONFIG } : {}),
+    });
+    workDir = tb.workDir;
+    try {
+      testbeds[family] = { prefix: tb.prefix, underlay, underlayMtu: await underlayMtu(tb.nodes[0]!) };
+      log(`testbed ${tb.prefix}: 2 nodes on ${underlay} (MTU ${testbeds[family]!.underlayMtu})${needsFelt ? ', etcd' : ''}`);
+      for (const name of names) paths[name] = await measurePath(tb, name, settings);
+    } finally {
+      log('removing the testbed');
+      await tb.destroy().catch((err: Error) => log(`testbed teardown: ${err.message}`));
+    }
   }
 
   computeRatios(paths);
@@ -416,7 +450,8 @@ async function main(): Promise<void> {
     wallSeconds: (finished - started) / 1000,
     settings,
     host: hostInfo(loadStart),
-    testbed: testbedInfo,
+    testbed: testbeds[4] ?? testbeds[6] ?? { prefix: '', underlay: `${UNDERLAY_PREFIX}.0/${UNDERLAY_LEN}`, underlayMtu: null },
+    ...(testbeds[6] ? { testbed6: testbeds[6] } : {}),
     paths,
     targets: evaluateTargets(paths),
     notes: [...NOTES, ...runNotes(paths)],
@@ -425,8 +460,10 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${formatReport(result)}\n`);
   mkdirSync(outDir, { recursive: true });
   writeAtomic(join(outDir, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
-  writeAtomic(join(outDir, 'latest.svg'), renderChart(result));
-  process.stdout.write(`\nwrote ${join(outDir, 'latest.json')} and latest.svg\n`);
+  const families = settings.families.filter((f) => settings.only.some((n) => pathFamily(n) === f));
+  writeAtomic(join(outDir, 'latest.svg'), renderChart(result, families[0] ?? 4));
+  if (families.length > 1) writeAtomic(join(outDir, 'latest-ipv6.svg'), renderChart(result, 6));
+  process.stdout.write(`\nwrote ${join(outDir, 'latest.json')} and latest.svg${families.length > 1 ? ' and latest-ipv6.svg' : ''}\n`);
   // Missed targets are a result, not a failure; a path that could not be measured is.
   const broken = Object.values(paths).filter((p) => p && !p.ok).length;
   process.exitCode = broken > 0 ? 1 : 0;
