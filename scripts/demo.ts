@@ -1,24 +1,43 @@
 // `npm run demo`: a three-node felt overlay in network namespaces on this machine, end to end.
 // Builds an underlay, starts etcd and one agent per node, adds a pod per node, prints the lease
 // table and pings pod to pod across every pair; then tears everything down (also on Ctrl-C).
-// Needs root. Exit status 0 only if every ping was answered.
+// `--dual-stack`: the cluster has an IPv6 network too, pods get an IPv6 address, the underlay has
+// both families, and every pair also pings over IPv6. Needs root. Exit status 0 only if every
+// ping was answered.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startAgent, type AgentHandle, type Engine } from '../test/testbed/agent.js';
 import { cleanupSync, sleep } from '../test/testbed/netns.js';
 import { repoRoot } from '../test/testbed/tcp.js';
-import { DEFAULT_NETWORK, HUB_IP, Testbed, UNDERLAY_LEN, UNDERLAY_PREFIX, type TestbedNode } from '../test/testbed/testbed.js';
+import {
+  DEFAULT_NETWORK,
+  HUB_IP,
+  Testbed,
+  UNDERLAY6_LEN,
+  UNDERLAY6_PREFIX,
+  UNDERLAY_LEN,
+  UNDERLAY_PREFIX,
+  type TestbedNode,
+  type UnderlayFamily,
+} from '../test/testbed/testbed.js';
 
 const NODES = 3;
 const PINGS = 3;
+const NETWORK6 = 'fc00::/48';
+const DUAL_STACK_CONFIG = { Network: DEFAULT_NETWORK, EnableIPv6: true, IPv6Network: NETWORK6, Backend: { Type: 'udp' } };
 
 function nativeAvailable(): boolean {
   return existsSync(join(repoRoot(), 'dist', 'src', 'datapath', 'native.js'));
 }
 
 function usage(): never {
-  console.log('Usage: npm run demo [-- --engine native|js]\n\nRuns a 3-node felt overlay in network namespaces (needs root).');
+  console.log(
+    'Usage: npm run demo [-- --engine native|js] [--dual-stack [--underlay dual|ipv6|ipv4]]\n\n' +
+      'Runs a 3-node felt overlay in network namespaces (needs root). --dual-stack adds an IPv6 network\n' +
+      '(pods get IPv4 and IPv6 addresses and ping each other over both); its underlay is dual-stack\n' +
+      'unless --underlay says otherwise (ipv6: no IPv4 address on the nodes at all).',
+  );
   process.exit(0);
 }
 
@@ -66,7 +85,12 @@ async function waitForConvergence(agents: AgentHandle[], timeoutMs = 30_000): Pr
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { engine: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      engine: { type: 'string' },
+      'dual-stack': { type: 'boolean' },
+      underlay: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) usage();
@@ -74,8 +98,12 @@ async function main(): Promise<number> {
   if (engine !== 'native' && engine !== 'js') throw new Error(`--engine must be native or js, got "${engine}"`);
   if (engine === 'native' && !nativeAvailable()) throw new Error('the native engine is not built (dist/src/datapath/native.js missing); try --engine js');
   if (process.getuid?.() !== 0) throw new Error('the demo creates network namespaces: run it as root');
+  const dual = values['dual-stack'] === true;
+  if (values.underlay !== undefined && !dual) throw new Error('--underlay goes with --dual-stack');
+  const underlay = (values.underlay ?? (dual ? 'dual' : 'ipv4')) as UnderlayFamily;
+  if (!['ipv4', 'dual', 'ipv6'].includes(underlay)) throw new Error(`--underlay must be dual, ipv6 or ipv4, got "${underlay}"`);
 
-  console.log(`felt demo: ${NODES} nodes, each with one pod, connected by felt's UDP overlay (engine: ${engine}).`);
+  console.log(`felt demo: ${NODES} nodes, each with one ${dual ? 'dual-stack ' : ''}pod, connected by felt's UDP overlay (engine: ${engine}).`);
   console.log('Everything lives in network namespaces named felt-<run id>-*; nothing touches the host network.');
   const total = 5;
   let tb: Testbed | undefined;
@@ -86,19 +114,28 @@ async function main(): Promise<number> {
     process.exit(130);
   });
   try {
-    step(1, total, `Underlay: a bridge ${UNDERLAY_PREFIX}.0/${UNDERLAY_LEN} in a hub namespace, etcd on it at ${HUB_IP}:2379`);
-    tb = await Testbed.create({ nodes: NODES, pods: true, etcd: true });
-    console.log(`    hub ${tb.hub.name}  (${HUB_IP}, etcd)`);
-    for (const n of tb.nodes) console.log(`    node ${n.name}  ${n.ns.name}  eth0 ${n.underlayIP}`);
-    console.log(`    etcd key ${tb.etcdPrefix}/config = {"Network":"${DEFAULT_NETWORK}","Backend":{"Type":"udp"}}`);
+    const nets = [
+      ...(underlay !== 'ipv6' ? [`${UNDERLAY_PREFIX}.0/${UNDERLAY_LEN}`] : []),
+      ...(underlay !== 'ipv4' ? [`${UNDERLAY6_PREFIX}/${UNDERLAY6_LEN}`] : []),
+    ];
+    tb = await Testbed.create({ nodes: NODES, pods: true, etcd: true, underlay, ...(dual ? { networkConfig: DUAL_STACK_CONFIG } : {}) });
+    const etcdURL = tb.etcdClientURL.replace(/^http:\/\//, '');
+    step(1, total, `Underlay: a bridge ${nets.join(' + ')} in a hub namespace, etcd on it at ${etcdURL}`);
+    console.log(`    hub ${tb.hub.name}  (${underlay === 'ipv6' ? etcdURL.replace(/:\d+$/, '') : HUB_IP}, etcd)`);
+    for (const n of tb.nodes) console.log(`    node ${n.name}  ${n.ns.name}  eth0 ${[n.underlayIPv4, n.underlayIPv6].filter(Boolean).join(' ')}`);
+    const config = dual ? JSON.stringify(DUAL_STACK_CONFIG) : `{"Network":"${DEFAULT_NETWORK}","Backend":{"Type":"udp"}}`;
+    console.log(`    etcd key ${tb.etcdPrefix}/config = ${config}`);
 
-    step(2, total, 'Agents: each node runs `felt run`, takes a /24 lease and opens flannel0; a pod is wired to it');
+    step(2, total, `Agents: each node runs \`felt run\`, takes a /24${dual ? ' and a /64' : ''} lease and opens flannel0; a pod is wired to it`);
     const agents: AgentHandle[] = [];
     for (const n of tb.nodes) {
       const t0 = Date.now();
       const a = await startAgent(tb, n, { engine });
       agents.push(a);
-      console.log(`    ${n.name}: lease ${a.subnet}, flannel0 ${a.subnet.replace(/\.0\/24$/, '.0/32')}, pod ${n.pods[0]!.name} ${n.pods[0]!.ip}  (ready in ${Date.now() - t0} ms)`);
+      const pod = n.pods[0]!;
+      const v6 = dual ? ` + ${a.subnet6 ?? '(no IPv6 lease!)'}` : '';
+      const tun6 = a.subnet6 ? ` ${a.subnet6.replace(/\/\d+$/, '/128')}` : '';
+      console.log(`    ${n.name}: lease ${a.subnet}${v6}, flannel0 ${a.subnet.replace(/\.0\/24$/, '.0/32')}${tun6}, pod ${pod.name} ${[pod.ip, pod.ip6].filter(Boolean).join(' ')}  (ready in ${Date.now() - t0} ms)`);
     }
     await waitForConvergence(agents);
     console.log('    every agent has learned every lease from etcd');
@@ -106,8 +143,8 @@ async function main(): Promise<number> {
     step(3, total, `Lease table, as agent ${tb.nodes[0]!.name} sees it (GET /leases?format=table on its debug socket):`);
     console.log(await leaseTable(agents[0]!));
 
-    step(4, total, `Pod to pod: ${PINGS} pings across every pair (pod -> cni0 -> flannel0 -> UDP 8285 -> peer -> flannel0 -> pod)`);
-    const failures = await pingAll(tb, tb.nodes);
+    step(4, total, `Pod to pod: ${PINGS} pings${dual ? ' and ping -6' : ''} across every pair (pod -> cni0 -> flannel0 -> UDP 8285 -> peer -> flannel0 -> pod)`);
+    const failures = await pingAll(tb, tb.nodes, dual ? [4, 6] : [4]);
 
     step(5, total, 'Tearing down');
     await tb.destroy();
@@ -124,18 +161,21 @@ async function main(): Promise<number> {
   }
 }
 
-async function pingAll(tb: Testbed, nodes: TestbedNode[]): Promise<number> {
+async function pingAll(tb: Testbed, nodes: TestbedNode[], families: (4 | 6)[]): Promise<number> {
   const rows = [['FROM', '', 'TO', '', 'REPLIES', 'RTT min/avg/max']];
   let failures = 0;
-  for (const a of nodes) {
-    for (const b of nodes) {
-      if (a === b) continue;
-      const [pa, pb] = [a.pods[0]!, b.pods[0]!];
-      const r = await tb.ping(pa, pb.ip, { count: PINGS, intervalS: 0.2 });
-      const ok = r.received === r.transmitted && r.transmitted === PINGS;
-      if (!ok) failures++;
-      const rtt = r.rtt ? `${r.rtt.min.toFixed(3)}/${r.rtt.avg.toFixed(3)}/${r.rtt.max.toFixed(3)} ms` : '-';
-      rows.push([pa.name, pa.ip, pb.name, pb.ip, `${r.received}/${r.transmitted}${ok ? '' : '  FAIL'}`, rtt]);
+  for (const family of families) {
+    for (const a of nodes) {
+      for (const b of nodes) {
+        if (a === b) continue;
+        const [pa, pb] = [a.pods[0]!, b.pods[0]!];
+        const [src, dst] = family === 6 ? [pa.ip6 ?? '(none)', pb.ip6] : [pa.ip, pb.ip];
+        const r = dst ? await tb.ping(pa, dst, { count: PINGS, intervalS: 0.2, family }) : undefined;
+        const ok = r !== undefined && r.received === r.transmitted && r.transmitted === PINGS;
+        if (!ok) failures++;
+        const rtt = r?.rtt ? `${r.rtt.min.toFixed(3)}/${r.rtt.avg.toFixed(3)}/${r.rtt.max.toFixed(3)} ms` : '-';
+        rows.push([pa.name, src, pb.name, dst ?? '(no IPv6 address)', r ? `${r.received}/${r.transmitted}${ok ? '' : '  FAIL'}` : 'FAIL', rtt]);
+      }
     }
   }
   console.log(table(rows));
