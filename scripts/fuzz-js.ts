@@ -18,7 +18,7 @@ import { DROP_REASONS, type DropReason } from '../src/datapath/types.js';
 import { formatIPv4 } from '../src/net/cidr.js';
 import { genDecapDatagram, genEncapPacket, type GenKind } from './fuzz/gen.js';
 import { CheckingIO, type InputRecord } from './fuzz/io.js';
-import { DEFAULT_MASK, ipOf, LOCAL, rd16, refDecap, refEncap, ROUTE_FAMILY, RouteSet, setIpChecksum, wr16, wr32, type Verdict } from './fuzz/model.js';
+import { DEFAULT_MASK, ipOf, LOCAL, rd16, refDecapMessage, refEncap, ROUTE_FAMILY, RouteSet, setIpChecksum, wr16, wr32, type Verdict } from './fuzz/model.js';
 import { Rng } from './fuzz/rng.js';
 
 const ICMP_RATE = 100;
@@ -233,8 +233,7 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
       }
       const start = off + UDP_REC_HDR;
       const sender = formatIPv4(sources[i]!);
-      let expected: Verdict = refDecap(data, start, len, sender, routes);
-      if (expected !== 'unknown-peer' && flags[i]! & 1) expected = 'oversize';
+      const expected = refDecapMessage(data, start, len, 0, (flags[i]! & 1) !== 0, sender, routes)[0]!;
       records.push({ start, original: copyOf(data, start, start + len), expected, icmp: '', sender, emitted: 0, icmpSeen: 0 });
       tallyAdd(want, expected);
       off = start + len;

@@ -5,14 +5,16 @@
 #           measured after a full GC round by round;
 #   jsio    the js engine's C I/O (reader.c: TSO split, UDP GRO split; writer.c: GSO trains, GRO
 #           writes), plain and ASan/UBSan builds;
-#   native  the native engine's packet path (engine.c), plain and ASan/UBSan builds.
+#   native  the native engine's packet path (engine.c), plain and ASan/UBSan builds. The verdicts
+#           come from the same reference model as the js run (scripts/fuzz/model.ts):
+#           fuzz --emit | node dist/scripts/fuzz-vectors.js | fuzz --vectors -
 #
 #   npm run fuzz                         (builds first; = bash scripts/fuzz.sh)
 #   bash scripts/fuzz.sh [--count N] [--seed S] [--only js|jsio|native]
 #
 # --count: inputs per run (default 1000000); --seed: default a fresh one (printed, so a failing run
 # can be repeated). Bursts that break an invariant are saved under test-artifacts/fuzz/ and replay
-# with `<build dir>/fuzz --replay FILE`. Needs: node, the built dist/ (npm run build), cc with
+# with `<build dir>/fuzz --replay FILE` (they carry the verdicts). Needs: node, the built dist/ (npm run build), cc with
 # libasan/libubsan. Exit status 0 only when every run held every invariant.
 set -euo pipefail
 
@@ -39,11 +41,14 @@ echo "fuzz: $count inputs per run, seed $seed"
 status=0
 results=()
 
-if [ "$only" = all ] || [ "$only" = js ]; then
-  if [ ! -f dist/scripts/fuzz-js.js ]; then
-    echo "dist/scripts/fuzz-js.js is missing: run npm run build first" >&2
+for script in fuzz-js fuzz-vectors; do
+  if [ ! -f "dist/scripts/$script.js" ]; then
+    echo "dist/scripts/$script.js is missing: run npm run build first" >&2
     exit 2
   fi
+done
+
+if [ "$only" = all ] || [ "$only" = js ]; then
   echo "== js engine (node --expose-gc, 10 rounds)"
   if node --expose-gc dist/scripts/fuzz-js.js --count "$count" --seed "$seed" --rounds 10; then
     results+=("js: ok")
@@ -60,6 +65,15 @@ asan_env() {
 if [ "$only" != js ]; then
   sh native/fuzz/build.sh "$build"
 fi
+
+# The native harness's inputs, with the model's verdict written next to each, run through it.
+# Usage: native_run BINARY SEED [prefix command...]
+native_run() {
+  local bin=$1 s=$2
+  shift 2
+  "$@" "$build/$bin" --emit --count "$count" --seed "$s" | node dist/scripts/fuzz-vectors.js |
+    "$@" "$build/$bin" --vectors - --seed "$s" --save-dir "$artifacts"
+}
 
 if [ "$only" = all ] || [ "$only" = jsio ]; then
   echo "== js engine C I/O, plain build"
@@ -78,13 +92,13 @@ fi
 
 if [ "$only" = all ] || [ "$only" = native ]; then
   echo "== native engine, plain build"
-  if "$build/fuzz" --count "$count" --seed "$seed" --save-dir "$artifacts"; then
+  if native_run fuzz "$seed"; then
     results+=("native: ok")
   else
     results+=("native: FAILED"); status=1
   fi
   echo "== native engine, ASan + UBSan build (leak check at exit)"
-  if asan_env "$build/fuzz-asan" --count "$count" --seed "$((seed + 1))" --save-dir "$artifacts"; then
+  if native_run fuzz-asan "$((seed + 1))" asan_env; then
     results+=("native ASan/UBSan: ok")
   else
     results+=("native ASan/UBSan: FAILED"); status=1

@@ -1,7 +1,9 @@
 /* The native fuzz harness, split in two:
  *   harness.c  runs a burst of records through the engine's packet path (engine_path.h),
- *              checks what comes out, and compares every verdict with a reference model;
- *   gen.c      generates bursts from a seeded PRNG (random, structured and mutated packets).
+ *              checks what comes out, and compares every verdict with the one the reference
+ *              model (scripts/fuzz/model.ts) wrote next to the input (EXPECT records);
+ *   gen.c      generates bursts from a seeded PRNG (random, structured and mutated packets),
+ *              and is the command line: --emit (bursts to stdout), --vectors (run annotated ones).
  * A libFuzzer build uses harness.c alone (-DFELT_LIBFUZZER): its input is one burst. */
 #ifndef FELT_FUZZ_H
 #define FELT_FUZZ_H
@@ -21,10 +23,20 @@
 /*   0x02 FAULTS u8 send_errno_code, u8 send_fails, u8 tun_fails (apply to what follows)        */
 /*   0x03 ROUTES u16 mask (which of the route family are leased), u16 mtu                       */
 /*   0x04 GSO    u8 on (UDP GSO usable)                                                          */
+/*   0x05 EXPECT_ENCAP u8 verdict, u32 units, u8 icmp type, u8 icmp code, u32 peer             */
+/*               follows an ENCAP record: the model's verdict (0xff forward, else the drop     */
+/*               reason's index in DROP_REASONS), per segment x units; the ICMP error expected */
+/*               (0xff 0xff none); forwarded: the PublicIP of the peer the route names         */
+/*   0x06 EXPECT_DECAP u32 source, u32 n, n x u8 verdict                                        */
+/*               follows a DECAP record: the sender the peer index means, and the verdicts    */
+/*               one per datagram (unknown-peer: every datagram; MSG_TRUNC or empty: one)      */
 /* Consecutive ENCAP records are TUN reads between two flushes (at most 64, as the engine);     */
 /* consecutive DECAP records are one recvmmsg batch (at most 16) followed by a GRO flush.       */
+/* gen.c writes bursts without EXPECT records; scripts/fuzz-vectors.ts adds them.               */
 /* ============================================================================================ */
-enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO };
+enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO, REC_EXPECT_ENCAP, REC_EXPECT_DECAP };
+#define REC_EXPECT_ENCAP_LEN 11
+#define FUZZ_VERDICT_FORWARD 0xff
 #define REC_ENCAP_HDR 5
 #define REC_DECAP_HDR 9
 
@@ -35,17 +47,8 @@ enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO };
 #define FUZZ_NFAMILY 10
 #define FUZZ_DEFAULT_MASK 0x7f
 
-/* The route set in force (the generator aims at it). */
-typedef struct {
-  route_spec routes[FUZZ_NFAMILY];
-  int winner[FUZZ_NFAMILY]; /* 0: a later duplicate replaces it */
-  size_t nroutes;
-  uint32_t peers[FUZZ_NFAMILY]; /* distinct PublicIPs of the winning routes */
-  size_t npeers;
-  uint32_t mtu;
-} fuzz_routes;
-
-const fuzz_routes *fuzz_current_routes(void);
+/* The leases a ROUTES mask picks from (bit i: entry i). */
+extern const route_spec FUZZ_ROUTE_FAMILY[FUZZ_NFAMILY];
 
 /* Harness life cycle. save_dir: where a burst that breaks an invariant is written (NULL: not). */
 void fuzz_init(uint64_t seed, const char *save_dir);

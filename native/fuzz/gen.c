@@ -1,6 +1,7 @@
 /* The generator and command line of the native fuzz harness (fuzz.h): bursts of random, valid,
- * structured (TSO/USO super-packets, TCP trains for GRO) and mutated packets from a seeded PRNG,
- * run through harness.c. Usage: see usage() below.
+ * structured (TSO/USO super-packets, TCP trains for GRO) and mutated packets from a seeded PRNG.
+ * --emit writes them out; scripts/fuzz-vectors.ts adds the reference model's verdicts; --vectors
+ * runs the annotated bursts through harness.c. Usage: see usage() below.
  * Long on purpose: every generator of the harness in one place, sharing its PRNG and record layout. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,8 +13,40 @@
 #include "../ipv4.h"
 #include "fuzz.h"
 
-static const fuzz_routes *R; /* the route set in force, owned by harness.c */
+/* The generator's view of the route set in force, to aim inputs at leased subnets and known
+ * peers. It only aims: verdicts come from the model (scripts/fuzz/model.ts), whose list of peers
+ * (distinct PublicIPs of the routes no later duplicate replaces, in order) a DECAP peer index
+ * names, so a wrong view here makes inputs less well aimed, never a wrong verdict. */
+typedef struct {
+  route_spec routes[FUZZ_NFAMILY];
+  int winner[FUZZ_NFAMILY];
+  size_t nroutes;
+  uint32_t peers[FUZZ_NFAMILY];
+  size_t npeers;
+  uint32_t mtu;
+} gen_routes;
+static gen_routes RS;
+static const gen_routes *R = &RS;
 static uint64_t gen_kind[8];
+static uint64_t gen_inputs; /* ENCAP and DECAP records written */
+
+static void aim_routes(uint32_t mask, uint32_t mtu) {
+  RS.nroutes = RS.npeers = 0;
+  for (size_t i = 0; i < FUZZ_NFAMILY; i++)
+    if (mask & (1u << i)) RS.routes[RS.nroutes++] = FUZZ_ROUTE_FAMILY[i];
+  for (size_t i = 0; i < RS.nroutes; i++) {
+    RS.winner[i] = 1;
+    for (size_t j = i + 1; j < RS.nroutes; j++)
+      if (RS.routes[j].prefix_len == RS.routes[i].prefix_len && RS.routes[j].network == RS.routes[i].network)
+        RS.winner[i] = 0;
+  }
+  for (size_t i = 0; i < RS.nroutes; i++) {
+    size_t k = 0;
+    while (k < RS.npeers && RS.peers[k] != RS.routes[i].public_ip) k++;
+    if (RS.winner[i] && k == RS.npeers) RS.peers[RS.npeers++] = RS.routes[i].public_ip;
+  }
+  RS.mtu = mtu < 68 ? 68 : mtu > 65507 ? 65507 : mtu;
+}
 
 static uint64_t mono_now_ns(void) {
   struct timespec ts;
@@ -190,12 +223,14 @@ static size_t mutate(uint8_t *p, size_t len, size_t cap) {
 static uint8_t scratch[FUZZ_MAX_READ + 256];
 
 static void rec_encap(const uint8_t *p, size_t n) {
+  gen_inputs++;
   b_put(REC_ENCAP, 1);
   b_put((uint32_t)n, 4);
   b_bytes(p, n);
 }
 
 static void rec_decap(uint8_t peer, uint16_t groseg, uint8_t flags, const uint8_t *p, size_t n) {
+  gen_inputs++;
   b_put(REC_DECAP, 1);
   b_put(peer, 1);
   b_put(groseg, 2);
@@ -479,8 +514,10 @@ static void gen_burst(void) {
     b_put(REC_ROUTES, 1);
     uint32_t mask = chance(50) ? FUZZ_DEFAULT_MASK : rnd(1u << FUZZ_NFAMILY);
     static const uint16_t mtus[] = {1472, 1472, 1450, 1400, 9000, 68, 576, 65507, 1280};
+    uint16_t mtu = mtus[rnd(sizeof mtus / sizeof mtus[0])];
     b_put(mask, 2);
-    b_put(mtus[rnd(sizeof mtus / sizeof mtus[0])], 2);
+    b_put(mtu, 2);
+    aim_routes(mask, mtu);
   }
   if (chance(5)) {
     b_put(REC_GSO, 1);
@@ -503,10 +540,63 @@ static void gen_burst(void) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: fuzz [--count N] [--seed S] [--save-dir DIR]   N inputs (default 1,000,000) from seed S (default 1)\n"
-          "       fuzz --replay FILE...                          run saved bursts again\n"
+          "usage: fuzz --emit [--count N] [--seed S]     N inputs (default 1,000,000) from seed S (default 1): bursts to\n"
+          "                                               stdout, each a u32 BE length and the records (fuzz.h)\n"
+          "       fuzz --vectors FILE|- [--seed S] [--save-dir DIR]\n"
+          "                                               run bursts annotated by scripts/fuzz-vectors.ts (same framing)\n"
+          "       fuzz --replay FILE...                   run saved (annotated) bursts again\n"
+          "The usual pipeline is scripts/fuzz.sh: fuzz --emit | node dist/scripts/fuzz-vectors.js | fuzz --vectors -\n"
           "Prints counts per verdict. A burst that breaks an invariant is saved to DIR (default .).\n"
-          "Exit status: 0 all invariants held, 1 a violation, 2 bad usage.\n");
+          "Exit status: 0 all invariants held, 1 a violation, 2 bad usage or input.\n");
+}
+
+static int emit(uint64_t count, uint64_t seed) {
+  rng_seed(seed);
+  while (gen_inputs < count) {
+    gen_burst();
+    uint8_t len[4] = {(uint8_t)(B_len >> 24), (uint8_t)(B_len >> 16), (uint8_t)(B_len >> 8), (uint8_t)B_len};
+    if (fwrite(len, 1, 4, stdout) != 4 || fwrite(B, 1, B_len, stdout) != B_len) {
+      perror("fuzz --emit");
+      return 2;
+    }
+  }
+  if (fflush(stdout) != 0) {
+    perror("fuzz --emit");
+    return 2;
+  }
+  fprintf(stderr, "fuzz --emit: %" PRIu64 " inputs, seed %" PRIu64 "; generated:", gen_inputs, seed);
+  for (int k = 0; k < 8; k++) fprintf(stderr, " %s %" PRIu64 "%s", GEN_NAMES[k], gen_kind[k], k < 7 ? ";" : "\n");
+  return 0;
+}
+
+/* Runs a stream of framed bursts. */
+static int run_vectors(const char *path) {
+  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+  if (!f) {
+    perror(path);
+    return 2;
+  }
+  uint64_t burst = 0;
+  uint8_t len[4];
+  size_t got;
+  while ((got = fread(len, 1, 4, f)) == 4) {
+    size_t n = (size_t)len[0] << 24 | (size_t)len[1] << 16 | (size_t)len[2] << 8 | len[3];
+    B_len = 0;
+    b_need(n);
+    if (fread(B, 1, n, f) != n) break;
+    fuzz_run_burst(B, n, burst++);
+  }
+  int bad = ferror(f) || got != 0 || !feof(f);
+  if (f != stdin) fclose(f);
+  if (bad) {
+    fprintf(stderr, "%s: a burst is cut short or unreadable after %" PRIu64 " bursts\n", path, burst);
+    return 2;
+  }
+  if (burst == 0) {
+    fprintf(stderr, "%s: no bursts\n", path);
+    return 2;
+  }
+  return 0;
 }
 
 static int replay(char **files, int n) {
@@ -526,12 +616,14 @@ static int replay(char **files, int n) {
 
 int main(int argc, char **argv) {
   uint64_t count = 1000000, seed = 1;
-  const char *save_dir = ".";
-  int replay_from = 0;
+  const char *save_dir = ".", *vectors = NULL;
+  int replay_from = 0, do_emit = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--count") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--save-dir") && i + 1 < argc) save_dir = argv[++i];
+    else if (!strcmp(argv[i], "--emit")) do_emit = 1;
+    else if (!strcmp(argv[i], "--vectors") && i + 1 < argc) vectors = argv[++i];
     else if (!strcmp(argv[i], "--replay") && i + 1 < argc) {
       replay_from = i + 1;
       break;
@@ -540,23 +632,22 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  fuzz_init(seed, replay_from ? NULL : save_dir);
-  R = fuzz_current_routes();
-  uint64_t t0 = mono_now_ns();
-  if (replay_from) {
-    int rc = replay(argv + replay_from, argc - replay_from);
-    if (rc) return rc;
-  } else {
-    rng_seed(seed);
-    for (uint64_t burst = 0; fuzz_inputs() < count; burst++) {
-      gen_burst();
-      fuzz_run_burst(B, B_len, burst);
-    }
+  aim_routes(FUZZ_DEFAULT_MASK, 1472);
+  if (do_emit + !!vectors + !!replay_from != 1) {
+    usage();
+    return 2;
   }
+  if (do_emit) {
+    int rc = emit(count, seed);
+    free(B);
+    return rc;
+  }
+  fuzz_init(seed, replay_from ? NULL : save_dir);
+  uint64_t t0 = mono_now_ns();
+  int rc = replay_from ? replay(argv + replay_from, argc - replay_from) : run_vectors(vectors);
+  if (rc) return rc;
   fuzz_print_summary((double)(mono_now_ns() - t0) / 1e9);
-  printf("  generated:");
-  for (int k = 0; k < 8; k++) printf(" %s %" PRIu64 "%s", GEN_NAMES[k], gen_kind[k], k < 7 ? ";" : "\n");
-  int rc = fuzz_violations() ? 1 : 0;
+  rc = fuzz_violations() ? 1 : 0;
   fuzz_free();
   free(B);
   return rc;

@@ -7,9 +7,11 @@
  * (admission, validation, userspace GRO) -- without threads, devices or sockets: engine.c is
  * linked as production links it, and its write, writev, sendmsg, sendmmsg, recvmmsg and
  * clock_gettime calls reach the checkers and the generated inputs here through the syscall seam
- * (sys.h; set in fuzz_init). Everything the engine emits is checked against docs/datapath.md,
- * and a reference model of that contract predicts the verdict of every input, which must match
- * the engine's counters. Build: build.sh. libFuzzer: clang -fsanitize=fuzzer -DFELT_LIBFUZZER. */
+ * (sys.h; set in fuzz_init). Everything the engine emits is checked against docs/datapath.md, and
+ * every input carries the verdict the reference model (scripts/fuzz/model.ts, the one copy of the
+ * rules) gives it (EXPECT records, fuzz.h), which must match the engine's counters and outputs.
+ * Build: build.sh. libFuzzer: clang -fsanitize=fuzzer -DFELT_LIBFUZZER (no EXPECT records there:
+ * outputs and sanitizers are checked, verdicts are not). */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -51,8 +53,9 @@
 #define RX_MSGS ENGINE_RX_MSGS
 #define RX_BUF ENGINE_RX_BUF
 
-/* The leases a route set is drawn from (bit i of the ROUTES mask). Order matters: later duplicates win. */
-static const route_spec ROUTE_FAMILY[FUZZ_NFAMILY] = {
+/* The leases a route set is drawn from (bit i of the ROUTES mask); the same list as ROUTE_FAMILY in
+ * scripts/fuzz/model.ts. Order matters: later duplicates win. */
+const route_spec FUZZ_ROUTE_FAMILY[FUZZ_NFAMILY] = {
     {0x0af40b00u, 24, 0xc0a84d0bu}, /* 10.244.11.0/24 -> 192.168.77.11 */
     {0x0af40c00u, 24, 0xc0a84d0cu}, /* 10.244.12.0/24 -> .12 */
     {0x0af40d00u, 24, 0xc0a84d0du}, /* 10.244.13.0/24 -> .13 */
@@ -68,13 +71,26 @@ static const route_spec ROUTE_FAMILY[FUZZ_NFAMILY] = {
 /* ============================================================================================ */
 /* Harness state                                                                                */
 
-/* One received message of a DECAP record. */
+/* What the reference model says about an ENCAP record (its EXPECT_ENCAP record). */
+typedef struct {
+  int present;
+  int reason;     /* DROP_* or DROP_NONE = forwarded */
+  uint32_t units; /* packets the input counts as (segments of a super-packet) */
+  int icmp;       /* 0 none, else expected type*256+code */
+  uint32_t peer;  /* forwarded: the PublicIP the route names */
+} enc_expect;
+
+/* One received message of a DECAP record, with its EXPECT_DECAP record when present. */
 typedef struct dec_rec {
   const uint8_t *data;
   size_t len;
   uint8_t peer;
   uint16_t groseg;
   uint8_t flags;
+  int expected;
+  uint32_t src;             /* the sender the model resolved the peer index to */
+  const uint8_t *verdicts;  /* one per datagram (VERDICT_FORWARD or a drop reason) */
+  uint32_t nverdicts;
 } dec_rec;
 
 typedef struct {
@@ -91,6 +107,10 @@ typedef struct {
   /* decap batch facts for the TUN-write checker: where recvmmsg put each message, its sender */
   uint32_t msg_seg[RX_MSGS], msg_len[RX_MSGS], msg_src[RX_MSGS];
   const uint8_t *msg_buf[RX_MSGS];
+  const dec_rec *msg_rec[RX_MSGS];
+  /* encap: inner destination -> expected peer of the forwarded inputs since the last flush */
+  uint32_t win_dst[ENC_BURST], win_peer[ENC_BURST];
+  int win_n;
   /* the batch recvmmsg hands to the engine next (once; then EAGAIN) */
   const struct dec_rec *rx_recs;
   int rx_n;
@@ -108,8 +128,9 @@ typedef struct {
 } harness;
 
 static harness H;
-/* The current route set: the reference model reads this, never the engine's table. */
-static fuzz_routes R;
+static route_spec ROUTES[FUZZ_NFAMILY]; /* the current route set */
+static size_t NROUTES;
+static uint32_t MTU;
 static engine *E;
 static uint8_t RBUF[MAX_READ + 1]; /* a TUN read: the engine edits it in place */
 
@@ -159,133 +180,22 @@ static int fuzz_clock_gettime(clockid_t clk, struct timespec *ts) {
 }
 
 /* ============================================================================================ */
-/* Reference model of docs/datapath.md                                                          */
+/* Output well-formedness (not verdict rules: those come with the input, from the model)          */
 
-static int is_mcast_bcast(uint32_t a) { return (a >> 28) == 0xe || a == 0xffffffffu; }
-static int is_icmp_error_type(uint8_t t) { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12; }
-
-/* ipv4.h's documented order: < 20 truncated; version != 4 not-ip; IHL < 5 or total < IHL*4
- * malformed; header beyond the bytes truncated; bad checksum malformed; total > bytes truncated. */
-static drop_reason ref_validate(const uint8_t *p, size_t len, int csum, int ignore_total) {
-  if (len < 20) return DROP_TRUNCATED;
-  if (p[0] >> 4 != 4) return DROP_NOT_IP;
-  unsigned hl = (p[0] & 15u) * 4, total = rd16(p + 2);
-  if (hl < 20 || (!ignore_total && total < hl)) return DROP_MALFORMED;
-  if (hl > len) return DROP_TRUNCATED;
-  if (csum && fuzz_sum(p, hl, 0) != 0xffff) return DROP_MALFORMED;
-  if (!ignore_total && total > len) return DROP_TRUNCATED;
-  return DROP_NONE;
-}
-
-static int in_subnet(uint32_t ip, uint32_t net, uint32_t len) { return (ip & prefix_mask(len)) == (net & prefix_mask(len)); }
-
-/* Longest-prefix match over the current routes (later duplicates win); the winning route index or -1. */
-static int ref_lookup(uint32_t dst) {
-  int best = -1;
-  for (size_t i = 0; i < R.nroutes; i++) {
-    if (!R.winner[i] || !in_subnet(dst, R.routes[i].network, R.routes[i].prefix_len)) continue;
-    if (best < 0 || R.routes[i].prefix_len > R.routes[best].prefix_len) best = (int)i;
-  }
-  return best;
-}
-
-static int ref_is_peer(uint32_t addr) {
-  for (size_t i = 0; i < R.npeers; i++)
-    if (R.peers[i] == addr) return 1;
-  return 0;
-}
-
-static int ref_admits(uint32_t peer, uint32_t src) {
-  for (size_t i = 0; i < R.nroutes; i++)
-    if (R.winner[i] && R.routes[i].public_ip == peer && in_subnet(src, R.routes[i].network, R.routes[i].prefix_len))
-      return 1;
-  return 0;
-}
-
-/* "ICMP we originate": which packets may get one (len: bytes available). */
-static int ref_icmp_allowed(const uint8_t *ip, size_t len) {
-  if (rd16(ip + 6) & IP_OFFMASK) return 0;
-  uint32_t src = rd32(ip + 12), dst = rd32(ip + 16);
-  if (src == 0 || is_mcast_bcast(src) || is_mcast_bcast(dst)) return 0;
-  if (ip[9] == 1) {
-    unsigned hl = (ip[0] & 15u) * 4;
-    size_t avail = rd16(ip + 2) < len ? rd16(ip + 2) : len;
-    if (avail <= hl) return 0;
-    if (is_icmp_error_type(ip[hl])) return 0;
-  }
-  return 1;
-}
-
-typedef struct {
-  int reason;      /* DROP_* or DROP_NONE = forwarded */
-  uint32_t units;  /* packets the input counts as (segments of a super-packet) */
-  int icmp;        /* 0 none, else expected type*256+code */
-} enc_verdict;
-
-/* The verdict for one TUN read of n bytes (virtio header included). */
-static enc_verdict ref_encap(const uint8_t *buf, size_t n) {
-  enc_verdict v = {DROP_NONE, 1, 0};
-  if (n < VNET_HDR_LEN) return (enc_verdict){DROP_TRUNCATED, 1, 0};
-  vnet_hdr h;
-  vnet_parse(buf, &h);
-  const uint8_t *p = buf + VNET_HDR_LEN;
-  size_t len = n - VNET_HDR_LEN;
-  uint8_t gtype = h.gso_type & (uint8_t)~VNET_GSO_ECN;
-  int gso = gtype != VNET_GSO_NONE;
-  int r = ref_validate(p, len, 0, gso);
-  if (r != DROP_NONE) return (enc_verdict){r, 1, 0};
+/* One whole IPv4 packet: header in bounds, checksum right, total length = len. */
+static int ipv4_whole(const uint8_t *p, size_t len) {
+  if (len < 20 || p[0] >> 4 != 4) return 0;
   unsigned hl = (p[0] & 15u) * 4;
-  size_t biggest;
-  if (gso) {
-    /* A super-packet: TCPv4 over TCP or UDP_L4 over UDP, not a fragment, a sane L4 header, <= 64 KiB. */
-    uint32_t l4 = 0;
-    int ok = h.gso_size != 0 && len <= 65535 && !(rd16(p + 6) & (IP_MF | IP_OFFMASK));
-    if (ok && gtype == VNET_GSO_TCPV4 && p[9] == 6) {
-      ok = len >= hl + 20;
-      if (ok) l4 = (p[hl + 12] >> 4) * 4u;
-      ok = ok && l4 >= 20;
-    } else if (ok && gtype == VNET_GSO_UDP_L4 && p[9] == 17) {
-      l4 = 8;
-    } else {
-      ok = 0;
-    }
-    ok = ok && len >= hl + l4;
-    if (!ok) return (enc_verdict){DROP_MALFORMED, 1, 0};
-    uint32_t payload = (uint32_t)(len - hl - l4);
-    v.units = payload == 0 ? 1 : (payload + h.gso_size - 1) / h.gso_size;
-    biggest = hl + l4 + (payload < h.gso_size ? payload : h.gso_size);
-  } else {
-    len = rd16(p + 2);
-    /* A checksum to complete must lie in the packet, start at an even offset, and start past the
-     * IP header: completing one that starts inside it would rewrite validated header fields. */
-    if ((h.flags & VNET_F_NEEDS_CSUM) &&
-        ((size_t)h.csum_start + h.csum_offset + 2 > len || (h.csum_start & 1) || h.csum_start < hl))
-      return (enc_verdict){DROP_MALFORMED, 1, 0};
-    biggest = len;
-  }
-  uint32_t dst = rd32(p + 16);
-  int allowed = ref_icmp_allowed(p, len);
-  if (in_subnet(dst, LOCAL_NET, LOCAL_PREFIX)) v.reason = DROP_OWN_SUBNET;
-  else if (ref_lookup(dst) < 0) {
-    v.reason = DROP_NO_ROUTE;
-    if (allowed) v.icmp = 3 * 256 + 0;
-  } else if (p[8] <= 1) {
-    v.reason = DROP_TTL_EXPIRED;
-    if (allowed) v.icmp = 11 * 256 + 0;
-  } else if (biggest > R.mtu) {
-    v.reason = DROP_OVERSIZE;
-    if (allowed && (rd16(p + 6) & IP_DF)) v.icmp = 3 * 256 + 4;
-  }
-  return v;
+  return hl >= 20 && hl <= len && fuzz_sum(p, hl, 0) == 0xffff && rd16(p + 2) == len;
 }
 
-/* The verdict for one datagram of a received message from a known peer. */
-static int ref_decap_datagram(uint32_t peer, const uint8_t *p, size_t len) {
-  int r = ref_validate(p, len, 1, 0);
-  if (r != DROP_NONE) return r;
-  if (!ref_admits(peer, rd32(p + 12))) return DROP_SPOOFED_SOURCE;
-  if (p[8] == 0) return DROP_TTL_EXPIRED;
-  return DROP_NONE;
+/* The verdict the model gave the datagram at byte off of received message i (1: forward, 0: a
+ * drop, -1: no expectation to judge by). */
+static int datagram_forwarded(int i, size_t off) {
+  const dec_rec *r = H.msg_rec[i];
+  if (!r || !r->expected) return -1;
+  size_t k = off / H.msg_seg[i];
+  return k < r->nverdicts && r->verdicts[k] == FUZZ_VERDICT_FORWARD;
 }
 
 /* ============================================================================================ */
@@ -307,8 +217,8 @@ static void check_datagram(const struct sockaddr_in *to, const uint8_t *p, size_
     return;
   }
   uint32_t peer = ntohl(to->sin_addr.s_addr);
-  if (len < 20 || len > R.mtu) {
-    violation("datagram of %zu bytes (tunnel MTU %u)", len, R.mtu);
+  if (len < 20 || len > MTU) {
+    violation("datagram of %zu bytes (tunnel MTU %u)", len, MTU);
     hexdump_head("datagram", p, len);
     return;
   }
@@ -320,10 +230,14 @@ static void check_datagram(const struct sockaddr_in *to, const uint8_t *p, size_
   }
   if (p[8] == 0) violation("datagram with TTL 0");
   uint32_t dst = rd32(p + 16);
-  if (in_subnet(dst, LOCAL_NET, LOCAL_PREFIX)) violation("datagram for our own subnet");
-  int r = ref_lookup(dst);
-  if (r < 0 || R.routes[r].public_ip != peer) {
-    violation("datagram for %08x sent to %08x, the route says %08x", dst, peer, r < 0 ? 0 : R.routes[r].public_ip);
+  int w = H.win_n - 1;
+  while (w >= 0 && H.win_dst[w] != dst) w--;
+  if (w < 0 && !libfuzzer_mode) {
+    violation("datagram for %08x, which no input the reference forwards since the last flush was for", dst);
+    return;
+  }
+  if (w >= 0 && H.win_peer[w] != peer) {
+    violation("datagram for %08x sent to %08x, the route says %08x", dst, peer, H.win_peer[w]);
     return;
   }
   if (fuzz_is_marked(p, len)) {
@@ -411,7 +325,7 @@ static void check_icmp(const uint8_t *buf, size_t n) {
   }
   const uint8_t *ip = buf + VNET_HDR_LEN;
   size_t len = n - VNET_HDR_LEN;
-  if (ref_validate(ip, len, 1, 0) != DROP_NONE || rd16(ip + 2) != len || (ip[0] & 15) != 5 || ip[9] != 1 ||
+  if (!ipv4_whole(ip, len) || (ip[0] & 15) != 5 || ip[9] != 1 ||
       ip[8] != 64 || rd16(ip + 6) != 0 || rd32(ip + 12) != LOCAL_NET) {
     violation("ICMP error with a bad IPv4 header");
     hexdump_head("icmp", ip, len);
@@ -422,7 +336,7 @@ static void check_icmp(const uint8_t *buf, size_t n) {
   if (fuzz_sum(icmp, ilen, 0) != 0xffff) violation("ICMP error with a bad ICMP checksum");
   int tc = icmp[0] * 256 + icmp[1];
   uint32_t rest = rd32(icmp + 4);
-  if (!((tc == 3 * 256 && rest == 0) || (tc == 11 * 256 && rest == 0) || (tc == 3 * 256 + 4 && rest == (R.mtu & 0xffff))))
+  if (!((tc == 3 * 256 && rest == 0) || (tc == 11 * 256 && rest == 0) || (tc == 3 * 256 + 4 && rest == (MTU & 0xffff))))
     violation("ICMP error type %d code %d rest %u", icmp[0], icmp[1], rest);
   const uint8_t *q = icmp + 8;
   size_t qlen = ilen - 8;
@@ -432,10 +346,7 @@ static void check_icmp(const uint8_t *buf, size_t n) {
     return;
   }
   if (rd32(q + 12) != rd32(ip + 16)) violation("ICMP error not sent to the offending packet's source");
-  if (!ref_icmp_allowed(q, qlen)) {
-    violation("ICMP error about a packet that must not get one");
-    hexdump_head("quote", q, qlen);
-  }
+  /* Whether this packet may get one at all: run_encap holds it against the model's expectation. */
   H.last_icmp_type = icmp[0];
   H.last_icmp_code = icmp[1];
 }
@@ -484,13 +395,13 @@ static void check_decap_single(const struct iovec *iov) {
               H.msg_len[i]);
     return;
   }
-  if (ref_validate(p, len, 1, 0) != DROP_NONE || rd16(p + 2) != len) {
+  if (!ipv4_whole(p, len)) {
     violation("decap wrote an invalid IPv4 packet (len %zu)", len);
     hexdump_head("packet", p, len);
     return;
   }
   if (p[8] == 0) violation("decap wrote a packet with TTL 0");
-  if (!ref_admits(msg_source(i), rd32(p + 12))) violation("decap wrote a packet whose source is outside the sender's lease");
+  if (datagram_forwarded(i, off) == 0) violation("decap wrote a datagram the reference drops");
   if (fuzz_is_marked(p, len) && fuzz_l4_valid(p, len) && !fuzz_oracle_ok(p, len)) violation("decap changed payload bytes");
 }
 
@@ -511,6 +422,7 @@ static void check_decap_merged(const vnet_hdr *h, const struct iovec *iov, int i
     size_t off = 0;
     int i = msg_of(iov[k].iov_base, &off);
     if (i < 0 || msg_source(i) != sender) violation("GRO merged packets from different senders");
+    else if (datagram_forwarded(i, off) == 0) violation("GRO merged a datagram the reference drops");
     if (total + iov[k].iov_len > 65535) {
       violation("GRO packet above 65,535 bytes");
       return;
@@ -519,7 +431,7 @@ static void check_decap_merged(const vnet_hdr *h, const struct iovec *iov, int i
     total += iov[k].iov_len;
   }
   const uint8_t *ip = merged;
-  if (total < 40 || ref_validate(ip, total, 1, 0) != DROP_NONE || rd16(ip + 2) != total || (ip[0] & 15) != 5 ||
+  if (total < 40 || !ipv4_whole(ip, total) || (ip[0] & 15) != 5 ||
       ip[9] != 6) {
     violation("GRO packet with a bad IPv4 header (%zu bytes)", total);
     hexdump_head("merged", ip, total);
@@ -537,7 +449,6 @@ static void check_decap_merged(const vnet_hdr *h, const struct iovec *iov, int i
   }
   uint8_t fl = ip[20 + 13];
   if (fl != 0x10 && fl != 0x18) violation("GRO packet with TCP flags %02x", fl);
-  if (!ref_admits(sender, rd32(ip + 12))) violation("GRO packet source outside the sender's lease");
   /* Finish the checksum as the kernel would (the field holds the pseudo-header sum), then verify. */
   uint16_t c = (uint16_t)~fuzz_sum(merged + 20, total - 20, 0);
   merged[36] = (uint8_t)(c >> 8);
@@ -582,25 +493,13 @@ static ssize_t fuzz_writev(int fd, const struct iovec *iov, int iovcnt) {
 /* Running records through the engine                                                           */
 
 static void set_routes(uint16_t mask, uint16_t mtu) {
-  R.nroutes = 0;
+  NROUTES = 0;
   for (size_t i = 0; i < FUZZ_NFAMILY; i++)
-    if (mask & (1u << i)) R.routes[R.nroutes++] = ROUTE_FAMILY[i];
-  /* Later duplicates win; peers are the distinct PublicIPs of winning routes. */
-  R.npeers = 0;
-  for (size_t i = 0; i < R.nroutes; i++) {
-    R.winner[i] = 1;
-    for (size_t j = i + 1; j < R.nroutes; j++)
-      if (R.routes[j].prefix_len == R.routes[i].prefix_len &&
-          in_subnet(R.routes[j].network, R.routes[i].network, R.routes[i].prefix_len))
-        R.winner[i] = 0;
-  }
-  for (size_t i = 0; i < R.nroutes; i++)
-    if (R.winner[i] && !ref_is_peer(R.routes[i].public_ip)) R.peers[R.npeers++] = R.routes[i].public_ip;
+    if (mask & (1u << i)) ROUTES[NROUTES++] = FUZZ_ROUTE_FAMILY[i];
   felt_err err;
-  if (engine_set_routes(E, R.routes, R.nroutes, &err) < 0) violation("engine_set_routes failed: %s", err.msg);
-  uint32_t m = mtu < 68 ? 68 : mtu > 65507 ? 65507 : mtu;
-  R.mtu = m;
-  E->cfg.mtu = m;
+  if (engine_set_routes(E, ROUTES, NROUTES, &err) < 0) violation("engine_set_routes failed: %s", err.msg);
+  MTU = mtu < 68 ? 68 : mtu > 65507 ? 65507 : mtu;
+  E->cfg.mtu = MTU;
 }
 
 /* Encap state of a burst: segments handed to the tx batch, checked against sends at the flush. */
@@ -611,6 +510,7 @@ static void encap_begin(void) {
   if (enc_open) return;
   enc_open = 1;
   H.phase = 1;
+  H.win_n = 0;
   engine_enc_enter(E->enc);
   enc_queued = 0;
   enc_pk0 = E->enc_ctr.packets;
@@ -644,17 +544,21 @@ static const char *csum_start_hint(const uint8_t *data, size_t n) {
   return "";
 }
 
-static void run_encap(const uint8_t *data, size_t n) {
+static void run_encap(const uint8_t *data, size_t n, const enc_expect *ref) {
   if (n > MAX_READ) n = MAX_READ; /* a TUN read never returns more */
   encap_begin();
   H.enc_inputs++;
-  enc_verdict ref = ref_encap(data, n);
+  if (!ref->present && !libfuzzer_mode) violation("encap input without a reference verdict (EXPECT_ENCAP)");
   counter before[DROP_COUNT];
   memcpy(before, E->enc_ctr.drops, sizeof before);
   uint64_t segs0 = E->enc_ctr.tun_read_segments, icmp0 = E->enc_ctr.icmp_sent, lim0 = E->enc_ctr.icmp_rate_limited;
   uint64_t iw0 = H.icmp_written, iwf0 = H.icmp_write_fail;
   H.last_icmp_type = H.last_icmp_code = -1;
 
+  if (ref->present && ref->reason == DROP_NONE) {
+    H.win_dst[H.win_n] = n >= VNET_HDR_LEN + 20 ? rd32(data + VNET_HDR_LEN + 16) : 0;
+    H.win_peer[H.win_n++] = ref->peer;
+  }
   memcpy(RBUF, data, n);
   engine_enc_packet(E->enc, RBUF, n);
 
@@ -672,28 +576,34 @@ static void run_encap(const uint8_t *data, size_t n) {
     got = r;
     got_units = d;
   }
+  if (!ref->present) return;
   const char *hint = csum_start_hint(data, n);
-  if (extra || got != ref.reason || got_units != ref.units) {
+  if (extra || got != ref->reason || got_units != ref->units) {
     violation("encap verdict: engine %s x%" PRIu64 "%s, reference %s x%u%s", got < 0 ? "forward" : drop_reason_names[got],
-              got_units, extra ? " (and more reasons)" : "", ref.reason < 0 ? "forward" : drop_reason_names[ref.reason],
-              ref.units, hint);
+              got_units, extra ? " (and more reasons)" : "", ref->reason < 0 ? "forward" : drop_reason_names[ref->reason],
+              ref->units, hint);
     hexdump_head("input", data, n);
   }
   if (got == DROP_NONE) enc_queued += got_units; /* judged at the flush against what was sent */
   if (icmp != iw) violation("encap: icmp_sent +%" PRIu64 " but %" PRIu64 " ICMP writes", icmp, iw);
-  if (iw + iwf + lim != (ref.icmp ? 1u : 0u)) {
+  if (iw + iwf + lim != (ref->icmp ? 1u : 0u)) {
     violation("encap: ICMP written %" PRIu64 " / refused %" PRIu64 " / rate-limited %" PRIu64 ", reference expects %s%s",
-              iw, iwf, lim, ref.icmp ? "one" : "none", hint);
+              iw, iwf, lim, ref->icmp ? "one" : "none", hint);
     hexdump_head("input", data, n);
-  } else if (iw && H.last_icmp_type * 256 + H.last_icmp_code != ref.icmp) {
-    violation("encap: ICMP %d/%d, reference expects %d/%d", H.last_icmp_type, H.last_icmp_code, ref.icmp >> 8,
-              ref.icmp & 255);
+  } else if (iw && H.last_icmp_type * 256 + H.last_icmp_code != ref->icmp) {
+    violation("encap: ICMP %d/%d, reference expects %d/%d", H.last_icmp_type, H.last_icmp_code, ref->icmp >> 8,
+              ref->icmp & 255);
   }
-  if (ref.icmp) H.icmp_expected++;
+  if (ref->icmp) H.icmp_expected++;
 }
 
 /* The sender of a DECAP record: a current peer, or a stranger (198.51.100.x). */
-static uint32_t rec_source(const dec_rec *r) { return r->peer < R.npeers ? R.peers[r->peer] : (0xc6336400u | r->peer); }
+/* The sender of a DECAP record: as the model resolved it; without one (libFuzzer) a route's peer by
+ * index, or a stranger (198.51.100.x). */
+static uint32_t rec_source(const dec_rec *r) {
+  if (r->expected) return r->src;
+  return r->peer < NROUTES ? ROUTES[r->peer].public_ip : (0xc6336400u | r->peer);
+}
 
 /* The engine's recvmmsg: the pending batch once, as the kernel would fill it, then EAGAIN. */
 static int fuzz_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags, struct timespec *timeout) {
@@ -715,6 +625,7 @@ static int fuzz_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags
     size_t cap = m->msg_iov[0].iov_len, len = r->len < cap ? r->len : cap;
     memcpy(m->msg_iov[0].iov_base, r->data, len);
     H.msg_buf[i] = m->msg_iov[0].iov_base;
+    H.msg_rec[i] = r;
     H.msg_src[i] = rec_source(r);
     struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(H.msg_src[i])}};
     if (m->msg_name && m->msg_namelen >= sizeof from) memcpy(m->msg_name, &from, sizeof from);
@@ -743,33 +654,28 @@ static void run_decap_batch(const dec_rec *recs, int n) {
   if (n == 0) return;
   H.phase = 2;
   uint64_t want[DROP_COUNT] = {0}, want_fwd = 0;
+  int judged = 1; /* every message has the model's verdicts */
   for (int i = 0; i < n; i++) {
     const dec_rec *r = &recs[i];
     H.dec_inputs++;
-    size_t len = r->len;
-    int trunc = (r->flags & 1) != 0;
-    if (len > RX_BUF) {
-      len = RX_BUF;
-      trunc = 1;
-    }
-    uint32_t src = rec_source(r);
-
-    /* Reference: a GRO message holds datagrams of seg bytes, the last one shorter. */
+    size_t len = r->len > RX_BUF ? RX_BUF : r->len; /* recvmmsg cuts it (MSG_TRUNC) */
+    /* A GRO message holds datagrams of seg bytes, the last one shorter (the checkers' layout). */
     size_t seg = r->groseg;
     if (seg == 0 || seg > len) seg = len ? len : 1;
-    size_t ndgrams = len == 0 ? 1 : (len + seg - 1) / seg;
     H.msg_seg[i] = (uint32_t)seg;
     H.msg_len[i] = (uint32_t)len;
-    H.dec_datagrams += ndgrams;
-    if (!ref_is_peer(src)) want[DROP_UNKNOWN_PEER] += ndgrams;
-    else if (trunc) want[DROP_OVERSIZE]++;
-    else if (len == 0) want[DROP_TRUNCATED]++;
-    else {
-      for (size_t off = 0; off < len; off += seg) {
-        int v = ref_decap_datagram(src, r->data + off, len - off < seg ? len - off : seg);
-        if (v == DROP_NONE) want_fwd++;
-        else want[v]++;
-      }
+    H.msg_rec[i] = NULL;
+    H.dec_datagrams += len == 0 ? 1 : (len + seg - 1) / seg;
+    if (!r->expected) {
+      if (!libfuzzer_mode) violation("decap input without a reference verdict (EXPECT_DECAP)");
+      judged = 0;
+      continue;
+    }
+    for (uint32_t k = 0; k < r->nverdicts; k++) {
+      uint8_t v = r->verdicts[k];
+      if (v == FUZZ_VERDICT_FORWARD) want_fwd++;
+      else if (v < DROP_COUNT) want[v]++;
+      else violation("decap: EXPECT_DECAP verdict %u is no drop reason", v);
     }
   }
   counter before[DROP_COUNT];
@@ -781,6 +687,10 @@ static void run_decap_batch(const dec_rec *recs, int n) {
   __atomic_store_n(&E->dec_seen, OFFLINE, __ATOMIC_SEQ_CST); /* as the loop's wait does */
   if (H.rx_recs) violation("decap: the engine did not receive the batch");
   H.rx_recs = NULL;
+  if (!judged) {
+    H.phase = 0;
+    return;
+  }
 
   uint64_t twe = E->dec_ctr.drops[DROP_TUN_WRITE_ERROR] - before[DROP_TUN_WRITE_ERROR];
   for (int r = 0; r < DROP_COUNT; r++) {
@@ -833,13 +743,23 @@ void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
         size_t len = get_be(data + off, 4);
         off += 4;
         if (len > size - off) len = size - off;
+        const uint8_t *pkt = data + off;
+        off += len;
+        enc_expect x = {0};
+        if (off + 1 + REC_EXPECT_ENCAP_LEN <= size && data[off] == REC_EXPECT_ENCAP) {
+          const uint8_t *q = data + off + 1;
+          x = (enc_expect){.present = 1, .reason = q[0] == FUZZ_VERDICT_FORWARD ? DROP_NONE : q[0],
+                           .units = get_be(q + 1, 4), .icmp = q[5] == 0xff ? 0 : q[5] * 256 + q[6],
+                           .peer = get_be(q + 7, 4)};
+          off += 1 + REC_EXPECT_ENCAP_LEN;
+          H.records++;
+        }
         if (enc_count == ENC_BURST) {
           encap_end();
           enc_count = 0;
         }
-        run_encap(data + off, len);
+        run_encap(pkt, len, &x);
         enc_count++;
-        off += len;
         break;
       }
       case REC_DECAP: {
@@ -851,6 +771,17 @@ void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
         r.data = data + off;
         r.len = len;
         off += len;
+        if (off + 9 <= size && data[off] == REC_EXPECT_DECAP) {
+          uint32_t nv = get_be(data + off + 5, 4);
+          if (nv <= size - off - 9) {
+            r.expected = 1;
+            r.src = get_be(data + off + 1, 4);
+            r.nverdicts = nv;
+            r.verdicts = data + off + 9;
+            off += 9 + nv;
+            H.records++;
+          }
+        }
         recs[nrecs++] = r;
         if (nrecs == RX_MSGS) {
           run_decap_batch(recs, nrecs);
@@ -932,7 +863,6 @@ void fuzz_free(void) {
   free(E);
 }
 
-const fuzz_routes *fuzz_current_routes(void) { return &R; }
 uint64_t fuzz_inputs(void) { return H.enc_inputs + H.dec_inputs; }
 uint64_t fuzz_violations(void) { return H.violations; }
 

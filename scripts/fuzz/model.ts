@@ -1,5 +1,7 @@
-// The reference model of docs/datapath.md the js fuzzer judges the forwarder by, and the byte
-// helpers it needs. Independent of src/datapath/ on purpose: a bug there must not hide here.
+// The reference model of docs/datapath.md both engines' fuzzers judge them by -- the one copy of
+// the verdict rules: the js fuzzer (scripts/fuzz-js.ts) calls it directly, the native one gets its
+// verdicts written next to each input by scripts/fuzz/vectors.ts -- and the byte helpers it needs.
+// Independent of src/datapath/ on purpose: a bug there must not hide here.
 import { formatIPv4, parseSubnet } from '../../src/net/cidr.js';
 import type { DropReason, Route } from '../../src/datapath/types.js';
 import type { Rng } from './rng.js';
@@ -58,16 +60,17 @@ export const ICMP_ERROR_TYPES = new Set([3, 4, 5, 11, 12]);
 
 export type Verdict = DropReason | 'forward';
 
-/** docs/datapath.md validation order (packet.ts): truncated / not-ip / malformed / truncated. */
-export function refValidate(b: Uint8Array, start: number, len: number, csum: boolean): Verdict {
+/** docs/datapath.md validation order (packet.ts): truncated / not-ip / malformed / truncated.
+ *  ignoreTotal: a TSO/USO super-packet, whose total length field the kernel leaves unset. */
+export function refValidate(b: Uint8Array, start: number, len: number, csum: boolean, ignoreTotal = false): Verdict {
   if (len < 20) return 'truncated';
   if (b[start]! >> 4 !== 4) return 'not-ip';
   const hl = (b[start]! & 15) * 4;
   const total = rd16(b, start + 2);
-  if (hl < 20 || total < hl) return 'malformed';
+  if (hl < 20 || (!ignoreTotal && total < hl)) return 'malformed';
   if (hl > len) return 'truncated';
   if (csum && sum16(b, start, hl) !== 0xffff) return 'malformed';
-  if (total > len) return 'truncated';
+  if (!ignoreTotal && total > len) return 'truncated';
   return 'forward';
 }
 
@@ -134,14 +137,72 @@ export interface RefEncap {
 export function refEncap(buf: Uint8Array, start: number, length: number, rs: RouteSet, mtu: number): RefEncap {
   const v = refValidate(buf, start, length, false);
   if (v !== 'forward') return { verdict: v, icmp: '' };
+  return refEncapRoute(buf, start, length, rd16(buf, start + 2), rs, mtu);
+}
+
+/** Encap steps 2-5 for a valid packet: own subnet, route, TTL, size (`size`: the largest datagram
+ *  it becomes), with the ICMP error each drop earns. avail: the bytes of it at hand. */
+function refEncapRoute(buf: Uint8Array, start: number, avail: number, size: number, rs: RouteSet, mtu: number): RefEncap {
   const dst = rd32(buf, start + 16);
-  const total = rd16(buf, start + 2);
-  const allowed = refIcmpAllowed(buf, start, length);
+  const allowed = refIcmpAllowed(buf, start, avail);
   if (inSubnet(dst, LOCAL.ip, LOCAL.prefixLen)) return { verdict: 'own-subnet', icmp: '' };
   if (rs.lookup(dst) === undefined) return { verdict: 'no-route', icmp: allowed ? '3/0' : '' };
   if (buf[start + 8]! <= 1) return { verdict: 'ttl-expired', icmp: allowed ? '11/0' : '' };
-  if (total > mtu) return { verdict: 'oversize', icmp: allowed && (rd16(buf, start + 6) & 0x4000) !== 0 ? '3/4' : '' };
+  if (size > mtu) return { verdict: 'oversize', icmp: allowed && (rd16(buf, start + 6) & 0x4000) !== 0 ? '3/4' : '' };
   return { verdict: 'forward', icmp: '' };
+}
+
+export const VNET_HDR_LEN = 10;
+const VNET_F_NEEDS_CSUM = 1;
+const VNET_GSO_TCPV4 = 1;
+const VNET_GSO_UDP_L4 = 5;
+const VNET_GSO_ECN = 0x80;
+
+export interface RefTunRead extends RefEncap {
+  /** Packets the read counts as: the segments of a super-packet, else 1. */
+  units: number;
+}
+
+/** Encap of one TUN read with its virtio_net_hdr (native engine; fields in host byte order, as the
+ *  kernel writes them): the header's checks, then a super-packet judged by its largest segment. */
+export function refEncapTunRead(buf: Uint8Array, rs: RouteSet, mtu: number): RefTunRead {
+  if (buf.length < VNET_HDR_LEN) return { verdict: 'truncated', icmp: '', units: 1 };
+  const le = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const flags = buf[0]!;
+  const gsoType = buf[1]! & ~VNET_GSO_ECN;
+  const gsoSize = le.getUint16(4, true);
+  const csumStart = le.getUint16(6, true);
+  const csumOffset = le.getUint16(8, true);
+  const p = VNET_HDR_LEN;
+  const len = buf.length - p;
+  const gso = gsoType !== 0;
+  const v = refValidate(buf, p, len, false, gso);
+  if (v !== 'forward') return { verdict: v, icmp: '', units: 1 };
+  const malformed: RefTunRead = { verdict: 'malformed', icmp: '', units: 1 };
+  const hl = (buf[p]! & 15) * 4;
+  if (!gso) {
+    const total = rd16(buf, p + 2);
+    // A checksum to complete must lie in the packet, start at an even offset, and start past the
+    // IP header: completing one that starts inside it would rewrite validated header fields.
+    if (flags & VNET_F_NEEDS_CSUM && (csumStart + csumOffset + 2 > total || csumStart & 1 || csumStart < hl)) return malformed;
+    return { ...refEncapRoute(buf, p, total, total, rs, mtu), units: 1 };
+  }
+  // A super-packet: TCPv4 over TCP or UDP_L4 over UDP, not a fragment, a sane L4 header, <= 64 KiB.
+  if (gsoSize === 0 || len > 65535 || (rd16(buf, p + 6) & 0x3fff) !== 0) return malformed;
+  let l4: number;
+  if (gsoType === VNET_GSO_TCPV4 && buf[p + 9] === 6) {
+    if (len < hl + 20) return malformed;
+    l4 = (buf[p + hl + 12]! >> 4) * 4;
+    if (l4 < 20) return malformed;
+  } else if (gsoType === VNET_GSO_UDP_L4 && buf[p + 9] === 17) {
+    l4 = 8;
+  } else {
+    return malformed;
+  }
+  if (len < hl + l4) return malformed;
+  const payload = len - hl - l4;
+  const units = payload === 0 ? 1 : Math.ceil(payload / gsoSize);
+  return { ...refEncapRoute(buf, p, len, hl + l4 + Math.min(payload, gsoSize), rs, mtu), units };
 }
 
 /** Decap steps 1-4 for one datagram from `sender` (dotted; '' or a stranger: unknown-peer). */
@@ -152,4 +213,20 @@ export function refDecap(buf: Uint8Array, start: number, len: number, sender: st
   if (!rs.admits(sender, rd32(buf, start + 12))) return 'spoofed-source';
   if (buf[start + 8] === 0) return 'ttl-expired';
   return 'forward';
+}
+
+/** Decap of one received message of len bytes: the verdict of each datagram in it (a UDP GRO
+ *  message holds datagrams of groSeg bytes, the last one shorter; groSeg 0: one datagram). A
+ *  stranger's message: unknown-peer for every datagram; one the kernel cut (truncated) or an
+ *  empty one: a single oversize / truncated. */
+export function refDecapMessage(
+  buf: Uint8Array, start: number, len: number, groSeg: number, truncated: boolean, sender: string, rs: RouteSet,
+): Verdict[] {
+  const seg = groSeg === 0 || groSeg > len ? len || 1 : groSeg;
+  const datagrams = len === 0 ? 1 : Math.ceil(len / seg);
+  if (!rs.peers.includes(sender)) return new Array<Verdict>(datagrams).fill('unknown-peer');
+  if (truncated) return ['oversize'];
+  const out: Verdict[] = [];
+  for (let off = 0; off < len || out.length === 0; off += seg) out.push(refDecap(buf, start + off, Math.min(seg, len - off), sender, rs));
+  return out;
 }

@@ -90,11 +90,16 @@ describe('C fuzz harnesses (native/fuzz; needs cc with libasan/libubsan)', () =>
     }
   });
 
-  it(`native engine packet path (engine.c): ${NATIVE_COUNT.toLocaleString('en')} inputs, plain and ASan/UBSan builds, verdicts as the reference says`, async () => {
+  it(`native engine packet path (engine.c): ${NATIVE_COUNT.toLocaleString('en')} inputs, plain and ASan/UBSan builds, verdicts as the reference model (scripts/fuzz/model.ts) says`, async () => {
     const b = await build();
     expect(b.code, b.out).toBe(0);
+    const vectors = path.join(root, 'dist/scripts/fuzz-vectors.js');
+    expect(existsSync(vectors), `${vectors} is missing: run npm run build`).toBe(true);
     for (const [binary, seed] of [['fuzz', '1'], ['fuzz-asan', '2']] as const) {
-      const r = await run(path.join(out, binary), ['--count', String(NATIVE_COUNT), '--seed', seed, '--save-dir', out]);
+      // The generator's bursts, with the model's verdict written next to every input, run through the engine.
+      const bin = path.join(out, binary);
+      const pipeline = `"${bin}" --emit --count ${NATIVE_COUNT} --seed ${seed} | "${process.execPath}" "${vectors}" | "${bin}" --vectors - --seed ${seed} --save-dir "${out}"`;
+      const r = await run('bash', ['-o', 'pipefail', '-c', pipeline]);
       console.log(`${binary}:\n${r.out}`);
       expect(r.out, `${binary} output`).toMatch(/^OK: 0 violations$/m);
       expect(r.code, r.out).toBe(0);
