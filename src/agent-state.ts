@@ -8,10 +8,14 @@ export interface AgentSnapshot {
   self?: {
     lease: Lease;
     publicIP: string;
+    /** PublicIPv6 (EnableIPv6 and an IPv6 underlay address). */
+    publicIPv6?: string;
     tunName: string;
     engine: 'native' | 'js';
     mtu: number;
     network: string;
+    /** IPv6Network (EnableIPv6). */
+    network6?: string;
     port: number;
   };
   /** Every known lease (ours included), sorted by subnet. */

@@ -1,5 +1,7 @@
 // The agent: takes a subnet lease, runs the data path, keeps the route table in step with the
 // lease store, renews the lease, writes subnet.env and serves health/debug endpoints.
+// Over 450 lines: start-up, lease use, the watch, re-acquiring and renewal share one lease and data
+// path; the pure parts live in lease/table.ts, public-ips.ts, subnetenv.ts and masq.ts.
 import { existsSync } from 'node:fs';
 import type { Logger } from './log.js';
 import { LoggedOnce } from './log.js';
@@ -13,7 +15,9 @@ import { LeaseTable } from './lease/table.js';
 import { openLeaseStore } from './lease/open.js';
 import { chooseInterface, type UnderlayInterface } from './net/iface.js';
 import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr.js';
-import { readPreviousSubnet, writeSubnetEnv } from './subnetenv.js';
+import { formatSubnet6, parseIPv6, subnet6Contains, subnet6Equals, type Subnet6 } from './net/ip6.js';
+import { readPreviousSubnets, writeSubnetEnv } from './subnetenv.js';
+import { NO_PUBLIC_IP, resolvePublicIPs } from './public-ips.js';
 import { startDebugServer } from './debug/server.js';
 import { collectGarbageSoon } from './heap.js';
 import { errorText, retry } from './retry.js';
@@ -21,6 +25,8 @@ import { startPeerProbes, type PeerProbes } from './probe/index.js';
 
 /** IPv4 (20) + UDP (8): the TUN MTU is the underlay MTU minus this. */
 export const ENCAP_OVERHEAD = 28;
+/** IPv6 (40) + UDP (8): the overhead when the node has an IPv6 underlay (some peers are reached over it). */
+export const ENCAP_OVERHEAD_IPV6 = 48;
 
 /** A start-up failure with a message fit for one line on stderr. */
 export class StartupError extends Error {}
@@ -42,6 +48,8 @@ export class Agent implements AgentState {
   private config?: NetworkConfig;
   private iface?: UnderlayInterface;
   private publicIP = '';
+  /** PublicIPv6 (RFC 5952) when the cluster has EnableIPv6 and this node an IPv6 underlay address. */
+  private publicIPv6?: string;
   private lease?: Lease;
   private datapath?: Datapath;
   private watcher?: Watcher;
@@ -89,10 +97,12 @@ export class Agent implements AgentState {
         ? {
             lease: this.lease,
             publicIP: this.publicIP,
+            ...(this.publicIPv6 ? { publicIPv6: this.publicIPv6 } : {}),
             tunName: this.settings.tunName,
             engine: this.settings.engine,
             mtu: this.tunMTU(),
             network: formatSubnet(this.config.network),
+            ...(this.config.ipv6 ? { network6: formatSubnet6(this.config.ipv6.network) } : {}),
             port: this.config.port,
           }
         : undefined,
@@ -114,22 +124,31 @@ export class Agent implements AgentState {
         throw new StartupError('/dev/net/tun is missing: load the tun module, or mount /dev/net/tun into the container (hostPath, type CharDevice)');
       }
       this.iface = chooseInterface(this.settings.iface, this.settings.ifaceRegex);
-      this.log.info({ iface: this.iface.name, address: this.iface.address, mtu: this.iface.mtu }, 'using interface');
+      this.log.info({ iface: this.iface.name, address: this.iface.address, address6: this.iface.address6, mtu: this.iface.mtu }, 'using interface');
 
       const store = await openLeaseStore(this.settings.store, this.log);
       this.store = store;
       const deadline = Date.now() + this.settings.startupTimeoutMs;
       // Kubernetes mode: flannel's node-public-ip annotation stands in for --public-ip.
-      this.publicIP = this.settings.publicIP
-        ?? (await this.startupStep(deadline, 'read the stored public IP', () => store.storedPublicIP()))
-        ?? this.iface.address;
-      parseIPv4(this.publicIP);
       this.config = await this.startupStep(deadline, 'read the network config', () => store.getNetworkConfig());
-      this.log.info({ network: formatSubnet(this.config.network), subnetLen: this.config.subnetLen, port: this.config.port, publicIP: this.publicIP }, 'network config');
+      await this.choosePublicIPs(deadline, store, this.iface, this.config);
+      this.log.info({
+        network: formatSubnet(this.config.network),
+        subnetLen: this.config.subnetLen,
+        ...(this.config.ipv6 ? { network6: formatSubnet6(this.config.ipv6.network), subnetLen6: this.config.ipv6.subnetLen } : {}),
+        port: this.config.port,
+        publicIP: this.publicIP,
+        publicIPv6: this.publicIPv6,
+      }, 'network config');
 
-      const previousSubnet = await readPreviousSubnet(this.settings.subnetFile);
-      const lease = await this.startupStep(deadline, 'acquire a subnet lease', () => store.acquire(this.publicIP, { previousSubnet }));
-      this.log.info({ subnet: formatSubnet(lease.subnet), previous: previousSubnet && formatSubnet(previousSubnet) }, 'lease acquired');
+      const { subnet: previousSubnet, subnet6: previousSubnet6 } = await readPreviousSubnets(this.settings.subnetFile);
+      const lease = await this.startupStep(deadline, 'acquire a subnet lease', () =>
+        store.acquire(this.publicIP, { previousSubnet, previousSubnet6, publicIPv6: this.publicIPv6 }));
+      this.log.info({
+        subnet: formatSubnet(lease.subnet),
+        subnet6: lease.ipv6Subnet && formatSubnet6(lease.ipv6Subnet),
+        previous: previousSubnet && formatSubnet(previousSubnet),
+      }, 'lease acquired');
       await this.useLease(lease);
       this.startProbes();
       this.isReady = true;
@@ -158,6 +177,21 @@ export class Agent implements AgentState {
     this.log.info(this.lease ? 'felt stopped (lease kept for a restart)' : 'felt stopped');
   }
 
+  /** PublicIP and PublicIPv6 (public-ips.ts); a node with neither cannot start. */
+  private async choosePublicIPs(deadline: number, store: LeaseStore, iface: UnderlayInterface, config: NetworkConfig): Promise<void> {
+    const sources = {
+      flag: this.settings.publicIP,
+      flag6: this.settings.publicIPv6,
+      stored: () => this.startupStep(deadline, 'read the stored public IP', () => store.storedPublicIP()),
+      stored6: () => this.startupStep(deadline, 'read the stored public IPv6', () => store.storedPublicIPv6()),
+    };
+    try {
+      ({ publicIP: this.publicIP, publicIPv6: this.publicIPv6 } = await resolvePublicIPs(sources, iface, config));
+    } catch (err) {
+      throw err instanceof StartupError ? err : new StartupError((err as Error).message);
+    }
+  }
+
   /**
    * Retries a start-up step (etcd may still be coming up) until the deadline, then fails clearly;
    * an error retrying cannot fix (bad config, 401/403, a full network) fails at once.
@@ -181,7 +215,7 @@ export class Agent implements AgentState {
    * masquerade rules and subnet.env for its subnet (rebuilt when the subnet moved), then renewals.
    */
   private async useLease(lease: Lease): Promise<void> {
-    const moved = this.lease !== undefined && !sameSubnet(this.lease.subnet, lease.subnet);
+    const moved = this.lease !== undefined && (!sameSubnet(this.lease.subnet, lease.subnet) || !sameSubnet6(this.lease.ipv6Subnet, lease.ipv6Subnet));
     this.lease = lease;
     // Peers first: the watch fills the route table while the rest runs.
     this.watcher ??= this.store!.watch((update) => this.onUpdate(update));
@@ -189,20 +223,27 @@ export class Agent implements AgentState {
       const old = this.datapath;
       this.datapath = undefined;
       await old?.stop();
-      await this.startDatapath(lease.subnet);
+      await this.startDatapath(lease);
       // The masquerade rules name our subnet: rebuild them for the new one.
       const oldMasq = this.masq;
       this.masq = undefined;
       await oldMasq?.teardown();
-      await this.startMasquerade(lease.subnet);
-      await this.writeSubnetFile(lease.subnet);
+      await this.startMasquerade(lease);
+      await this.writeSubnetFile(lease);
     }
     this.pushRoutes();
     this.scheduleRenewal();
   }
 
+  /** The node's IPv6 underlay address (the second socket binds it): EnableIPv6 and an IPv6 address. */
+  private bindIPv6(): bigint | undefined {
+    if (!this.config?.ipv6 || !this.publicIPv6) return undefined;
+    return parseIPv6(this.iface?.address6 ?? this.publicIPv6);
+  }
+
+  /** Underlay MTU minus the IPv4 + UDP headers, or IPv6 + UDP when some peers are reached over IPv6. */
   private tunMTU(): number {
-    return (this.iface?.mtu ?? 1500) - ENCAP_OVERHEAD;
+    return (this.iface?.mtu ?? 1500) - (this.bindIPv6() !== undefined ? ENCAP_OVERHEAD_IPV6 : ENCAP_OVERHEAD);
   }
 
   private async startServers(): Promise<void> {
@@ -218,20 +259,26 @@ export class Agent implements AgentState {
     }
   }
 
-  private datapathConfig(subnet: Subnet): DatapathConfig {
+  private datapathConfig(lease: Lease): DatapathConfig {
+    const network6 = this.config!.ipv6?.network;
+    const bindIPv6 = this.bindIPv6();
     return {
       tunName: this.settings.tunName,
       mtu: this.tunMTU(),
       network: this.config!.network,
-      localSubnet: subnet,
-      bindIP: parseIPv4(this.iface!.address),
+      localSubnet: lease.subnet,
+      // 0: no IPv4 underlay address (an IPv6-only interface).
+      bindIP: this.iface!.address ? parseIPv4(this.iface!.address) : 0,
       port: this.config!.port,
+      ...(network6 && lease.ipv6Subnet ? { network6, localSubnet6: lease.ipv6Subnet } : {}),
+      ...(bindIPv6 !== undefined ? { bindIPv6 } : {}),
     };
   }
 
-  private async startDatapath(subnet: Subnet): Promise<void> {
+  private async startDatapath(lease: Lease): Promise<void> {
+    const subnet = lease.subnet;
     const engine = this.settings.engine;
-    const datapath = await createDatapath(engine, this.datapathConfig(subnet), this.log, { threads: this.settings.datapathThreads });
+    const datapath = await createDatapath(engine, this.datapathConfig(lease), this.log, { threads: this.settings.datapathThreads });
     try {
       await datapath.start();
     } catch (err) {
@@ -239,7 +286,7 @@ export class Agent implements AgentState {
       throw new StartupError(`could not start the ${engine} data path: ${(err as Error).message}`);
     }
     this.datapath = datapath;
-    datapath.setRoutes(this.table.routes(subnet));
+    datapath.setRoutes(this.table.routes(subnet, this.config?.ipv6 !== undefined));
   }
 
   /** Peer probes (src/probe/): from our TUN address through our own data path to every peer's. */
@@ -251,7 +298,8 @@ export class Agent implements AgentState {
     this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });
   }
 
-  private async startMasquerade(subnet: Subnet): Promise<void> {
+  private async startMasquerade(lease: Lease): Promise<void> {
+    const subnet = lease.subnet;
     const { ipMasq, forwardRules: forward } = this.settings;
     if (!ipMasq && !forward) return;
     const { IpMasq } = await import('./masq.js');
@@ -273,10 +321,12 @@ export class Agent implements AgentState {
     }
   }
 
-  private async writeSubnetFile(subnet: Subnet): Promise<void> {
+  private async writeSubnetFile(lease: Lease): Promise<void> {
+    const network6 = this.config!.ipv6?.network;
     await writeSubnetEnv(this.settings.subnetFile, {
       network: this.config!.network,
-      subnet,
+      subnet: lease.subnet,
+      ...(network6 && lease.ipv6Subnet ? { network6, subnet6: lease.ipv6Subnet } : {}),
       mtu: this.tunMTU(),
       ipMasq: this.settings.ipMasq,
     });
@@ -292,6 +342,13 @@ export class Agent implements AgentState {
     // etcd leases all have SubnetLen bits (Kubernetes podCIDRs may differ, overlaps are still refused).
     if (lease.source.kind === 'etcd' && lease.subnet.prefixLen !== config.subnetLen) {
       return `is not a /${config.subnetLen} (SubnetLen)`;
+    }
+    const six = config.ipv6;
+    if (six && lease.ipv6Subnet) {
+      if (!subnet6Contains(six.network, lease.ipv6Subnet)) return `has IPv6 subnet ${formatSubnet6(lease.ipv6Subnet)} outside the IPv6 network ${formatSubnet6(six.network)}`;
+      if (lease.source.kind === 'etcd' && lease.ipv6Subnet.prefixLen !== six.subnetLen) {
+        return `has an IPv6 subnet that is not a /${six.subnetLen} (IPv6SubnetLen)`;
+      }
     }
     return undefined;
   }
@@ -332,7 +389,7 @@ export class Agent implements AgentState {
     if (!this.lease) return;
     const own = this.table.get(this.lease.subnet);
     // Compare with what our lease advertises (Kubernetes' public-ip-overwrite may differ from ours).
-    if (!own || own.publicIP !== this.lease.publicIP) {
+    if (!own || own.publicIP !== this.lease.publicIP || (own.publicIP === NO_PUBLIC_IP && own.publicIPv6 !== this.lease.publicIPv6)) {
       this.log.error({ subnet: formatSubnet(this.lease.subnet), holder: own?.publicIP },
         'OUR LEASE IS GONE from the store (deleted, expired or taken over): re-acquiring now');
       this.startReacquire();
@@ -342,7 +399,7 @@ export class Agent implements AgentState {
   }
 
   private pushRoutes(): void {
-    if (this.lease) this.datapath?.setRoutes(this.table.routes(this.lease.subnet));
+    if (this.lease) this.datapath?.setRoutes(this.table.routes(this.lease.subnet, this.config?.ipv6 !== undefined));
   }
 
   private startReacquire(): void {
@@ -358,7 +415,11 @@ export class Agent implements AgentState {
     clearTimeout(this.renewTimer);
     const previous = this.lease!;
     await retry(async () => {
-      const lease = await this.store!.acquire(this.publicIP, { previousSubnet: previous.subnet });
+      const lease = await this.store!.acquire(this.publicIP, {
+        previousSubnet: previous.subnet,
+        previousSubnet6: previous.ipv6Subnet,
+        publicIPv6: this.publicIPv6,
+      });
       if (sameSubnet(lease.subnet, previous.subnet)) {
         this.log.warn({ subnet: formatSubnet(lease.subnet) }, 're-acquired our subnet');
       } else {
@@ -415,4 +476,8 @@ export class Agent implements AgentState {
 
 function sameSubnet(a: Subnet, b: Subnet): boolean {
   return a.ip === b.ip && a.prefixLen === b.prefixLen;
+}
+
+function sameSubnet6(a: Subnet6 | undefined, b: Subnet6 | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : subnet6Equals(a, b);
 }

@@ -14,6 +14,8 @@ export interface AgentSettings {
   ifaceRegex: string[];
   /** --public-ip; undefined: the store's stored address, else the interface's. */
   publicIP?: string;
+  /** --public-ipv6; undefined: the store's stored address, else the interface's global IPv6 address. */
+  publicIPv6?: string;
   subnetFile: string;
   /** Renew this long before the lease expires. */
   renewMarginMs: number;
@@ -124,6 +126,7 @@ export function agentSettings(values: FlagValues, env: NodeJS.ProcessEnv = proce
     iface: f.list('iface'),
     ifaceRegex: f.list('iface-regex'),
     publicIP: f.optional('public-ip'),
+    publicIPv6: f.optional('public-ipv6'),
     subnetFile: f.string('subnet-file'),
     renewMarginMs: f.number('subnet-lease-renew-margin') * 60_000,
     startupTimeoutMs: f.number('startup-timeout') * 1000,

@@ -2,6 +2,7 @@
 // what is known (so a relist turns into adds/removes), events are applied one by one.
 // The table keeps our own lease too (for the debug endpoint), but routes() leaves it out.
 import { formatSubnet, parseIPv4, subnetsOverlap, type Subnet } from '../net/cidr.js';
+import { formatSubnet6, parseIPv6, subnet6Equals, subnets6Overlap, type Subnet6 } from '../net/ip6.js';
 import type { Route } from '../datapath/types.js';
 import type { Lease, LeaseEvent, LeaseUpdate } from './types.js';
 
@@ -10,7 +11,17 @@ function keyOf(subnet: Subnet): string {
 }
 
 function sameLease(a: Lease, b: Lease): boolean {
-  return a.publicIP === b.publicIP && a.subnet.ip === b.subnet.ip && a.subnet.prefixLen === b.subnet.prefixLen;
+  return (
+    a.publicIP === b.publicIP &&
+    a.subnet.ip === b.subnet.ip &&
+    a.subnet.prefixLen === b.subnet.prefixLen &&
+    a.publicIPv6 === b.publicIPv6 &&
+    sameSubnet6(a.ipv6Subnet, b.ipv6Subnet)
+  );
+}
+
+function sameSubnet6(a: Subnet6 | undefined, b: Subnet6 | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : subnet6Equals(a, b);
 }
 
 /** Says why a lease must not be routed (e.g. outside the network), or undefined when it is fine. */
@@ -29,6 +40,9 @@ export class LeaseTable {
   private readonly leases = new Map<string, Lease>();
   /** How many leases of each prefix length: overlaps are only possible across lengths. */
   private readonly prefixLens = new Map<number, number>();
+  /** IPv6 subnet -> the IPv4 key of the lease holding it, and the same per-length counts. */
+  private readonly subnets6 = new Map<string, string>();
+  private readonly prefixLens6 = new Map<number, number>();
 
   constructor(
     private readonly check: LeaseCheck = () => undefined,
@@ -70,13 +84,20 @@ export class LeaseTable {
   private put(lease: Lease, changes: LeaseEvent[]): void {
     const key = keyOf(lease.subnet);
     const known = this.leases.get(key);
-    const problem = known ? undefined : this.check(lease) ?? this.overlapWith(lease);
+    // A renewal is not checked again, unless its IPv6 half changed.
+    const fresh = !known || !sameSubnet6(known.ipv6Subnet, lease.ipv6Subnet);
+    const problem = fresh ? this.check(lease) ?? (known ? undefined : this.overlapWith(lease)) ?? this.overlap6With(lease, key) : undefined;
     if (problem) {
       this.onReject({ lease, reason: problem });
       return;
     }
+    if (known) this.remove(key);
     this.leases.set(key, lease);
-    if (!known) this.prefixLens.set(lease.subnet.prefixLen, (this.prefixLens.get(lease.subnet.prefixLen) ?? 0) + 1);
+    this.prefixLens.set(lease.subnet.prefixLen, (this.prefixLens.get(lease.subnet.prefixLen) ?? 0) + 1);
+    if (lease.ipv6Subnet) {
+      this.subnets6.set(formatSubnet6(lease.ipv6Subnet), key);
+      this.prefixLens6.set(lease.ipv6Subnet.prefixLen, (this.prefixLens6.get(lease.ipv6Subnet.prefixLen) ?? 0) + 1);
+    }
     if (!known || !sameLease(known, lease)) changes.push({ type: 'added', lease });
   }
 
@@ -84,9 +105,26 @@ export class LeaseTable {
     const lease = this.leases.get(key);
     if (!lease) return;
     this.leases.delete(key);
-    const count = (this.prefixLens.get(lease.subnet.prefixLen) ?? 1) - 1;
-    if (count > 0) this.prefixLens.set(lease.subnet.prefixLen, count);
-    else this.prefixLens.delete(lease.subnet.prefixLen);
+    decrement(this.prefixLens, lease.subnet.prefixLen);
+    if (lease.ipv6Subnet) {
+      this.subnets6.delete(formatSubnet6(lease.ipv6Subnet));
+      decrement(this.prefixLens6, lease.ipv6Subnet.prefixLen);
+    }
+  }
+
+  /** The lease of another node whose IPv6 subnet overlaps this one's (the older lease keeps it). */
+  private overlap6With(lease: Lease, key: string): string | undefined {
+    const six = lease.ipv6Subnet;
+    if (!six) return undefined;
+    const holderKey = this.subnets6.get(formatSubnet6(six));
+    const onlyLen = this.prefixLens6.size === 0 || (this.prefixLens6.size === 1 && this.prefixLens6.has(six.prefixLen));
+    let holder = holderKey !== undefined && holderKey !== key ? this.leases.get(holderKey) : undefined;
+    if (!holder && !onlyLen) {
+      for (const [otherKey, other] of this.leases) {
+        if (otherKey !== key && other.ipv6Subnet && subnets6Overlap(other.ipv6Subnet, six)) holder = other;
+      }
+    }
+    return holder ? `has an IPv6 subnet overlapping ${formatSubnet6(holder.ipv6Subnet!)} of ${holder.publicIP}` : undefined;
   }
 
   /** The lease already known that overlaps this new one (the older lease keeps its subnet). */
@@ -114,19 +152,33 @@ export class LeaseTable {
     return this.leases.size;
   }
 
-  /** Data-path routes: every lease except our own subnet. */
-  routes(own?: Subnet): Route[] {
+  /**
+   * Data-path routes: every lease except our own subnet. With `ipv6` (EnableIPv6) routes carry the
+   * lease's IPv6 subnet and PublicIPv6; an IPv4-only cluster never routes IPv6.
+   */
+  routes(own?: Subnet, ipv6 = false): Route[] {
     const routes: Route[] = [];
     for (const lease of this.leases.values()) {
       if (own && lease.subnet.ip === own.ip && lease.subnet.prefixLen === own.prefixLen) continue;
       let publicIP: number;
+      let publicIPv6: bigint | undefined;
       try {
         publicIP = parseIPv4(lease.publicIP);
+        publicIPv6 = ipv6 && lease.publicIPv6 !== undefined ? parseIPv6(lease.publicIPv6) : undefined;
       } catch {
         continue; // the store validates PublicIP; never let one bad value break the table
       }
-      routes.push({ subnet: lease.subnet, publicIP });
+      const route: Route = { subnet: lease.subnet, publicIP };
+      if (ipv6 && lease.ipv6Subnet) route.subnet6 = lease.ipv6Subnet;
+      if (publicIPv6 !== undefined) route.publicIPv6 = publicIPv6;
+      routes.push(route);
     }
     return routes;
   }
+}
+
+function decrement(counts: Map<number, number>, len: number): void {
+  const count = (counts.get(len) ?? 1) - 1;
+  if (count > 0) counts.set(len, count);
+  else counts.delete(len);
 }

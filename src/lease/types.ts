@@ -130,6 +130,8 @@ export interface LeaseStore {
    * flannel's node-public-ip annotation). Undefined when it has none (etcd: always).
    */
   storedPublicIP(): Promise<string | undefined>;
+  /** The same for PublicIPv6 (Kubernetes: flannel's node-public-ipv6 annotation; etcd: none). */
+  storedPublicIPv6(): Promise<string | undefined>;
   /**
    * Called once the agent is up (flannel's CompleteLease). Kubernetes: sets the node condition
    * NetworkUnavailable=False; etcd: nothing. Logs rather than throws: the network works either way.

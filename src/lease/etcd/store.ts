@@ -104,6 +104,10 @@ export class EtcdLeaseStore implements LeaseStore {
     return undefined;
   }
 
+  async storedPublicIPv6(): Promise<string | undefined> {
+    return undefined;
+  }
+
   /** Nothing to do: flannel's etcd manager completes a lease without further writes. */
   async completeLease(): Promise<void> {}
 

@@ -1,6 +1,7 @@
 // flannel's node annotations (https://github.com/flannel-io/flannel/blob/master/pkg/subnet/kube/annotations.go)
 // and the Node fields felt reads: which nodes are peers, and the lease each one stands for.
 import { formatSubnet, isIPv4, parseSubnet, type Subnet } from '../../net/cidr.js';
+import { formatIPv6, formatSubnet6, isIPv6, parseIPv6, parseSubnet6, type Subnet6 } from '../../net/ip6.js';
 import type { Lease } from '../types.js';
 
 /** The annotation keys under a normalised prefix. */
@@ -12,6 +13,11 @@ export interface KubeAnnotations {
   publicIP: string;
   publicIPOverwrite: string;
   nodePublicIP: string;
+  /** Dual-stack: the IPv6 twins (flannel's BackendV6Data, BackendPublicIPv6, ...). */
+  backendV6Data: string;
+  publicIPv6: string;
+  publicIPv6Overwrite: string;
+  nodePublicIPv6: string;
 }
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -46,6 +52,10 @@ export function kubeAnnotations(prefix: string): KubeAnnotations {
     publicIP: key('public-ip'),
     publicIPOverwrite: key('public-ip-overwrite'),
     nodePublicIP: key('node-public-ip'),
+    backendV6Data: key('backend-v6-data'),
+    publicIPv6: key('public-ipv6'),
+    publicIPv6Overwrite: key('public-ipv6-overwrite'),
+    nodePublicIPv6: key('node-public-ipv6'),
   };
 }
 
@@ -82,34 +92,69 @@ export function nodePodCIDR(node: KubeNode): Subnet | undefined {
   return undefined;
 }
 
-/** A peer lease from a node, or why it is not one. Only managed nodes with a podCIDR qualify. */
-export function nodeToLease(node: KubeNode, keys: KubeAnnotations): { lease?: Lease; reason?: string } {
+/** The node's IPv6 pod CIDR: the v6 entry of spec.podCIDRs, else spec.podCIDR (flannel reads both). */
+export function nodePodCIDR6(node: KubeNode): Subnet6 | undefined {
+  const candidates = [...(Array.isArray(node.spec?.podCIDRs) ? node.spec!.podCIDRs : []), node.spec?.podCIDR];
+  for (const c of candidates) {
+    if (typeof c !== 'string' || !c.includes(':')) continue;
+    try {
+      return parseSubnet6(c);
+    } catch {
+      // Not IPv6; try the next one.
+    }
+  }
+  return undefined;
+}
+
+/** An annotation holding JSON, parsed; kept as the raw string when it is not JSON (debug output only). */
+function jsonAnnotation(raw: string | undefined): unknown {
+  if (raw === undefined) return null;
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * A peer lease from a node, or why it is not one. Only managed nodes with a podCIDR qualify. With
+ * `ipv6` (EnableIPv6) the lease also carries the node's IPv6 pod CIDR and public-ipv6; a node
+ * without them (a stock flannel UDP node: flannel keeps UDP leases IPv4-only) stays an IPv4 peer.
+ */
+export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false): { lease?: Lease; reason?: string } {
   const ann = node.metadata.annotations ?? {};
   if (ann[keys.subnetKubeManaged] !== 'true') return { reason: 'not managed (no kube-subnet-manager annotation)' };
   const subnet = nodePodCIDR(node);
   if (!subnet) return { reason: 'no IPv4 pod CIDR' };
   const publicIP = ann[keys.publicIP];
   if (publicIP === undefined || !isIPv4(publicIP)) return { reason: `public-ip annotation ${JSON.stringify(publicIP ?? null)} is not an IPv4 address` };
-  const rawData = ann[keys.backendData];
-  let backendData: unknown = rawData ?? null;
-  if (rawData !== undefined) {
-    try {
-      backendData = JSON.parse(rawData);
-    } catch {
-      // Kept as the raw string: it is only shown on the debug endpoint.
+  const attrs: Record<string, unknown> = { PublicIP: publicIP, BackendType: ann[keys.backendType] ?? '', BackendData: jsonAnnotation(ann[keys.backendData]) };
+  let six: { ipv6Subnet?: Subnet6; publicIPv6?: string } = {};
+  if (ipv6) {
+    const ipv6Subnet = nodePodCIDR6(node);
+    const rawV6 = ann[keys.publicIPv6];
+    if (rawV6 !== undefined && rawV6 !== '' && !isIPv6(rawV6)) {
+      return { reason: `public-ipv6 annotation ${JSON.stringify(rawV6)} is not an IPv6 address` };
     }
+    const publicIPv6 = rawV6 ? formatIPv6(parseIPv6(rawV6)) : undefined;
+    six = { ...(ipv6Subnet ? { ipv6Subnet } : {}), ...(publicIPv6 ? { publicIPv6 } : {}) };
+    attrs.PublicIPv6 = publicIPv6 ?? null;
+    if (ann[keys.backendV6Data] !== undefined) attrs.BackendV6Data = jsonAnnotation(ann[keys.backendV6Data]);
   }
   return {
     lease: {
       subnet,
       publicIP,
+      ...six,
       source: { kind: 'kube', node: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
-      attrs: { PublicIP: publicIP, BackendType: ann[keys.backendType] ?? '', BackendData: backendData },
+      attrs,
     },
   };
 }
 
 /** What makes two leases of one node different for the data path (flannel's update filter). */
 export function leaseKey(l: Lease): string {
-  return `${formatSubnet(l.subnet)}|${l.publicIP}|${String(l.attrs.BackendType)}|${JSON.stringify(l.attrs.BackendData)}`;
+  const v4 = `${formatSubnet(l.subnet)}|${l.publicIP}|${String(l.attrs.BackendType)}|${JSON.stringify(l.attrs.BackendData)}`;
+  if (!l.ipv6Subnet && l.publicIPv6 === undefined) return v4;
+  return `${v4}|${l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : ''}|${l.publicIPv6 ?? ''}|${JSON.stringify(l.attrs.BackendV6Data ?? null)}`;
 }

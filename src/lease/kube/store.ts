@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '../../log.js';
 import { LoggedOnce } from '../../log.js';
 import { formatSubnet, isIPv4, subnetContains } from '../../net/cidr.js';
+import { formatIPv6, formatSubnet6, isIPv6, parseIPv6, subnet6Contains } from '../../net/ip6.js';
 import { errorText, retry } from '../../retry.js';
 import { parseNetworkConfigText } from '../config.js';
 import {
@@ -21,7 +22,7 @@ import {
   type StoreStatus,
   type Watcher,
 } from '../types.js';
-import { asNode, isObj, kubeAnnotations, nodePodCIDR, nodeToLease, type KubeAnnotations, type KubeNode } from './annotations.js';
+import { asNode, isObj, kubeAnnotations, nodePodCIDR, nodePodCIDR6, nodeToLease, type KubeAnnotations, type KubeNode } from './annotations.js';
 import { apiError, KubeApi, loadKubeConfig } from './api.js';
 import { KubeWatch } from './watch.js';
 
@@ -157,15 +158,30 @@ export class KubeLeaseStore implements LeaseStore {
     return value;
   }
 
+  /** The `<prefix>node-public-ipv6` annotation of this node, if set: flannel's stand-in for --public-ipv6. */
+  async storedPublicIPv6(): Promise<string | undefined> {
+    const name = await this.nodeName();
+    const value = (await this.getNode(name)).metadata.annotations?.[this.annotations.nodePublicIPv6];
+    if (value === undefined || value === '') return undefined;
+    if (!isIPv6(value)) throw new PermanentError(`node "${name}": annotation ${this.annotations.nodePublicIPv6}="${value}" is not an IPv6 address`);
+    return formatIPv6(parseIPv6(value));
+  }
+
   async acquire(publicIP: string, options: AcquireOptions = {}): Promise<Lease> {
     if (!isIPv4(publicIP)) throw new PermanentError(`acquire: public IP "${publicIP}" is not an IPv4 address`);
     const config = await this.getNetworkConfig();
     const name = await this.nodeName();
-    const node = await this.waitForPodCIDR(name);
+    const node = await this.waitForPodCIDR(name, config.ipv6 !== undefined);
     const subnet = nodePodCIDR(node)!;
     if (!subnetContains(config.network, subnet)) {
       throw new PermanentError(
         `node "${name}" pod cidr ${formatSubnet(subnet)} is not inside the network ${formatSubnet(config.network)} of ${this.options.netConfigPath}`,
+      );
+    }
+    const subnet6 = config.ipv6 ? nodePodCIDR6(node)! : undefined;
+    if (config.ipv6 && subnet6 && !subnet6Contains(config.ipv6.network, subnet6)) {
+      throw new PermanentError(
+        `node "${name}" IPv6 pod cidr ${formatSubnet6(subnet6)} is not inside the IPv6 network ${formatSubnet6(config.ipv6.network)} of ${this.options.netConfigPath}`,
       );
     }
     if (options.previousSubnet && formatSubnet(options.previousSubnet) !== formatSubnet(subnet)) {
@@ -189,6 +205,20 @@ export class KubeLeaseStore implements LeaseStore {
       [this.annotations.backendData]: 'null',
       [this.annotations.publicIP]: advertised,
     };
+    // Dual-stack: felt's UDP backend carries IPv6 (flannel's keeps UDP leases IPv4-only and writes none of these).
+    if (config.ipv6 && options.publicIPv6 !== undefined) {
+      let advertised6 = formatIPv6(parseIPv6(options.publicIPv6));
+      const overwrite6 = ann[this.annotations.publicIPv6Overwrite];
+      if (overwrite6 !== undefined && overwrite6 !== '') {
+        if (!isIPv6(overwrite6)) {
+          throw new PermanentError(`node "${name}": annotation ${this.annotations.publicIPv6Overwrite}="${overwrite6}" is not an IPv6 address`);
+        }
+        if (overwrite6 !== advertised6) this.log.info({ publicIPv6: advertised6, overwrite: overwrite6 }, 'advertising the public-ipv6-overwrite address');
+        advertised6 = overwrite6;
+      }
+      desired[this.annotations.backendV6Data] = 'null';
+      desired[this.annotations.publicIPv6] = advertised6;
+    }
     const changes = Object.fromEntries(Object.entries(desired).filter(([k, v]) => ann[k] !== v));
     let current = node;
     if (Object.keys(changes).length > 0) {
@@ -198,7 +228,7 @@ export class KubeLeaseStore implements LeaseStore {
       current = asNode(patched) ?? current;
       this.log.info({ node: name, annotations: changes }, 'node annotations updated');
     }
-    const lease = nodeToLease(current, this.annotations).lease;
+    const lease = nodeToLease(current, this.annotations, config.ipv6 !== undefined).lease;
     if (!lease) throw new Error(`node "${name}": annotations did not take effect`);
     return lease;
   }
@@ -243,6 +273,8 @@ export class KubeLeaseStore implements LeaseStore {
   }
 
   async list(): Promise<{ leases: Lease[]; revision: string }> {
+    // The config says whether the IPv6 halves count; `felt leases` lists even when it is unreadable.
+    await this.getNetworkConfig().catch(() => undefined);
     const { leases, revision } = await this.listNodes();
     return { leases: [...leases.values()], revision };
   }
@@ -273,7 +305,7 @@ export class KubeLeaseStore implements LeaseStore {
   // ---- internals ---------------------------------------------------------------------------
 
   private peerLease(node: KubeNode): Lease | undefined {
-    const { lease, reason } = nodeToLease(node, this.annotations);
+    const { lease, reason } = nodeToLease(node, this.annotations, this.config?.ipv6 !== undefined);
     const managed = node.metadata.annotations?.[this.annotations.subnetKubeManaged] === 'true';
     if (!lease && managed && reason) {
       if (this.warned.first(`${node.metadata.name}|${reason}`)) this.log.warn({ node: node.metadata.name, reason }, 'managed node ignored');
@@ -294,8 +326,8 @@ export class KubeLeaseStore implements LeaseStore {
     return { leases, revision: String(body.metadata.resourceVersion ?? '') };
   }
 
-  /** Polls the node until it exists with an IPv4 podCIDR (bounded, like flannel's 30 s). */
-  private async waitForPodCIDR(name: string): Promise<KubeNode> {
+  /** Polls the node until it exists with an IPv4 podCIDR, and an IPv6 one with `ipv6` (bounded, like flannel's 30 s). */
+  private async waitForPodCIDR(name: string, ipv6: boolean): Promise<KubeNode> {
     const step = async (): Promise<KubeNode> => {
       let node: KubeNode;
       try {
@@ -306,6 +338,7 @@ export class KubeLeaseStore implements LeaseStore {
         throw err;
       }
       if (!nodePodCIDR(node)) throw new Error(`node "${name}" pod cidr not assigned`);
+      if (ipv6 && !nodePodCIDR6(node)) throw new Error(`node "${name}" IPv6 pod cidr not assigned`);
       return node;
     };
     try {
@@ -320,7 +353,7 @@ export class KubeLeaseStore implements LeaseStore {
       if (isPermanent(err)) throw err;
       const why = errorText(err);
       const hint = why.endsWith('pod cidr not assigned')
-        ? ' (the controller manager assigns it with --allocate-node-cidrs --cluster-cidr; kubeadm with --pod-network-cidr)'
+        ? ' (the controller manager assigns it with --allocate-node-cidrs --cluster-cidr; kubeadm with --pod-network-cidr; dual-stack: an IPv4 and an IPv6 cluster CIDR)'
         : '';
       throw new Error(`${why}${hint}`);
     }
