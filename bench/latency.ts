@@ -1,8 +1,12 @@
 // Latency over one path: ping RTT at a sparse and a dense interval, and a back-to-back TCP
 // request/response test (sockperf ping-pong: one connection, a small request, the same-size reply,
-// the next request as soon as the reply is in; like netperf TCP_RR or qperf tcp_lat). The parser
-// is pure so it can be checked on saved output.
+// the next request as soon as the reply is in; like netperf TCP_RR or qperf tcp_lat); over IPv6,
+// which sockperf 3.7 cannot address, the same exchange by bench/rr.c. The parsers are pure so they
+// can be checked on saved output.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import type { Netns } from '../test/testbed/netns.js';
+import { repoRoot } from '../test/testbed/tcp.js';
 import { startServer, type BenchServer } from './server.js';
 
 export const RR_PORT = 11111;
@@ -59,4 +63,32 @@ export async function runRr(ns: Netns, serverIP: string, seconds: number, messag
   const argv = ['sockperf', 'ping-pong', '--tcp', '-i', serverIP, '-p', String(port), '-m', String(messageBytes), '--full-rtt', '-t', String(seconds)];
   const r = await ns.exec(argv, { check: false, timeoutMs: (seconds + 30) * 1000 });
   return parseSockperf(r.stdout + r.stderr, messageBytes);
+}
+
+// ---- felt-rr (bench/rr.c): the same measurement for the IPv6 paths ------------------------------
+
+/** Compiles bench/rr.c into `dir` and returns the binary's path. */
+export function buildRrTool(dir: string): string {
+  const out = join(dir, 'felt-rr');
+  execFileSync('cc', ['-O2', '-std=gnu11', '-Wall', '-Wextra', '-o', out, join(repoRoot(), 'bench', 'rr.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return out;
+}
+
+/** Parses felt-rr's JSON line into the sockperf result shape. */
+export function parseRrTool(text: string, messageBytes: number): RrResult {
+  const line = text.trim().split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`felt-rr printed no result: ${text.trim().slice(0, 300) || '(nothing)'}`);
+  const r = JSON.parse(line) as { transactions: number; seconds: number; avgUs: number; p50Us: number; p99Us: number; maxUs: number };
+  if (!(r.seconds > 0) || !(r.transactions > 0)) throw new Error('felt-rr: no transaction completed');
+  return { messageBytes, seconds: r.seconds, transactions: r.transactions, transactionsPerS: r.transactions / r.seconds, avgUs: r.avgUs, p50Us: r.p50Us, p99Us: r.p99Us, maxUs: r.maxUs };
+}
+
+export function startRrToolServer(tool: string, ns: Netns, ip: string, port = RR_PORT): Promise<BenchServer> {
+  return startServer(ns, [tool, 'server', ip, String(port)], port);
+}
+
+export async function runRrTool(tool: string, ns: Netns, serverIP: string, seconds: number, messageBytes: number, port = RR_PORT): Promise<RrResult> {
+  const r = await ns.exec([tool, 'client', serverIP, String(port), String(messageBytes), String(seconds)], { check: false, timeoutMs: (seconds + 30) * 1000 });
+  if (r.code !== 0) throw new Error(`felt-rr client: ${r.stderr.trim() || `exit ${r.code}`}`);
+  return parseRrTool(r.stdout, messageBytes);
 }

@@ -144,7 +144,7 @@ export interface BenchSettings {
   quick: boolean;
   /** Paths measured, in measurement order. */
   only: PathName[];
-  /** Families measured (the IPv6 paths have no request/response run: sockperf 3.7 has no IPv6). */
+  /** Families measured (--family). */
   families: Family[];
 }
 

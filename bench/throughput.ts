@@ -6,7 +6,7 @@
 // family and the targets; writes bench/results/latest.json and latest.svg (latest-ipv6.svg).
 // Needs root (namespaces), iperf3, sockperf and ping.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,7 +14,7 @@ import { Testbed, UNDERLAY6_LEN, UNDERLAY6_PREFIX, UNDERLAY_LEN, UNDERLAY_PREFIX
 import { repoRoot } from '../test/testbed/tcp.js';
 import { renderChart } from './chart.js';
 import { runIperfClient, startIperfServer } from './iperf.js';
-import { runRr, startRrServer } from './latency.js';
+import { buildRrTool, runRr, runRrTool, startRrServer, startRrToolServer } from './latency.js';
 import type { BenchServer } from './server.js';
 import { DUAL_STACK_CONFIG, setupPath, underlayMtu, type PathEnds } from './paths.js';
 import {
@@ -227,11 +227,13 @@ async function measureTcp(ends: PathEnds, settings: BenchSettings, streams: numb
 }
 
 /** One request/response run with the agents' CPU and the machine's around it. */
-async function measureRr(ends: PathEnds, settings: BenchSettings): Promise<RrRun> {
+async function measureRr(ends: PathEnds, settings: BenchSettings, v6: boolean): Promise<RrRun> {
   const agentCpu = () =>
     ends.agents ? Promise.all([processCpuSeconds(ends.agents.sender.pid), processCpuSeconds(ends.agents.receiver.pid)]) : null;
   const [cpu0, machine0] = await Promise.all([agentCpu(), readMachineCpu()]);
-  const rr = await runRr(ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes);
+  const rr = v6
+    ? await runRrTool(rrTool(), ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes)
+    : await runRr(ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes);
   const [cpu1, machine1] = await Promise.all([agentCpu(), readMachineCpu()]);
   let perTransaction: number | null = null;
   if (cpu0 && cpu1 && cpu0.every((v) => v !== null) && cpu1.every((v) => v !== null)) {
@@ -317,12 +319,14 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
       () => pingStats(ends.client, ends.serverIP, dense.count, dense.intervalMs / 1000),
       showPing,
     );
-    // sockperf 3.7 (Debian 12) takes no IPv6 address: the IPv6 paths have ping latency only.
-    const rrPossible = pathFamily(name) === 4;
-    if (!rrPossible) result.info.requestResponse = 'not measured: sockperf 3.7 has no IPv6';
-    if (rrPossible) rrServer = (await step('start sockperf server', () => startRrServer(ends.server, ends.serverIP), () => 'listening')) ?? undefined;
+    // sockperf 3.7 (Debian 12) takes no IPv6 address: the IPv6 paths use bench/rr.c instead.
+    const v6 = pathFamily(name) === 6;
+    result.info.requestResponseTool = v6 ? 'felt-rr (bench/rr.c)' : 'sockperf ping-pong';
+    rrServer = (await step(`start ${v6 ? 'felt-rr' : 'sockperf'} server`, () => (v6
+      ? startRrToolServer(rrTool(), ends.server, ends.serverIP)
+      : startRrServer(ends.server, ends.serverIP)), () => 'listening')) ?? undefined;
     if (rrServer && agentsAlive(ends, result)) {
-      result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrSeconds} s`, () => measureRr(ends, settings), describeRr);
+      result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrSeconds} s`, () => measureRr(ends, settings, v6), describeRr);
     }
     await rrServer?.stop();
     rrServer = undefined;
@@ -346,7 +350,7 @@ async function measurePath(tb: Testbed, name: PathName, settings: BenchSettings)
     await server?.stop().catch(() => undefined);
     await step('tear down', () => ends.teardown(), () => 'done');
   }
-  const latencyOk = result.pingSparse !== null && result.pingDense !== null && (result.rr !== null || pathFamily(name) === 6);
+  const latencyOk = result.pingSparse !== null && result.pingDense !== null && result.rr !== null;
   const throughputOk = settings.latencyOnly || (result.single !== null && result.multi !== null);
   result.ok = result.errors.length === 0 && latencyOk && throughputOk;
   return result;
@@ -364,6 +368,17 @@ function hostInfo(loadStart: number): BenchResult['host'] {
   };
 }
 
+/** felt-rr, compiled on first use into a scratch directory removed at exit. */
+let rrToolPath: string | undefined;
+function rrTool(): string {
+  if (!rrToolPath) {
+    const dir = mkdtempSync(join(os.tmpdir(), 'felt-rr-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    rrToolPath = buildRrTool(dir);
+  }
+  return rrToolPath;
+}
+
 const PATH_NAMES_6 = MEASURE_ORDER.filter((n) => pathFamily(n) === 6);
 
 const NOTES = [
@@ -377,7 +392,8 @@ function runNotes(paths: BenchResult['paths']): string[] {
   if (PATH_NAMES_6.some((n) => paths[n])) {
     notes.push(
       'IPv6 paths: IPv6 pod traffic over an IPv6-only underlay (felt: a dual-stack cluster, TUN MTU = underlay - 48; kernel VXLAN: ' +
-        'flannel-v6.1, MTU = underlay - 70), ratios to kernel VXLAN over IPv6; no request/response run (sockperf 3.7 has no IPv6) and no targets.',
+        'flannel-v6.1, MTU = underlay - 70), ratios to kernel VXLAN over IPv6, no targets; request/response by bench/rr.c (sockperf 3.7 has no IPv6): the same exchange, ' +
+        'compare it within the IPv6 rows.',
     );
   }
   for (const name of ['underlay', 'vxlan', 'underlay6', 'vxlan6'] as const) {
