@@ -1,8 +1,11 @@
+// Long on purpose: each row's synthetic data sits next to the row, and rows, runner and report
+// share one output schema (MICRO_SCHEMA); split, the pieces would only be read together.
 // `npm run bench:micro`: tinybench micro-benchmarks of the control plane's and the js engine's hot
-// functions: route lookup with 10 / 1,000 / 5,000 leases (js RouteTable, and the C table when the
-// addon has a lookup hook), encap and decap per packet (the js engine's pure per-packet work: no
-// syscalls), and lease-table sync of 5,000 leases. Prints ops/s and ns/op, judges the lookup
-// target (5,000 leases no slower than 10 by more than 2x) and writes bench/results/micro.json.
+// functions: route lookup with 10 / 1,000 / 5,000 leases (js RouteTable, IPv4 and IPv6, and the C
+// table when the addon has a lookup hook), encap and decap per packet (the js engine's pure
+// per-packet work: no syscalls; also through JsForwarder's batch entry points with I/O that
+// discards), and lease-table sync of 5,000 leases. Prints ops/s and ns/op, judges the lookup
+// targets (5,000 leases no slower than 10 by more than 2x) and writes bench/results/micro.json.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,6 +14,8 @@ import { Bench, type Task } from 'tinybench';
 import { formatIPv4, makeSubnet, parseIPv4, subnetContainsIP, type Subnet } from '../src/net/cidr.js';
 import { decrementTTL, internetChecksum, IP_OFF, readU16, readU32, validateIPv4 } from '../src/datapath/packet.js';
 import { RouteTable, subnetsContain } from '../src/datapath/routes.js';
+import { JsForwarder, type BatchIO } from '../src/datapath/js-forwarder.js';
+import { ipv6ToBytes, makeSubnet6, parseIPv6 } from '../src/net/ip6.js';
 import type { Route } from '../src/datapath/types.js';
 import { LeaseTable } from '../src/lease/table.js';
 import type { Lease } from '../src/lease/types.js';
@@ -55,6 +60,25 @@ function makeRoutes(n: number): Route[] {
   return routes;
 }
 
+const NETWORK6 = parseIPv6('fd00:10::');
+
+/** The same leases with an IPv6 /64 each as well (fd00:10:<i * stride>::/64). */
+function makeRoutes6(n: number): Route[] {
+  const stride = Math.floor(65_000 / n);
+  return makeRoutes(n).map((r, i) => ({ ...r, subnet6: makeSubnet6(NETWORK6 + (BigInt(i * stride + 1) << 64n), 64) }));
+}
+
+/** BATCH IPv6 destinations as 16-byte addresses, each a random host inside a random lease. */
+function makeDestinations6(routes: readonly Route[], seed: number): Buffer {
+  const rnd = prng(seed);
+  const out = Buffer.alloc(BATCH * 16);
+  for (let i = 0; i < BATCH; i++) {
+    const r = routes[Math.floor(rnd() * routes.length)]!;
+    out.set(ipv6ToBytes(r.subnet6!.ip + BigInt(1 + Math.floor(rnd() * 65_000))), i * 16);
+  }
+  return out;
+}
+
 /** BATCH destinations, each a random host inside a random lease (every lookup hits). */
 function makeDestinations(routes: readonly Route[], seed: number): Uint32Array {
   const rnd = prng(seed);
@@ -87,6 +111,48 @@ function makePacket(size: number, src: number, dst: number): Buffer {
   p.writeUInt16BE(internetChecksum(p, 0, 20), IP_OFF.checksum);
   for (let i = 20; i < size; i++) p[i] = i & 0xff;
   return p;
+}
+
+const OWN_SUBNET6 = NETWORK6 + (0xffffn << 64n);
+
+/** An IPv6/TCP packet of `size` bytes from `src` to `dst`, hop limit 64. */
+function makePacket6(size: number, src: bigint, dst: bigint): Buffer {
+  const p = Buffer.alloc(size);
+  p[0] = 0x60;
+  p.writeUInt16BE(size - 40, 4);
+  p[6] = 6;
+  p[7] = 64;
+  p.set(ipv6ToBytes(src), 8);
+  p.set(ipv6ToBytes(dst), 24);
+  for (let i = 40; i < size; i++) p[i] = i & 0xff;
+  return p;
+}
+
+/** `count` copies of `packet`, each behind a `header`-byte record header that `fill` writes. */
+function records(packet: Buffer, header: number, count: number, fill: (rec: Buffer) => void): Buffer {
+  const out = Buffer.alloc(count * (header + packet.length));
+  for (let i = 0; i < count; i++) {
+    const rec = out.subarray(i * (header + packet.length));
+    fill(rec);
+    packet.copy(rec, header);
+  }
+  return out;
+}
+
+const DISCARD: BatchIO = {
+  sendBatch: (_buf, _desc, count, ok) => void ok.fill(1, 0, count),
+  sendBatch6: (_buf, _desc, count, ok) => void ok.fill(1, 0, count),
+  writeTunBatch: (_buf, _desc, count, ok) => void ok.fill(1, 0, count),
+};
+
+/** A dual-stack forwarder with an IPv4 underlay only (the peers' IPv4 addresses are used). */
+function forwarderFor(routes: Route[]): JsForwarder {
+  const fwd = new JsForwarder(
+    { localSubnet: OWN_SUBNET, mtu: TUNNEL_MTU, localSubnet6: makeSubnet6(OWN_SUBNET6, 64), bindIP: parseIPv4('172.31.0.1') },
+    DISCARD,
+  );
+  fwd.setRoutes(routes);
+  return fwd;
 }
 
 // ---- the js engine's per-packet work (as JsDatapath.encap / onDatagram, minus the syscalls) ------
@@ -154,7 +220,7 @@ function flatTable(routes: readonly Route[]): Uint32Array {
 
 export interface MicroResult {
   id: string;
-  group: 'lookup' | 'lookup-native' | 'packet' | 'sync';
+  group: 'lookup' | 'lookup6' | 'lookup-native' | 'packet' | 'forwarder' | 'sync';
   name: string;
   /** Leases in the table (lookup, sync) or packet size in bytes (packet). */
   size: number;
@@ -230,7 +296,7 @@ export interface MicroTarget {
   met: boolean | null;
 }
 
-function lookupTarget(results: readonly MicroResult[], group: 'lookup' | 'lookup-native', label: string): MicroTarget | null {
+function lookupTarget(results: readonly MicroResult[], group: 'lookup' | 'lookup6' | 'lookup-native', label: string): MicroTarget | null {
   const small = results.find((r) => r.group === group && r.size === 10);
   const large = results.find((r) => r.group === group && r.size === 5_000);
   if (!small && !large) return null;
@@ -295,6 +361,18 @@ async function main(): Promise<void> {
     });
   }
 
+  // Route lookup, js RouteTable, IPv6 destinations (read from packet bytes, as the engine does).
+  for (const n of LEASE_COUNTS) {
+    const routes = makeRoutes6(n);
+    const table = new RouteTable(routes);
+    const dsts = makeDestinations6(routes, n);
+    add({ id: `lookup6-js-${n}`, group: 'lookup6', name: `lookup js IPv6, ${n.toLocaleString('en')} leases`, size: n, opsPerIteration: BATCH }, () => {
+      let acc = 0;
+      for (let i = 0; i < BATCH; i++) acc ^= table.lookup6(dsts, i * 16)!.index;
+      sink ^= acc;
+    });
+  }
+
   // Route lookup, C table (only when the addon offers the hook): C times its own loop.
   const native = await nativeLookupHook();
   if (native) {
@@ -333,6 +411,38 @@ async function main(): Promise<void> {
     });
   }
 
+  // The same through JsForwarder: a TUN batch of 64 packets (encap) and a UDP batch of 64 datagrams
+  // (decap) per call, 5,000 dual-stack leases, I/O that takes everything and keeps nothing.
+  for (const family of [4, 6] as const) {
+    const fwd = forwarderFor(makeRoutes6(5_000));
+    const last = makeRoutes6(5_000)[4_999]!;
+    const enc = family === 4 ? makePacket(84, (OWN_SUBNET.ip + 2) >>> 0, (last.subnet.ip + 2) >>> 0) : makePacket6(84, OWN_SUBNET6 + 2n, last.subnet6!.ip + 2n);
+    const dec = family === 4 ? makePacket(84, (last.subnet.ip + 2) >>> 0, (OWN_SUBNET.ip + 2) >>> 0) : makePacket6(84, last.subnet6!.ip + 2n, OWN_SUBNET6 + 2n);
+    const tunBatch = records(enc, 2, 64, (rec) => rec.writeUInt16BE(enc.length, 0));
+    const udpBatch = records(dec, 8, 64, (rec) => {
+      rec.writeUInt32BE(last.publicIP, 0);
+      rec.writeUInt16BE(dec.length, 4);
+    });
+    const hop = family === 4 ? IP_OFF.ttl : 7;
+    add({ id: `fwd-encap${family}-84`, group: 'forwarder', name: `forwarder encap IPv${family}, 84 B, batches of 64`, size: 84, opsPerIteration: 64 * 64 }, () => {
+      for (let i = 0; i < 64; i++) {
+        // Put the TTL / hop limit back, so every round forwards instead of expiring.
+        for (let r = 0; r < 64; r++) tunBatch[r * (enc.length + 2) + 2 + hop] = 64;
+        fwd.encapBatch(tunBatch, 64);
+      }
+    });
+    add({ id: `fwd-decap${family}-84`, group: 'forwarder', name: `forwarder decap IPv${family}, 84 B, batches of 64`, size: 84, opsPerIteration: 64 * 64 }, () => {
+      for (let i = 0; i < 64; i++) fwd.decapBatch(udpBatch, 64);
+    });
+    const s = fwd.stats({});
+    fwd.encapBatch(tunBatch, 64);
+    fwd.decapBatch(udpBatch, 64);
+    const after = fwd.stats({});
+    if (after.encap.packets - s.encap.packets !== 64 || after.decap.packets - s.decap.packets !== 64) {
+      throw new Error(`micro: the IPv${family} forwarder batches do not pass the checks`);
+    }
+  }
+
   // Lease-table sync: a 5,000-lease snapshot into an empty table (agent start), and the same
   // snapshot again into a full table (a relist after a disconnect, nothing changed); each time
   // followed by routes() and a new RouteTable, as the agent does before Datapath.setRoutes().
@@ -357,7 +467,7 @@ async function main(): Promise<void> {
   });
   const tasks = await bench.run();
   const results = tasks.map((t) => toResult(specs.get(t.name)!, t));
-  const targets = [lookupTarget(results, 'lookup', 'js'), lookupTarget(results, 'lookup-native', 'native')].filter(
+  const targets = [lookupTarget(results, 'lookup', 'js'), lookupTarget(results, 'lookup6', 'js IPv6'), lookupTarget(results, 'lookup-native', 'native')].filter(
     (t): t is MicroTarget => t !== null,
   );
 

@@ -54,6 +54,8 @@ export interface BatchIO {
 /** A peer as the packet path sees it. */
 interface Peer {
   table: TablePeer;
+  /** The peer's IPv4 subnets (decap admission), as in `table`. */
+  subnets: readonly Subnet[];
   counters: PeerCounters;
   /** The underlay this node reaches the peer on: 4, 6, or 0 when they share no family. */
   underlay: 0 | 4 | 6;
@@ -80,6 +82,8 @@ export class JsForwarder {
   /** The peers' IPv6 underlay addresses, 16 bytes each, indexed by Peer.address (underlay 6). */
   private addrs6 = new Uint8Array(0);
   private peersByKey = new Map<string, Peer>();
+  /** Peers by IPv4 PublicIP: the decap lookup of every datagram on the IPv4 socket. */
+  private peersByIPv4 = new Map<number, Peer>();
   private routed: ReadonlySet<string> = new Set();
   private readonly departed = new DepartedPeers();
   readonly counters = new EngineCounters();
@@ -109,6 +113,7 @@ export class JsForwarder {
     const table = new RouteTable(routes);
     const peers: Peer[] = [];
     const byKey = new Map<string, Peer>();
+    const byIPv4 = new Map<number, Peer>();
     const v6 = table.peerList.filter((p) => this.underlayOf(p) === 6);
     const addrs6 = new Uint8Array(16 * v6.length);
     v6.forEach((p, i) => addrs6.set(ipv6ToBytes(p.publicIPv6!), 16 * i));
@@ -118,9 +123,10 @@ export class JsForwarder {
       const address = underlay === 6 ? next6++ : tp.publicIP;
       // A known peer keeps its counters across table swaps; one that left is in `departed`.
       const counters = this.peersByKey.get(tp.key)?.counters ?? new PeerCounters(tp.key);
-      const peer: Peer = { table: tp, counters, underlay, address };
+      const peer: Peer = { table: tp, subnets: tp.subnets, counters, underlay, address };
       peers.push(peer);
       byKey.set(tp.key, peer);
+      if (tp.publicIP !== 0) byIPv4.set(tp.publicIP, peer);
     }
     const routed = new Set(byKey.keys());
     this.departed.update(this.routed, routed, () => this.peerStats());
@@ -129,6 +135,7 @@ export class JsForwarder {
     this.peers = peers;
     this.addrs6 = addrs6;
     this.peersByKey = byKey;
+    this.peersByIPv4 = byIPv4;
     this.routed = routed;
   }
 
@@ -207,7 +214,7 @@ export class JsForwarder {
         }
         const len = readU16(data, off + hdr - 4);
         const flags = data[off + hdr - 2]!;
-        const tp = v6 ? this.table.peerByIPv6(data, off) : this.table.peerByIPv4(readU32(data, off));
+        const peer = v6 ? this.peerByIPv6(data, off) : this.peersByIPv4.get(readU32(data, off));
         off += hdr;
         if (off + len > data.length) {
           c.dropDecap('truncated');
@@ -215,11 +222,10 @@ export class JsForwarder {
         }
         const start = off;
         off += len;
-        if (tp === undefined) {
+        if (peer === undefined) {
           c.dropDecap('unknown-peer');
           continue;
         }
-        const peer = this.peers[tp.index]!;
         if (flags & UDP_REC_TRUNC) {
           c.dropDecap('oversize', peer.counters);
           continue;
@@ -234,6 +240,11 @@ export class JsForwarder {
     } finally {
       this.flushTunWrites();
     }
+  }
+
+  private peerByIPv6(buf: Buffer, off: number): Peer | undefined {
+    const tp = this.table.peerByIPv6(buf, off);
+    return tp === undefined ? undefined : this.peers[tp.index];
   }
 
   /** Queues a packet for the peer's underlay socket, or drops it `no-underlay`. */
@@ -344,7 +355,7 @@ export class JsForwarder {
       if (verdict === 'not-ip' && buf[start]! >> 4 === 6 && this.local6 !== undefined) return this.admitDecap6(buf, start, length, peer);
       return this.decapDrop(verdict, counters);
     }
-    if (!subnetsContain(peer.table.subnets, readU32(buf, start + IP_OFF.src))) return this.decapDrop('spoofed-source', counters);
+    if (!subnetsContain(peer.subnets, readU32(buf, start + IP_OFF.src))) return this.decapDrop('spoofed-source', counters);
     if (buf[start + IP_OFF.ttl] === 0) return this.decapDrop('ttl-expired', counters);
     return readU16(buf, start + IP_OFF.totalLength);
   }

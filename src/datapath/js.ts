@@ -30,12 +30,11 @@ const TUN_TX_QUEUE_LEN = 4000;
 const TUN_F_CSUM = 1;
 const TUN_F_TSO4 = 2;
 const TUN_F_TSO6 = 4;
-
-/** The addon's IPv6-underlay I/O (udpOpen6, udpSendBatch6); older builds lack it. */
-interface Addon6 {
-  udpOpen6?(bindIP6: Uint8Array, port: number): UdpSocketInfo;
-  udpSendBatch6?(fd: number, port: number, buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, gso: boolean, addrs: Uint8Array): number;
-}
+/**
+ * Whether the TUN reader splits TCP/IPv6 super-packets (and completes IPv6 checksums): until it
+ * does, TSO6 is not asked for.
+ */
+const READER_SPLITS_TSO6 = false;
 
 export class JsDatapath implements Datapath {
   readonly engine = 'js' as const;
@@ -92,12 +91,11 @@ export class JsDatapath implements Datapath {
   }
 
   private sendBatch6(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, addrs: Uint8Array): void {
-    const send = (this.addon as (FeltAddon & Addon6) | undefined)?.udpSendBatch6;
-    if (this.udp6 === undefined || send === undefined) {
+    if (this.udp6 === undefined) {
       ok.fill(0, 0, count);
       return;
     }
-    const gsoErrno = send.call(this.addon, this.udp6.fd, this.config.port, buf, desc, count, ok, this.gso6, addrs);
+    const gsoErrno = this.addon!.udpSendBatch6(this.udp6.fd, this.config.port, buf, desc, count, ok, this.gso6, addrs);
     if (gsoErrno !== 0 && this.gso6) {
       this.gso6 = false;
       this.log?.warn({ errno: gsoErrno }, 'js datapath: the kernel refused UDP GSO on the IPv6 socket; sending datagram by datagram');
@@ -105,22 +103,15 @@ export class JsDatapath implements Datapath {
   }
 
   /** The IPv6 underlay socket and its reader, when the node has an IPv6 underlay address. */
-  private openUdp6(addon: FeltAddon & Addon6, bindIPv6: bigint): void {
-    if (typeof addon.udpOpen6 !== 'function' || typeof addon.udpSendBatch6 !== 'function') {
-      throw new Error('the native addon lacks udpOpen6()/udpSendBatch6() (rebuild it)');
-    }
+  private openUdp6(addon: FeltAddon, bindIPv6: bigint): void {
     this.udp6 = addon.udpOpen6(ipv6ToBytes(bindIPv6), this.config.port);
     this.gso6 = this.udp6.gso;
     this.udpReader6 = addon.udpStartReader(this.udp6.fd, (data, count) => this.forwarder.decapBatch6(data, count));
   }
 
-  /**
-   * Checksum + TSO4 (+ TSO6 with an IPv6 network, from an addon whose reader splits TCP/IPv6: the
-   * one with the IPv6 I/O); falls back to TSO4, then to no offloads.
-   */
-  private setTunOffloads(addon: FeltAddon & Addon6, fd: number): boolean {
-    const tso6 = this.config.localSubnet6 !== undefined && typeof addon.udpOpen6 === 'function';
-    if (tso6 && addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
+  /** Checksum + TSO4 (+ TSO6 with an IPv6 network); falls back to TSO4, then to no offloads. */
+  private setTunOffloads(addon: FeltAddon, fd: number): boolean {
+    if (READER_SPLITS_TSO6 && this.config.localSubnet6 !== undefined && addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
       this.tunTso6 = true;
       return true;
     }
@@ -146,6 +137,8 @@ export class JsDatapath implements Datapath {
         'udpClose',
         'udpStartReader',
         'udpSendBatch',
+        'udpOpen6',
+        'udpSendBatch6',
         'tunWriteBatch',
         'tunSetOffload',
         'jsioStats',

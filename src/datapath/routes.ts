@@ -31,19 +31,41 @@ interface PrefixLevel {
   routes: Map<number, TableRoute>;
 }
 
-/** IPv6 routes of one prefix length, hashed by masked address; collisions chain. */
-interface Entry6 {
-  readonly prefix: Prefix6;
-  readonly peer: TablePeer;
-  next: Entry6 | undefined;
-}
-
-interface PrefixLevel6 {
+/**
+ * IPv6 routes of one prefix length in an open-addressing hash table over typed arrays (network
+ * words of route i at words[4i..4i+3]; slots hold i, or -1): a lookup touches a few contiguous
+ * cache lines however many leases there are.
+ */
+class PrefixLevel6 {
   readonly m0: number;
   readonly m1: number;
   readonly m2: number;
   readonly m3: number;
-  readonly entries: Map<number, Entry6>;
+  readonly slots: Int32Array;
+  readonly slotMask: number;
+  readonly words: Uint32Array;
+  readonly peers: TablePeer[] = [];
+
+  constructor(mask: Prefix6, capacity: number) {
+    this.m0 = mask.m0;
+    this.m1 = mask.m1;
+    this.m2 = mask.m2;
+    this.m3 = mask.m3;
+    let size = 8;
+    while (size < capacity * 2) size *= 2;
+    this.slots = new Int32Array(size).fill(-1);
+    this.slotMask = size - 1;
+    this.words = new Uint32Array(capacity * 4);
+  }
+
+  add(p: Prefix6, peer: TablePeer): void {
+    const i = this.peers.length;
+    this.peers.push(peer);
+    this.words.set([p.w0, p.w1, p.w2, p.w3], i * 4);
+    let s = hash6(p.w0, p.w1, p.w2, p.w3) & this.slotMask;
+    while (this.slots[s] !== -1) s = (s + 1) & this.slotMask;
+    this.slots[s] = i;
+  }
 }
 
 /** A /128 of the peer's IPv6 underlay address, to match datagram sources against. */
@@ -82,6 +104,11 @@ export class RouteTable {
     const peers = new Map<string, { -readonly [K in keyof TablePeer]: TablePeer[K] }>();
     const levels = new Map<number, PrefixLevel>();
     const levels6 = new Map<number, PrefixLevel6>();
+    const perLength6 = new Map<number, number>();
+    for (const i of keep6) {
+      const len = routes[i]!.subnet6!.prefixLen;
+      perLength6.set(len, (perLength6.get(len) ?? 0) + 1);
+    }
     routes.forEach((route, i) => {
       if (!keep4.has(i) && !keep6.has(i)) return;
       const key = peerKey(route);
@@ -103,12 +130,8 @@ export class RouteTable {
       if (keep6.has(i) && route.subnet6) {
         const prefix = toPrefix6(route.subnet6);
         let level = levels6.get(prefix.prefixLen);
-        if (!level) {
-          const { m0, m1, m2, m3 } = prefix;
-          levels6.set(prefix.prefixLen, (level = { m0, m1, m2, m3, entries: new Map() }));
-        }
-        const h = hash6(prefix.w0, prefix.w1, prefix.w2, prefix.w3);
-        level.entries.set(h, { prefix, peer, next: level.entries.get(h) });
+        if (!level) levels6.set(prefix.prefixLen, (level = new PrefixLevel6(prefix, perLength6.get(prefix.prefixLen)!)));
+        level.add(prefix, peer);
         peer.subnets6.push(prefix);
       }
     });
@@ -154,9 +177,13 @@ export class RouteTable {
       const w1 = (a1 & l.m1) >>> 0;
       const w2 = (a2 & l.m2) >>> 0;
       const w3 = (a3 & l.m3) >>> 0;
-      for (let e = l.entries.get(hash6(w0, w1, w2, w3)); e !== undefined; e = e.next) {
-        const p = e.prefix;
-        if (p.w0 === w0 && p.w1 === w1 && p.w2 === w2 && p.w3 === w3) return e.peer;
+      const words = l.words;
+      const slots = l.slots;
+      for (let s = hash6(w0, w1, w2, w3) & l.slotMask; ; s = (s + 1) & l.slotMask) {
+        const e = slots[s]!;
+        if (e < 0) break;
+        const b = e * 4;
+        if (words[b] === w0 && words[b + 1] === w1 && words[b + 2] === w2 && words[b + 3] === w3) return l.peers[e];
       }
     }
     return undefined;

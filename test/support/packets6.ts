@@ -23,8 +23,9 @@ export function ip6Packet(o: Packet6Options = {}): Buffer {
     const next = i + 1 < ext.length ? ext[i + 1]![0] : (o.proto ?? 17);
     const h = Buffer.alloc(2 + body.length);
     h[0] = next;
-    // A Fragment header's second byte is reserved; the others carry (length / 8) - 1.
-    h[1] = ext[i]![0] === 44 ? 0 : (h.length >> 3) - 1;
+    // A Fragment header's second byte is reserved; AH carries (length / 4) - 2, the others (length / 8) - 1.
+    const type = ext[i]![0];
+    h[1] = type === 44 ? 0 : type === 51 ? (h.length >> 2) - 2 : (h.length >> 3) - 1;
     body.copy(h, 2);
     parts.push(h);
   }
