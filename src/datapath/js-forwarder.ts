@@ -281,10 +281,6 @@ export class JsForwarder {
       return;
     }
     const peer = this.peers[route.peer.index]!;
-    if (peer.underlay === 0) {
-      c.dropEncap('no-underlay', peer.counters);
-      return;
-    }
     if (buf[start + IP_OFF.ttl]! <= 1) {
       c.dropEncap('ttl-expired', peer.counters);
       this.icmp.v4(buf, start, 'ttl');
@@ -294,6 +290,10 @@ export class JsForwarder {
     if (totalLen > this.config.mtu) {
       c.dropEncap('oversize', peer.counters);
       if (hasDF(buf, start)) this.icmp.v4(buf, start, 'frag');
+      return;
+    }
+    if (peer.underlay === 0) {
+      c.dropEncap('no-underlay', peer.counters);
       return;
     }
     decrementTTL(buf, start);
@@ -325,10 +325,6 @@ export class JsForwarder {
       return;
     }
     const peer = this.peers[tp.index]!;
-    if (peer.underlay === 0) {
-      c.dropEncap('no-underlay', peer.counters);
-      return;
-    }
     if (buf[start + IP6_OFF.hopLimit]! <= 1) {
       c.dropEncap('ttl-expired', peer.counters);
       this.icmp.v6(buf, start, walk, 'ttl');
@@ -338,6 +334,10 @@ export class JsForwarder {
       // IPv6 routers never fragment: always Packet Too Big.
       c.dropEncap('oversize', peer.counters);
       this.icmp.v6(buf, start, walk, 'too-big');
+      return;
+    }
+    if (peer.underlay === 0) {
+      c.dropEncap('no-underlay', peer.counters);
       return;
     }
     decrementHopLimit(buf, start);

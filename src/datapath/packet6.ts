@@ -23,8 +23,6 @@ const NH_HOP_BY_HOP = 0;
 const NH_ROUTING = 43;
 const NH_FRAGMENT = 44;
 const NH_DEST_OPTS = 60;
-/** Authentication Header: its length counts 4-byte units, minus 2 (RFC 4302). */
-const NH_AH = 51;
 /** Extension headers the walk looks at: more than this many -> ext-header. */
 export const EXT_MAX_HEADERS = 8;
 /** Every extension header the walk looks at must end within this many bytes of the packet. */
@@ -40,14 +38,14 @@ export type ExtVerdict = 'ok' | 'ext-header';
 
 /**
  * Validates the fixed IPv6 header of `buf[start, start + length)`: < 40 bytes -> truncated;
- * version != 6 -> not-ip; payload length 0 (a jumbogram, RFC 2675, which no UDP datagram can
- * carry) -> malformed; 40 + payload length above `length` -> truncated.
+ * version != 6 -> not-ip; payload length 0 with a Hop-by-Hop header (a jumbogram, RFC 2675: no
+ * UDP datagram can carry one) -> malformed; 40 + payload length above `length` -> truncated.
  */
 export function validateIPv6(buf: Uint8Array, start: number, length: number): PacketVerdict {
   if (length < IPV6_HEADER_LEN || start < 0 || start + length > buf.length) return 'truncated';
   if (buf[start]! >> 4 !== 6) return 'not-ip';
   const payloadLen = readU16(buf, start + IP6_OFF.payloadLength);
-  if (payloadLen === 0) return 'malformed';
+  if (payloadLen === 0 && buf[start + IP6_OFF.nextHeader] === NH_HOP_BY_HOP) return 'malformed';
   if (IPV6_HEADER_LEN + payloadLen > length) return 'truncated';
   return 'ok';
 }
@@ -59,30 +57,28 @@ export function ipv6TotalLength(buf: Uint8Array, start: number): number {
 
 /**
  * Walks the extension headers of the validated packet at `start` (total length `totalLen`):
- * Hop-by-Hop (first only), Routing, Destination Options and AH, stopping at a Fragment header (the
+ * Hop-by-Hop (first only), Routing and Destination Options, stopping at a Fragment header (the
  * tunnel forwards fragments but does not look past one) or at any other next header, which is the
  * upper layer. Returns (offset of the upper-layer header, or of the Fragment header) * 256 + its
- * protocol number, or -1 (`ext-header`) when a header (a Fragment header too) runs past the packet
- * or past the first EXT_MAX_BYTES bytes, when more than EXT_MAX_HEADERS headers precede the upper
- * layer or Fragment header, or when a Hop-by-Hop header is not in first place.
+ * protocol number, or -1 (`ext-header`) when a header runs past the packet, past the first
+ * EXT_MAX_BYTES bytes, is the (EXT_MAX_HEADERS + 1)th, or is a Hop-by-Hop header not in first place.
  */
 export function walkIPv6(buf: Uint8Array, start: number, totalLen: number): number {
   let nh = buf[start + IP6_OFF.nextHeader]!;
   let off = IPV6_HEADER_LEN;
   const limit = Math.min(totalLen, EXT_MAX_BYTES);
   for (let count = 0; ; count++) {
-    if (nh !== NH_HOP_BY_HOP && nh !== NH_ROUTING && nh !== NH_DEST_OPTS && nh !== NH_AH) break;
-    if (nh === NH_HOP_BY_HOP && count > 0) return -1;
+    if (nh !== NH_HOP_BY_HOP && nh !== NH_ROUTING && nh !== NH_DEST_OPTS && nh !== NH_FRAGMENT) return off * 256 + nh;
     if (count === EXT_MAX_HEADERS) return -1;
-    // Every extension header starts with next header and length and is at least 8 bytes long.
+    if (nh === NH_HOP_BY_HOP && off !== IPV6_HEADER_LEN) return -1;
+    // Every extension header starts with next header and length; a Fragment header is 8 bytes.
     if (off + 8 > limit) return -1;
-    const len = nh === NH_AH ? (buf[start + off + 1]! + 2) * 4 : (buf[start + off + 1]! + 1) * 8;
+    if (nh === NH_FRAGMENT) return off * 256 + nh;
+    const len = (buf[start + off + 1]! + 1) * 8;
     if (off + len > limit) return -1;
     nh = buf[start + off]!;
     off += len;
   }
-  if (nh === NH_FRAGMENT && off + 8 > limit) return -1;
-  return off * 256 + nh;
 }
 
 /** ff00::/8 */
@@ -96,10 +92,10 @@ function isUnspecified6(buf: Uint8Array, addrOff: number): boolean {
 }
 
 /**
- * May we send an ICMPv6 error about this validated packet whose walk gave `walk`? Never about a
- * packet whose headers do not walk, an ICMPv6 error message (type < 128) or an ICMPv6 packet too
- * short to carry a type, a fragment (what it carries may be an ICMPv6 error: the walk does not look
- * past a Fragment header), a packet from :: or a multicast source, or one to a multicast destination.
+ * May we send an ICMPv6 error about this validated packet whose walk gave `walk` (not -1)?
+ * Never about an ICMPv6 error message (type < 128) or an ICMPv6 packet too short to carry a type,
+ * a non-first fragment, a first fragment of an ICMPv6 message (its type is past the Fragment
+ * header), a packet from :: or a multicast source, or one sent to a multicast destination.
  */
 export function icmp6ErrorAllowed(buf: Uint8Array, start: number, walk: number): boolean {
   if (walk < 0) return false;
@@ -107,7 +103,11 @@ export function icmp6ErrorAllowed(buf: Uint8Array, start: number, walk: number):
   if (isMulticast6(buf, start + IP6_OFF.dst)) return false;
   const proto = walk & 0xff;
   const off = (walk - proto) / 256;
-  if (proto === NH_FRAGMENT) return false;
+  if (proto === NH_FRAGMENT) {
+    // Fragment header: next header, reserved, offset (13 bits) + flags. The walk checked its 8 bytes.
+    if ((readU16(buf, start + off + 2) & 0xfff8) !== 0) return false;
+    return buf[start + off] !== PROTO_ICMPV6;
+  }
   if (proto === PROTO_ICMPV6) {
     if (off >= ipv6TotalLength(buf, start)) return false;
     if (buf[start + off]! < 128) return false;

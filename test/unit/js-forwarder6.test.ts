@@ -242,3 +242,12 @@ describe('js forwarder, IPv6: decap', () => {
     expect(fwd.stats({}).drops.decap.truncated).toBe(1);
   });
 });
+
+it('checks the underlay last: hop limit and size first, as for any peer', () => {
+  make({ ...DUAL, bindIPv6: undefined });
+  encapOne(fwd, ip6Packet({ dst: 'fd00:10:244:5::9', hopLimit: 1 }));
+  encapOne(fwd, ip6Packet({ dst: 'fd00:10:244:5::9', payload: Buffer.alloc(MTU) }));
+  const d = fwd.stats({}).peers[D6]!.drops;
+  expect(d).toEqual({ 'ttl-expired': 1, oversize: 1 });
+  expect(io.tun).toHaveLength(2);
+});
