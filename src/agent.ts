@@ -298,26 +298,42 @@ export class Agent implements AgentState {
     this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });
   }
 
+  /** The iptables rules for the IPv4 network, and with EnableIPv6 the ip6tables ones for the IPv6 network. */
   private async startMasquerade(lease: Lease): Promise<void> {
-    const subnet = lease.subnet;
     const { ipMasq, forwardRules: forward } = this.settings;
     if (!ipMasq && !forward) return;
     const { IpMasq } = await import('./masq.js');
-    const masq: Masquerade = new IpMasq({
-      network: this.config!.network,
-      localSubnet: subnet,
-      masquerade: ipMasq,
-      forwardRules: forward,
-      resyncSeconds: this.settings.iptablesResyncSeconds,
-      randomFully: this.settings.randomFully,
-    }, this.log);
-    try {
-      await masq.setup();
-      this.masq = masq;
-    } catch (err) {
-      if (ipMasq) throw new StartupError(`could not set up --ip-masq rules: ${(err as Error).message}`);
-      // Forward rules are a convenience (on by default, as in flannel): without iptables, go on.
-      this.log.error({ err: (err as Error).message }, 'could not add FORWARD accept rules; continuing without them');
+    const six = this.config!.ipv6;
+    const families = [
+      { network: this.config!.network, localSubnet: lease.subnet },
+      ...(six && lease.ipv6Subnet ? [{ network: six.network, localSubnet: lease.ipv6Subnet }] : []),
+    ];
+    const installed: Masquerade[] = [];
+    for (const family of families) {
+      const masq: Masquerade = new IpMasq({
+        ...family,
+        masquerade: ipMasq,
+        forwardRules: forward,
+        resyncSeconds: this.settings.iptablesResyncSeconds,
+        randomFully: this.settings.randomFully,
+      }, this.log);
+      try {
+        await masq.setup();
+        installed.push(masq);
+      } catch (err) {
+        if (ipMasq) {
+          for (const m of installed) await m.teardown().catch(() => {});
+          throw new StartupError(`could not set up --ip-masq rules: ${(err as Error).message}`);
+        }
+        // Forward rules are a convenience (on by default, as in flannel): without iptables, go on.
+        this.log.error({ err: (err as Error).message }, 'could not add FORWARD accept rules; continuing without them');
+      }
+    }
+    if (installed.length > 0) {
+      this.masq = {
+        setup: async () => { for (const m of installed) await m.setup(); },
+        teardown: async () => { for (const m of installed) await m.teardown(); },
+      };
     }
   }
 

@@ -11,7 +11,9 @@
 //   filter FORWARD     -> FELT-FWD (first rule)
 //            ACCEPT -s N, ACCEPT -d N
 //
-// (N = the overlay network, L = this node's subnet.) Each chain is (re)written in one
+// (N = the overlay network, L = this node's subnet.) With EnableIPv6 a second instance writes the same
+// chains with ip6tables for IPv6Network and the node's IPv6 subnet, multicast being ff00::/8 there, as
+// flannel's masqIP6Rules and IPv6 forward rules do. Each chain is (re)written in one
 // `iptables-restore --noflush` transaction, so a rebuild never leaves a half-filled chain and
 // stale rules from an earlier subnet vanish. Whichever `iptables` the system has (legacy or nft)
 // is used, always with -w so we wait for the xtables lock instead of failing.
@@ -20,12 +22,13 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Logger } from './log.js';
 import { formatSubnet, type Subnet } from './net/cidr.js';
+import { formatSubnet6, type Subnet6 } from './net/ip6.js';
 
 export interface IpMasqOptions {
-  /** The overlay network (Network of the config). */
-  network: Subnet;
-  /** This node's lease subnet. */
-  localSubnet: Subnet;
+  /** The overlay network (Network, or IPv6Network for the IPv6 rules). */
+  network: Subnet | Subnet6;
+  /** This node's lease subnet (IPv4, or its IPv6 subnet); the same family as `network`. */
+  localSubnet: Subnet | Subnet6;
   /** --ip-masq: the FELT-POSTRTG nat chain. */
   masquerade: boolean;
   /** --iptables-forward-rules: the FELT-FWD filter chain. */
@@ -34,7 +37,7 @@ export interface IpMasqOptions {
   resyncSeconds: number;
   /** MASQUERADE --random-fully; default: when iptables supports it (1.6.2 and later). */
   randomFully?: boolean;
-  /** The iptables command (default "iptables"); its restore tool is "<command>-restore". */
+  /** The iptables command (default "iptables", "ip6tables" for IPv6 subnets); its restore tool is "<command>-restore". */
   iptables?: string;
   /** Run every iptables command inside this named network namespace (tests). */
   netns?: string;
@@ -93,6 +96,14 @@ export function supportsRandomFully(versionText: string): boolean {
   return a > 1 || (a === 1 && (b > 6 || (b === 6 && c >= 2)));
 }
 
+function isSubnet6(s: Subnet | Subnet6): s is Subnet6 {
+  return typeof s.ip === 'bigint';
+}
+
+function formatAny(s: Subnet | Subnet6): string {
+  return isSubnet6(s) ? formatSubnet6(s) : formatSubnet(s);
+}
+
 /** Quotes an argument for an iptables-restore line. */
 function quote(arg: string): string {
   return /^[A-Za-z0-9_./:!-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, '\\$1')}"`;
@@ -110,7 +121,8 @@ export class IpMasq {
     private readonly options: IpMasqOptions,
     private readonly log: Logger,
   ) {
-    this.iptables = options.iptables ?? 'iptables';
+    if (isSubnet6(options.network) !== isSubnet6(options.localSubnet)) throw new Error('IpMasq: network and localSubnet must be of one family');
+    this.iptables = options.iptables ?? (isSubnet6(options.network) ? 'ip6tables' : 'iptables');
   }
 
   /** Installs the rules (idempotent) and starts the resync timer. */
@@ -123,7 +135,7 @@ export class IpMasq {
       }
       this.stats.installed = true;
       this.log.info(
-        { masquerade: this.options.masquerade, forwardRules: this.options.forwardRules, network: formatSubnet(this.options.network), subnet: formatSubnet(this.options.localSubnet) },
+        { masquerade: this.options.masquerade, forwardRules: this.options.forwardRules, network: formatAny(this.options.network), subnet: formatAny(this.options.localSubnet), iptables: this.iptables },
         'iptables rules installed',
       );
       this.startTimer();
@@ -214,7 +226,7 @@ export class IpMasq {
   private async prepare(): Promise<void> {
     if (!findExecutable(this.iptables)) {
       throw new Error(
-        `${this.iptables} not found: --ip-masq and --iptables-forward-rules need the iptables command ` +
+        `${this.iptables} not found: --ip-masq and --iptables-forward-rules need the ${isSubnet6(this.options.network) ? 'ip6tables' : 'iptables'} command ` +
           '(install the iptables package, or run with --ip-masq=false --iptables-forward-rules=false)',
       );
     }
@@ -223,8 +235,9 @@ export class IpMasq {
       const v = await this.exec([this.iptables, '--version']);
       randomFully = v.code === 0 && supportsRandomFully(v.stdout + v.stderr);
     }
-    const n = formatSubnet(this.options.network);
-    const l = formatSubnet(this.options.localSubnet);
+    const n = formatAny(this.options.network);
+    const l = formatAny(this.options.localSubnet);
+    const multicast = isSubnet6(this.options.network) ? 'ff00::/8' : '224.0.0.0/4';
     const masq = ['-j', 'MASQUERADE', ...(randomFully ? ['--random-fully'] : [])];
     const mc = ['-m', 'comment', '--comment', MASQ_COMMENT];
     const fc = ['-m', 'comment', '--comment', FORWARD_COMMENT];
@@ -239,7 +252,7 @@ export class IpMasq {
           ['-m', 'mark', '--mark', KUBE_PROXY_MARK, ...mc, '-j', 'RETURN'],
           ['-s', n, '-d', n, ...mc, '-j', 'RETURN'],
           ['!', '-s', n, '-d', l, ...mc, '-j', 'RETURN'],
-          ['-s', n, '!', '-d', '224.0.0.0/4', ...mc, ...masq],
+          ['-s', n, '!', '-d', multicast, ...mc, ...masq],
           ['!', '-s', n, '-d', n, ...mc, ...masq],
         ],
       });
