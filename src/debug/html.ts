@@ -60,7 +60,7 @@ function header(v: LeasesView): string {
     ? `<span class="subnet">${e(n.subnet)}</span><span class="sep">·</span>${e(n.publicIP)}`
     : '<span class="subnet">no lease yet</span>';
   const facts = n
-    ? [`network ${n.network}`, `tun ${n.tunName}`, `MTU ${n.mtu}`, `UDP port ${n.port}`, n.expiresInSeconds !== null ? `lease expires in ${formatDuration(n.expiresInSeconds)}` : 'lease never expires']
+    ? [`network ${n.network}`, ...(n.network6 ? [`IPv6 network ${n.network6}`] : []), ...(n.subnet6 ? [`IPv6 subnet ${n.subnet6}`] : []), ...(n.publicIPv6 ? [`public IPv6 ${n.publicIPv6}`] : []), `tun ${n.tunName}`, `MTU ${n.mtu}`, `UDP port ${n.port}`, n.expiresInSeconds !== null ? `lease expires in ${formatDuration(n.expiresInSeconds)}` : 'lease never expires']
     : [];
   if (v.uptimeSeconds !== null) facts.push(`up ${formatDuration(v.uptimeSeconds)}`);
   return `<header>
@@ -207,8 +207,8 @@ function leaseRow(l: LeaseView, probes: boolean): string {
     .join(' ');
   const tag = l.self ? '<span class="tag">this node</span>' : '';
   return `<tr data-subnet="${e(l.subnet)}" data-public-ip="${e(l.publicIP)}"${classes ? ` class="${classes}"` : ''}>
-  <td class="mono subnet">${e(l.subnet)}${tag}</td>
-  <td class="mono">${e(l.publicIP)}</td>
+  <td class="mono subnet">${e(l.subnet)}${tag}${l.subnet6 ? `<div class="sub">${e(l.subnet6)}</div>` : ''}</td>
+  <td class="mono">${e(l.publicIP)}${l.publicIPv6 ? `<div class="sub">${e(l.publicIPv6)}</div>` : ''}</td>
   ${expiresCell(l)}
   <td class="source">${sourceCell(l)}</td>
   ${l.self ? `<td class="local" colspan="${probes ? 5 : 4}">local subnet, not tunnelled</td>` : `${probeCell(l.probe, probes)}${trafficCell(l.datapath, 'tx')}${trafficCell(l.datapath, 'rx')}${dropsCell(l.datapath)}${lastCell(l.datapath)}`}

@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AgentSnapshot, AgentState } from '../agent-state.js';
 import { DROP_REASONS } from '../datapath/types.js';
 import { formatSubnet } from '../net/cidr.js';
+import { formatSubnet6 } from '../net/ip6.js';
 
 type Labels = Record<string, string>;
 type Series = Array<[Labels, number]>;
@@ -172,6 +173,12 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
       return [{ subnet, public_ip: l.publicIP, self: String(subnet === own) }, 1];
     });
   });
+  // Dual-stack leases only, so an IPv4-only cluster's series are unchanged (join on subnet).
+  gauge('felt_lease_ipv6_info', 'One series per lease with an IPv6 half (value is always 1): its IPv6 subnet and PublicIPv6.', ['subnet', 'subnet6', 'public_ipv6'], (s) =>
+    s.leases
+      .filter((l) => l.ipv6Subnet || l.publicIPv6)
+      .map((l) => [{ subnet: formatSubnet(l.subnet), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '' }, 1]),
+  );
   gauge('felt_lease_expiry_timestamp_seconds', 'Unix time at which a lease expires unless renewed (absent when it has no expiry).', ['subnet', 'public_ip'], (s) =>
     s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: formatSubnet(l.subnet), public_ip: l.publicIP }, l.expiresAt! / 1000]),
   );

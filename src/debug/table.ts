@@ -76,6 +76,10 @@ function summaryLines(v: LeasesView): string[] {
         (v.uptimeSeconds !== null ? `  up ${formatDuration(v.uptimeSeconds)}` : ''),
     ]);
     rows.push(['network', n.network]);
+    // Dual-stack only: an IPv4-only node's summary stays as it was.
+    if (n.subnet6 !== null || n.publicIPv6 !== null) {
+      rows.push(['ipv6', `${n.subnet6 ?? 'no IPv6 subnet'} public ${n.publicIPv6 ?? 'none'}${n.network6 ? `  network ${n.network6}` : ''}`]);
+    }
   } else if (v.ready !== null) {
     rows.push(['node', `no lease yet  ${v.ready ? 'ready' : 'NOT READY'}`]);
   }
@@ -122,20 +126,23 @@ function summaryLines(v: LeasesView): string[] {
 export function formatLeaseTable(v: LeasesView): string {
   const withPath = v.datapath !== null;
   const withProbes = v.probes !== null && v.probes !== undefined && v.probes.enabled;
-  const header = ['', 'SUBNET', 'PUBLIC IP', 'EXPIRES IN'];
+  // IPv6 columns only when some lease has an IPv6 half: IPv4-only output is unchanged.
+  const withIPv6 = v.leases.some((l) => (l.subnet6 ?? null) !== null || (l.publicIPv6 ?? null) !== null);
+  const header = ['', 'SUBNET', 'PUBLIC IP', ...(withIPv6 ? ['IPV6 SUBNET', 'PUBLIC IPV6'] : []), 'EXPIRES IN'];
   if (withProbes) header.push('PROBE', 'FULL-SIZE');
   if (withPath) header.push('TX PKTS', 'TX BYTES', 'RX PKTS', 'RX BYTES', 'DROPS', 'LAST TX', 'LAST RX');
   header.push('SOURCE');
   const rows = [header];
   for (const l of v.leases) {
-    const row = [l.self ? '*' : '', l.subnet, l.publicIP, expiresText(l)];
+    const row = [l.self ? '*' : '', l.subnet, l.publicIP, ...(withIPv6 ? [l.subnet6 ?? '-', l.publicIPv6 ?? '-'] : []), expiresText(l)];
     if (withProbes) row.push(l.self ? 'self' : probeText(l.probe ?? null), l.self ? '' : pathMtuText(l.probe ?? null));
     if (withPath) row.push(...peerCells(l.datapath));
     row.push(sourceText(l.source));
     rows.push(row);
   }
-  const shift = withProbes ? 2 : 0;
-  const right = new Set(withPath ? [3, 4 + shift, 5 + shift, 6 + shift, 7 + shift] : [3]);
+  const six = withIPv6 ? 2 : 0;
+  const shift = (withProbes ? 2 : 0) + six;
+  const right = new Set(withPath ? [3 + six, 4 + shift, 5 + shift, 6 + shift, 7 + shift] : [3 + six]);
 
   const out = summaryLines(v);
   out.push('');

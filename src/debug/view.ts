@@ -6,6 +6,7 @@ import type { DirectionCounters, DropCounters, PeerStats } from '../datapath/typ
 import { DROP_REASONS } from '../datapath/types.js';
 import type { Lease, StoreStatus } from '../lease/types.js';
 import { formatSubnet } from '../net/cidr.js';
+import { formatSubnet6 } from '../net/ip6.js';
 import { peerProbeView, probesView, type PeerProbeView, type ProbesView } from '../probe/view.js';
 
 export const LEASES_VIEW_VERSION = 1;
@@ -34,6 +35,10 @@ export interface PeerView {
 export interface LeaseView {
   subnet: string;
   publicIP: string;
+  /** The lease's IPv6 subnet (dual-stack); null when it has none. */
+  subnet6: string | null;
+  /** PublicIPv6; null when the node has no IPv6 underlay address. */
+  publicIPv6: string | null;
   /** True for this node's own lease. */
   self: boolean;
   expiresAt: string | null;
@@ -41,7 +46,7 @@ export interface LeaseView {
   expiryState: ExpiryState;
   source: SourceView;
   attrs: Record<string, unknown>;
-  /** This peer's data-path counters (joined by PublicIP); null when the data path has none. */
+  /** This peer's data-path counters (joined by PublicIP, or PublicIPv6 when PublicIP is 0.0.0.0); null when the data path has none. */
   datapath: PeerView | null;
   /** What the peer probes found (joined by subnet); null for our own lease or without probes. */
   probe: PeerProbeView | null;
@@ -80,6 +85,10 @@ export interface StoreView {
 export interface NodeView {
   subnet: string;
   publicIP: string;
+  /** Our IPv6 subnet, PublicIPv6 and the IPv6Network (EnableIPv6); null when none. */
+  subnet6: string | null;
+  publicIPv6: string | null;
+  network6: string | null;
   tunName: string;
   engine: string;
   mtu: number;
@@ -176,6 +185,11 @@ function storeView(s: StoreStatus, now: number): StoreView {
   };
 }
 
+/** The data path names a peer by its PublicIP, or by its PublicIPv6 when it has no IPv4 one (0.0.0.0). */
+export function peerStatsKey(lease: Pick<Lease, 'publicIP' | 'publicIPv6'>): string {
+  return lease.publicIP === '0.0.0.0' && lease.publicIPv6 ? lease.publicIPv6 : lease.publicIP;
+}
+
 function isSelf(lease: Lease, snap: AgentSnapshot): boolean {
   const own = snap.self?.lease;
   return !!own && own.subnet.ip === lease.subnet.ip && own.subnet.prefixLen === lease.subnet.prefixLen;
@@ -191,14 +205,17 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
   const leasedIPs = new Set<string>();
 
   const leases: LeaseView[] = snap.leases.map((lease) => {
-    leasedIPs.add(lease.publicIP);
+    const statsKey = peerStatsKey(lease);
+    leasedIPs.add(statsKey);
     const secondsLeft = lease.expiresAt !== undefined ? secondsBetween(lease.expiresAt, now) : null;
-    const peer = peers[lease.publicIP];
+    const peer = peers[statsKey];
     const probed = snap.probes?.peers[formatSubnet(lease.subnet)];
     const probeOf = probed && probed.publicIP === lease.publicIP ? probed : undefined;
     return {
       subnet: formatSubnet(lease.subnet),
       publicIP: lease.publicIP,
+      subnet6: lease.ipv6Subnet ? formatSubnet6(lease.ipv6Subnet) : null,
+      publicIPv6: lease.publicIPv6 ?? null,
       self: isSelf(lease, snap),
       expiresAt: iso(lease.expiresAt),
       expiresInSeconds: secondsLeft,
@@ -237,6 +254,9 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
     node = {
       subnet: formatSubnet(s.lease.subnet),
       publicIP: s.publicIP,
+      subnet6: s.lease.ipv6Subnet ? formatSubnet6(s.lease.ipv6Subnet) : null,
+      publicIPv6: s.publicIPv6 ?? null,
+      network6: s.network6 ?? null,
       tunName: s.tunName,
       engine: s.engine,
       mtu: s.mtu,

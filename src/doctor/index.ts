@@ -129,10 +129,17 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
   return ctx;
 }
 
-/** The leases of every other node, with their time left. */
+/**
+ * The leases of every other node, with their time left. Peers without an IPv4 underlay address
+ * (PublicIP 0.0.0.0: reached over IPv6 only) are left out: the doctor's probes are IPv4.
+ */
 function peerLeases(ctx: DoctorContext): PeerLease[] {
   const own = ctx.node.subnet;
   const isOwn = (s: Subnet) => !!own && s.ip === own.ip && s.prefixLen === own.prefixLen;
+  return allPeerLeases(ctx, isOwn).filter((l) => l.publicIP !== '0.0.0.0');
+}
+
+function allPeerLeases(ctx: DoctorContext, isOwn: (s: Subnet) => boolean): PeerLease[] {
   if (ctx.view) {
     return ctx.view.leases.filter((l) => !l.self).map((l) => ({ subnet: parseSubnet(l.subnet), publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }))
       .filter((l) => !isOwn(l.subnet));

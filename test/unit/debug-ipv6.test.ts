@@ -1,0 +1,47 @@
+// The lease document, text table and /metrics with dual-stack leases (no root): both subnets and
+// PublicIPv6 per lease, peer counters joined by PublicIPv6 for a node without an IPv4 underlay,
+// and IPv4-only output unchanged.
+import { describe, expect, it } from 'vitest';
+import { formatLeaseTable } from '../../src/debug/table.js';
+import { buildLeasesView } from '../../src/debug/view.js';
+import { parseSubnet6 } from '../../src/net/ip6.js';
+import type { Lease } from '../../src/lease/types.js';
+import { HOUR, etcdLease, peer, sampleSnapshot } from '../debug/state.js';
+
+function dual(subnet: string, publicIP: string, subnet6: string, publicIPv6?: string): Lease {
+  const l = etcdLease(subnet, publicIP, 20 * HOUR);
+  return { ...l, ipv6Subnet: parseSubnet6(subnet6), ...(publicIPv6 ? { publicIPv6 } : {}), attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null } };
+}
+
+describe('lease document with IPv6 halves (no root)', () => {
+  it('IPv4-only snapshot: the new fields are null and the text has no IPv6 column', () => {
+    const view = buildLeasesView(sampleSnapshot(), true);
+    expect(view.leases.every((l) => l.subnet6 === null && l.publicIPv6 === null)).toBe(true);
+    expect(view.node).toMatchObject({ subnet6: null, publicIPv6: null, network6: null });
+    const text = formatLeaseTable(view);
+    expect(text).not.toMatch(/IPV6|ipv6:/);
+  });
+
+  it('shows both subnets and PublicIPv6 in JSON and text; counters of an IPv6-only peer join by its PublicIPv6', () => {
+    const snap = sampleSnapshot();
+    const own = dual('10.244.1.0/24', '192.168.77.11', 'fc00:0:0:1::/64', 'fd77::11');
+    snap.self = { ...snap.self!, lease: own, publicIPv6: 'fd77::11', network6: 'fc00::/48' };
+    snap.leases = [own, dual('10.244.2.0/24', '0.0.0.0', 'fc00:0:0:2::/64', 'fd77::12'), etcdLease('10.244.3.0/24', '192.168.77.13', 20 * HOUR)];
+    snap.datapath!.peers = { 'fd77::12': peer('fd77::12', { tx: { packets: 7, bytes: 700 } }) };
+    const view = buildLeasesView(snap, true);
+    expect(view.node).toMatchObject({ subnet6: 'fc00:0:0:1::/64', publicIPv6: 'fd77::11', network6: 'fc00::/48' });
+    expect(view.leases.map((l) => [l.subnet, l.publicIP, l.subnet6, l.publicIPv6])).toEqual([
+      ['10.244.1.0/24', '192.168.77.11', 'fc00:0:0:1::/64', 'fd77::11'],
+      ['10.244.2.0/24', '0.0.0.0', 'fc00:0:0:2::/64', 'fd77::12'],
+      ['10.244.3.0/24', '192.168.77.13', null, null],
+    ]);
+    expect(view.leases[1]!.datapath?.tx.packets).toBe(7);
+    expect(view.datapath!.unmatchedPeers).toEqual([]);
+
+    const text = formatLeaseTable(view);
+    expect(text).toMatch(/ipv6:\s+fc00:0:0:1::\/64 public fd77::11 {2}network fc00::\/48/);
+    expect(text).toMatch(/SUBNET\s+PUBLIC IP\s+IPV6 SUBNET\s+PUBLIC IPV6\s+EXPIRES IN/);
+    expect(text).toMatch(/10\.244\.2\.0\/24\s+0\.0\.0\.0\s+fc00:0:0:2::\/64\s+fd77::12/);
+    expect(text).toMatch(/10\.244\.3\.0\/24\s+192\.168\.77\.13\s+-\s+-/);
+  });
+});
