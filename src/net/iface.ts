@@ -20,12 +20,13 @@ function ipv4Of(name: string): string | undefined {
     ?? networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address;
 }
 
-/** IFA_F_DADFAILED | IFA_F_TENTATIVE: addresses the kernel will not send from. */
-const UNUSABLE_FLAGS = 0x08 | 0x40;
+/** IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE: skipped, as flannel skips deprecated ones. */
+const UNUSABLE_FLAGS = 0x08 | 0x20 | 0x40;
 
 /**
- * Global-scope IPv6 addresses per interface, in the kernel's order, from /proc/net/if_inet6
- * (flannel's GetInterfaceIP6Addrs takes scope-universe addresses: no link-local, no loopback).
+ * Global-scope IPv6 addresses per interface, in the kernel's order, from /proc/net/if_inet6.
+ * flannel's GetInterfaceIP6Addrs prefers global ones too but would fall back to a link-local
+ * address; felt does not, since peers on other links cannot reach one.
  */
 function globalIPv6(): Map<string, string[]> {
   const out = new Map<string, string[]>();
