@@ -3,7 +3,10 @@
 #include "pkt.h"
 
 #include <string.h>
+#include <sys/uio.h>
 
+#include "../gro.h"
+#include "../gso.h"
 #include "../ipv4.h"
 #include "../routes.h"
 
@@ -181,3 +184,35 @@ void fix_ip_csum(uint8_t *ip, size_t len) {
   wr16(ip + 10, (uint16_t)~fuzz_sum(ip, hl, 0));
 }
 
+
+const char *fuzz_gro_check(const uint8_t *vnet_hdr_bytes, const struct iovec *iov, int iovcnt, uint8_t *merged,
+                           size_t *total) {
+  vnet_hdr h;
+  vnet_parse(vnet_hdr_bytes, &h);
+  *total = 0;
+  int nsegs = iovcnt - 1;
+  if (nsegs < 2 || nsegs > GRO_MAX_SEGS_PER_ITEM) return "GRO packet of fewer than 2 or more than 64 segments";
+  for (int k = 1; k < iovcnt; k++) {
+    if (*total + iov[k].iov_len > 65535) return "GRO packet above 65,535 bytes";
+    memcpy(merged + *total, iov[k].iov_base, iov[k].iov_len);
+    *total += iov[k].iov_len;
+  }
+  size_t n = *total;
+  if (n < 40 || merged[0] != 0x45 || rd16(merged + 2) != n || merged[9] != 6 || fuzz_sum(merged, 20, 0) != 0xffff)
+    return "GRO packet with a bad IPv4 header";
+  unsigned thl = (merged[32] >> 4) * 4u;
+  if (h.flags != VNET_F_NEEDS_CSUM || h.gso_type != VNET_GSO_TCPV4 || h.hdr_len != 20 + thl || h.csum_start != 20 ||
+      h.csum_offset != 16 || h.gso_size == 0 || iov[1].iov_len != 20 + thl + h.gso_size)
+    return "GRO virtio header does not describe the packet";
+  for (int k = 2; k < iovcnt; k++)
+    if (iov[k].iov_len > h.gso_size || (k < iovcnt - 1 && iov[k].iov_len != h.gso_size))
+      return "GRO piece that is not gso_size long (only the last may be shorter)";
+  if (merged[33] != 0x10 && merged[33] != 0x18) return "GRO packet with TCP flags other than ACK or ACK|PSH";
+  /* Finish the checksum as the kernel would (the field holds the pseudo-header sum), then verify. */
+  uint16_t c = (uint16_t)~fuzz_sum(merged + 20, n - 20, 0);
+  merged[36] = (uint8_t)(c >> 8);
+  merged[37] = (uint8_t)c;
+  if (!fuzz_l4_valid(merged, n)) return "GRO packet's TCP checksum does not verify once finished";
+  if (fuzz_is_marked(merged, n) && !fuzz_oracle_ok(merged, n)) return "GRO packet with payload bytes out of order";
+  return NULL;
+}

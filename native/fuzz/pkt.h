@@ -25,6 +25,15 @@ int fuzz_l4_valid(const uint8_t *ip, size_t len);
 /* Its payload bytes are where they belong in the stream. */
 int fuzz_oracle_ok(const uint8_t *ip, size_t len);
 
+/* A GRO super-packet written as iov[1..iovcnt) under the virtio header h (iov[0]): gathers it into
+ * merged (room for 65,535 bytes; *total its length) and checks it is one TCP/IPv4 packet of 2..64
+ * segments that h describes (gso_size pieces, the last may be shorter; flags ACK or ACK|PSH),
+ * whose checksum verifies once finished as the kernel would, and whose marked payload is in
+ * stream order. NULL when all holds, else what does not. */
+struct iovec;
+const char *fuzz_gro_check(const uint8_t *vnet_hdr_bytes, const struct iovec *iov, int iovcnt, uint8_t *merged,
+                           size_t *total);
+
 /* PRNG (xoshiro256**). */
 void rng_seed(uint64_t seed);
 uint64_t rnd64(void);
