@@ -26,8 +26,8 @@ async function bed(opts: Parameters<typeof Testbed.create>[0]): Promise<Testbed>
   return tb;
 }
 
-async function agent(tb: Testbed, index: number): Promise<AgentHandle> {
-  const a = await startAgent(tb, tb.nodes[index]!, { engine: 'js', pods: false });
+async function agent(tb: Testbed, index: number, pods = false): Promise<AgentHandle> {
+  const a = await startAgent(tb, tb.nodes[index]!, { engine: 'js', pods });
   agents.push(a);
   return a;
 }
@@ -69,5 +69,17 @@ describe('felt run in a dual-stack cluster (root, netns, etcd)', () => {
     expect(Object.keys(a.env)).toEqual(['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU', 'FLANNEL_IPMASQ']);
     expect(a.env.FLANNEL_MTU).toBe('1472');
     expect(await subnetValues(tb)).toEqual({ [a.subnet.replace('/', '-')]: `{"PublicIP":"${tb.nodes[0]!.underlayIPv4}","PublicIPv6":null}` });
+  });
+
+  it('IPv4 pods reach each other over an IPv6-only underlay: routes carry PublicIPv6 for peers whose PublicIP is 0.0.0.0', async () => {
+    const tb = await bed({ nodes: 2, etcd: true, underlay: 'ipv6', networkConfig: DUAL_CONFIG });
+    const a = await agent(tb, 0, true);
+    await agent(tb, 1, true);
+    const [p1, p2] = [tb.nodes[0]!.pods[0]!, tb.nodes[1]!.pods[0]!];
+    await waitFor('an IPv4 ping across nodes', async () => ((await tb.ping(p1, p2.ip, { count: 1, waitS: 1 })).received === 1 ? true : undefined), 30_000);
+    const doc = await a.fetchJSON('/leases');
+    const peer = doc.leases.find((l: { self: boolean }) => !l.self);
+    expect(peer).toMatchObject({ publicIP: '0.0.0.0', publicIPv6: tb.nodes[1]!.underlayIPv6 });
+    expect(peer.datapath.tx.packets).toBeGreaterThan(0);
   });
 });

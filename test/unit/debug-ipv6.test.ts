@@ -45,3 +45,23 @@ describe('lease document with IPv6 halves (no root)', () => {
     expect(text).toMatch(/10\.244\.3\.0\/24\s+192\.168\.77\.13\s+-\s+-/);
   });
 });
+
+describe('/metrics with IPv6 halves (no root)', () => {
+  it('felt_lease_ipv6_info has one series per lease with an IPv6 half; none for IPv4-only leases', async () => {
+    const { pino } = await import('pino');
+    const { startDebugServer } = await import('../../src/debug/server.js');
+    const { httpRequest } = await import('../debug/http.js');
+    const { parsePrometheusText, sampleValue } = await import('../debug/prom-text.js');
+    const { HandState } = await import('../debug/state.js');
+    const snap = sampleSnapshot();
+    snap.leases = [...snap.leases, dual('10.244.9.0/24', '0.0.0.0', 'fc00:0:0:9::/64', 'fd77::19')];
+    const server = await startDebugServer('127.0.0.1:0', new HandState(snap), pino({ level: 'silent' }));
+    try {
+      const f = parsePrometheusText((await httpRequest(server.address, '/metrics')).body);
+      expect(sampleValue(f, 'felt_lease_ipv6_info', { subnet: '10.244.9.0/24', subnet6: 'fc00:0:0:9::/64', public_ipv6: 'fd77::19' })).toBe(1);
+      expect(f.get('felt_lease_ipv6_info')!.samples).toHaveLength(1);
+    } finally {
+      await server.close();
+    }
+  });
+});

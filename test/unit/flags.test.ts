@@ -22,6 +22,13 @@ describe('flags', () => {
     expect(v['engine']).toBe('js');
   });
 
+  it('takes --public-ipv6 (and FLANNELD_PUBLIC_IPV6) into the agent settings', async () => {
+    const { agentSettings } = await import('../../src/settings.js');
+    expect(agentSettings(parseFlags('run', ['--public-ipv6', 'fd00::2'], {}), {}).publicIPv6).toBe('fd00::2');
+    expect(agentSettings(parseFlags('run', [], { FLANNELD_PUBLIC_IPV6: 'fd00::3' }), {}).publicIPv6).toBe('fd00::3');
+    expect(agentSettings(parseFlags('run', [], {}), {}).publicIPv6).toBeUndefined();
+  });
+
   it('collects repeated --iface', () => {
     expect(parseFlags('run', ['--iface', 'eth0', '--iface=10.0.0.1'], {})['iface']).toEqual(['eth0', '10.0.0.1']);
   });
