@@ -16,6 +16,8 @@
         "native/gro.c",
         "native/gso.c",
         "native/ipv4.c",
+        "native/ipv6.c",
+        "native/map6.c",
         "native/netlink.c",
         "native/probe.c",
         "native/reader.c",

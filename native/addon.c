@@ -2,6 +2,7 @@
  * (through addon_reader.c) and engine*.c for the native datapath. */
 #include <errno.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "addon_engine.h"
@@ -90,6 +91,31 @@ static napi_value route_op(napi_env env, napi_callback_info info, int add) {
 static napi_value js_route_add(napi_env env, napi_callback_info info) { return route_op(env, info, 1); }
 static napi_value js_route_del(napi_env env, napi_callback_info info) { return route_op(env, info, 0); }
 
+/* ---- addrAdd6 / routeAdd6 (name, address: 16 bytes, prefixLen) ---- */
+static napi_value v6_op(napi_env env, napi_callback_info info, int route) {
+  const char *op = route ? "routeAdd6" : "addrAdd6";
+  napi_value argv[3];
+  char name[64];
+  void *ip;
+  size_t ip_len;
+  uint32_t prefix_len;
+  if (get_args(env, info, argv, 3, 3) < 0 || get_string(env, argv[0], "name", name, sizeof name) < 0 ||
+      get_bytes(env, argv[1], "address", &ip, &ip_len) < 0 || get_u32(env, argv[2], "prefixLen", 128, &prefix_len) < 0)
+    return NULL;
+  if (ip_len != 16) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s: the address must be 16 bytes", op);
+    napi_throw_range_error(env, NULL, msg);
+    return NULL;
+  }
+  felt_err err;
+  int rc = route ? nl_route_add6(name, ip, (uint8_t)prefix_len, &err) : nl_addr_add6(name, ip, (uint8_t)prefix_len, &err);
+  if (rc < 0) return throw_err(env, &err);
+  return NULL;
+}
+static napi_value js_addr_add6(napi_env env, napi_callback_info info) { return v6_op(env, info, 0); }
+static napi_value js_route_add6(napi_env env, napi_callback_info info) { return v6_op(env, info, 1); }
+
 /* ---- tunStartReader(fd, onBatch) -> {stop(), stats()} ---- */
 static const reader_kind tun_reader_kind = {"tunStartReader", "felt.tunReader", tun_reader_start, true};
 static napi_value js_tun_start_reader(napi_env env, napi_callback_info info) {
@@ -104,6 +130,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"linkSetup", NULL, js_link_setup, NULL, NULL, NULL, napi_enumerable, NULL},
       {"routeAdd", NULL, js_route_add, NULL, NULL, NULL, napi_enumerable, NULL},
       {"routeDel", NULL, js_route_del, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"addrAdd6", NULL, js_addr_add6, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"routeAdd6", NULL, js_route_add6, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tunStartReader", NULL, js_tun_start_reader, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

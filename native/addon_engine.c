@@ -1,7 +1,10 @@
 /* N-API glue for the native engine: engineStart / engineSetRoutes / engineStats / engineStop /
  * engineDropReasons. Conversion only; the engine lives in engine.c. */
+#include <arpa/inet.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "addon_engine.h"
 #include "addon_util.h"
@@ -52,6 +55,30 @@ static engine *get_engine(napi_env env, napi_value handle, const char *op) {
   return box->e;
 }
 
+/* obj[key] as 16 bytes (a Uint8Array / Buffer) when present; *has says whether it was. */
+static int get_opt_ip6(napi_env env, napi_value obj, const char *key, uint8_t out[16], int *has) {
+  bool present = false;
+  *has = 0;
+  if (napi_has_named_property(env, obj, key, &present) != napi_ok || !present) return 0;
+  napi_value v;
+  napi_valuetype t;
+  napi_get_named_property(env, obj, key, &v);
+  napi_typeof(env, v, &t);
+  if (t == napi_undefined) return 0;
+  void *data;
+  size_t len;
+  if (get_bytes(env, v, key, &data, &len) < 0) return -1;
+  if (len != 16) {
+    char msg[80];
+    snprintf(msg, sizeof msg, "engineStart: %s must be 16 bytes", key);
+    napi_throw_range_error(env, NULL, msg);
+    return -1;
+  }
+  memcpy(out, data, 16);
+  *has = 1;
+  return 0;
+}
+
 static napi_value js_engine_start(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (get_args(env, info, argv, 1, 1) < 0) return NULL;
@@ -70,6 +97,14 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
       get_prop_u32(env, argv[0], "tunOffload", 0, 2, true, &tun_offload) < 0 ||
       get_prop_u32(env, argv[0], "threads", 0, 1, true, &threads) < 0)
     return NULL;
+  /* IPv6: localNetwork6 / bindIP6 as 16-byte arrays, when the node has them. */
+  uint8_t net6[16] = {0}, bind6[16] = {0};
+  uint32_t prefix6 = 0;
+  int has6 = 0, has_bind6 = 0;
+  if (get_opt_ip6(env, argv[0], "localNetwork6", net6, &has6) < 0 ||
+      get_opt_ip6(env, argv[0], "bindIP6", bind6, &has_bind6) < 0 ||
+      (has6 && get_prop_u32(env, argv[0], "localPrefixLen6", 0, 128, false, &prefix6) < 0))
+    return NULL;
   engine_config cfg = {
       .tun_fd = (int)tun_fd,
       .mtu = mtu,
@@ -80,7 +115,12 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
       .udp_gso = udp_gso,
       .tun_offload = (int)tun_offload,
       .threads = (int)threads,
+      .has6 = has6,
+      .local_prefix6 = prefix6,
+      .has_bind6 = has_bind6,
   };
+  memcpy(cfg.local_net6, net6, 16);
+  memcpy(cfg.bind_ip6, bind6, 16);
   engine_box *box = calloc(1, sizeof *box);
   if (!box) {
     napi_throw_error(env, NULL, "engineStart: out of memory");
@@ -105,8 +145,8 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, argv, 2, 2) < 0) return NULL;
+  napi_value argv[3];
+  if (get_args(env, info, argv, 3, 2) < 0) return NULL;
   engine *e = get_engine(env, argv[0], "engineSetRoutes");
   if (!e) return NULL;
   bool is_ta = false;
@@ -122,8 +162,24 @@ static napi_value js_engine_set_routes(napi_env env, napi_callback_info info) {
   }
   /* route_spec is three uint32 fields: the triples are used in place. */
   _Static_assert(sizeof(route_spec) == 12, "route_spec layout");
+  /* The IPv6 side: one route_spec6 (10 words) per route, when given. */
+  const route_spec6 *r6 = NULL;
+  napi_valuetype t6;
+  napi_typeof(env, argv[2], &t6);
+  if (t6 != napi_undefined) {
+    size_t len6 = 0;
+    void *data6 = NULL;
+    _Static_assert(sizeof(route_spec6) == 40, "route_spec6 layout");
+    if (napi_is_typedarray(env, argv[2], &is_ta) != napi_ok || !is_ta ||
+        napi_get_typedarray_info(env, argv[2], &type, &len6, &data6, NULL, NULL) != napi_ok ||
+        type != napi_uint32_array || len6 != length / 3 * 10) {
+      napi_throw_type_error(env, NULL, "engineSetRoutes: routes6 must be a Uint32Array of 10 words per route");
+      return NULL;
+    }
+    r6 = data6;
+  }
   felt_err err;
-  if (engine_set_routes(e, (const route_spec *)data, length / 3, &err) < 0) return throw_err(env, &err);
+  if (engine_set_routes6(e, (const route_spec *)data, r6, length / 3, &err) < 0) return throw_err(env, &err);
   return NULL;
 }
 
@@ -146,10 +202,18 @@ static napi_value direction(napi_env env, const counter *packets, const counter 
   return o;
 }
 
-static napi_value peer_object(napi_env env, uint32_t public_ip, const dir_counters *tx, const dir_counters *rx) {
+static napi_value peer_object(napi_env env, uint32_t public_ip, int has_ip6, const uint8_t *public_ip6,
+                              const dir_counters *tx, const dir_counters *rx) {
   napi_value o;
   napi_create_object(env, &o);
   set_num(env, o, "publicIP", public_ip);
+  if (has_ip6) {
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, public_ip6, text, sizeof text);
+    napi_value s;
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &s);
+    napi_set_named_property(env, o, "publicIPv6", s);
+  }
   set_num(env, o, "txPackets", (double)ctr_get(&tx->packets));
   set_num(env, o, "txBytes", (double)ctr_get(&tx->bytes));
   set_num(env, o, "rxPackets", (double)ctr_get(&rx->packets));
@@ -183,7 +247,7 @@ static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   napi_create_array_with_length(env, t->npeers, &peers);
   for (uint32_t i = 0; i < t->npeers; i++) {
     const peer *p = t->peer_array[i].peer;
-    napi_set_element(env, peers, i, peer_object(env, p->public_ip, &p->tx, &p->rx));
+    napi_set_element(env, peers, i, peer_object(env, p->public_ip, p->has_ip6, p->public_ip6, &p->tx, &p->rx));
   }
   napi_set_named_property(env, out, "peers", peers);
   /* Peers freed after losing their last lease: the most recent first, bounded. */
@@ -192,7 +256,7 @@ static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   napi_create_array_with_length(env, reg->departed_count, &departed);
   for (uint32_t i = 0; i < reg->departed_count; i++) {
     const departed_peer *d = registry_departed(reg, i);
-    napi_value o = peer_object(env, d->public_ip, &d->tx, &d->rx);
+    napi_value o = peer_object(env, d->public_ip, d->has_ip6, d->public_ip6, &d->tx, &d->rx);
     set_num(env, o, "departedAt", (double)d->departed_ms);
     napi_set_element(env, departed, i, o);
   }
@@ -206,6 +270,8 @@ static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   set_bool(env, feat, "vnetHdr", f->vnet_hdr);
   set_bool(env, feat, "tunCsum", f->csum);
   set_bool(env, feat, "tso4", f->tso4);
+  if (e->cfg.has6) set_bool(env, feat, "tso6", f->tso6);
+  if (e->udp6_on) set_bool(env, feat, "udp6", true);
   set_bool(env, feat, "uso", f->uso);
   set_bool(env, feat, "udpGso", __atomic_load_n(&f->udp_gso, __ATOMIC_RELAXED));
   set_num(env, feat, "udpGsoDisabledErrno", __atomic_load_n(&f->udp_gso_disabled_errno, __ATOMIC_RELAXED));
@@ -214,6 +280,7 @@ static napi_value js_engine_stats(napi_env env, napi_callback_info info) {
   set_num(env, feat, "socketRecvBuffer", f->rcvbuf);
   set_bool(env, feat, "socketBuffersForced", f->buffers_forced);
   set_num(env, feat, "routes", t->nroutes);
+  if (e->cfg.has6) set_num(env, feat, "routes6", t->nroutes6);
   set_num(env, feat, "tunReads", (double)ctr_get(&ec->tun_reads));
   set_num(env, feat, "tunReadSegments", (double)ctr_get(&ec->tun_read_segments));
   set_num(env, feat, "tunGsoReads", (double)ctr_get(&ec->gso_reads));

@@ -135,9 +135,12 @@ static void add_method(napi_env env, napi_value obj, const char *name, napi_call
 }
 
 napi_value reader_js_start(napi_env env, napi_callback_info info, const reader_kind *kind) {
-  napi_value argv[2];
+  napi_value argv[3];
   uint32_t fd;
-  if (get_args(env, info, argv, 2, 2) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0) return NULL;
+  bool ipv6 = false;
+  if (get_args(env, info, argv, 3, 2) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0 ||
+      get_opt_bool(env, argv[2], "ipv6", &ipv6) < 0)
+    return NULL;
   felt_err err;
   napi_valuetype t;
   napi_typeof(env, argv[1], &t);
@@ -160,7 +163,7 @@ napi_value reader_js_start(napi_env env, napi_callback_info info, const reader_k
     return throw_err(env, &err);
   }
   ctx->refs = 1; /* the tsfn */
-  ctx->reader = kind->start((int)fd, deliver, ctx, &err);
+  ctx->reader = kind->start((int)fd, deliver, ctx, ipv6 ? READER_IPV6 : 0, &err);
   if (!ctx->reader) {
     ctx->stopped = 1;
     napi_release_threadsafe_function(ctx->tsfn, napi_tsfn_release); /* finalizer frees ctx */

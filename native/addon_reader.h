@@ -8,7 +8,7 @@
 
 #include "reader.h"
 
-typedef batch_reader *(*reader_start_fn)(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
+typedef batch_reader *(*reader_start_fn)(int fd, reader_deliver_fn deliver, void *ctx, int options, felt_err *err);
 
 typedef struct {
   const char *op;       /* the JS function's name, e.g. "tunStartReader": starts error messages */
@@ -17,7 +17,7 @@ typedef struct {
   bool with_stats;      /* the returned object also has stats() -> {batches, records, reads, fullWaits, drops} */
 } reader_kind;
 
-/* Implements `op(fd, onBatch) -> {stop()[, stats()]}`. Each batch reaches onBatch(data, count) as
+/* Implements `op(fd, onBatch, options?) -> {stop()[, stats()]}` (options: {ipv6?: boolean}). Each batch reaches onBatch(data, count) as
  * a fresh external Buffer that JS owns; the batch is acknowledged after onBatch returns, so a slow
  * handler slows the thread down. stop() joins the thread and is idempotent; environment teardown
  * stops it too. Returns NULL with a JS exception pending on bad arguments or failure. */

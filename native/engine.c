@@ -22,6 +22,7 @@
 #include "gro.h"
 #include "gso.h"
 #include "ipv4.h"
+#include "ipv6.h"
 #include "sys.h"
 #include "tun_offload.h"
 #include "udp_batch.h"
@@ -51,18 +52,19 @@ static uint64_t mono_ns(void) {
 
 static int is_stopping(const engine *e) { return __atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE); }
 
-/* Blocks until fd has `events` or the engine stops. Returns 0, or -1 when stopping. */
-static int wait_fd(engine *e, int fd, short events, uint64_t *seen) {
+/* Blocks until fd or fd2 (-1: none) has `events` or the engine stops. Returns 0, or -1 when stopping. */
+static int wait_fds(engine *e, int fd, int fd2, short events, uint64_t *seen) {
   if (seen) __atomic_store_n(seen, OFFLINE, __ATOMIC_SEQ_CST);
   for (;;) {
-    struct pollfd pfd[2] = {{.fd = fd, .events = events}, {.fd = e->wake_fd, .events = POLLIN}};
-    int n = poll(pfd, 2, -1);
+    struct pollfd pfd[3] = {{.fd = e->wake_fd, .events = POLLIN}, {.fd = fd, .events = events}, {.fd = fd2, .events = events}};
+    int n = poll(pfd, 3, -1);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 || pfd[1].revents || is_stopping(e)) return -1;
-    if (pfd[0].revents & POLLNVAL) return -1;
+    if (n < 0 || pfd[0].revents || is_stopping(e)) return -1;
+    if ((pfd[1].revents | pfd[2].revents) & POLLNVAL) return -1;
     return 0;
   }
 }
+static int wait_fd(engine *e, int fd, short events, uint64_t *seen) { return wait_fds(e, fd, -1, events, seen); }
 
 /* Takes the current table after announcing the generation it is read at. */
 static const route_table *enter_table(engine *e, uint64_t *seen) {
@@ -81,12 +83,16 @@ typedef struct {
   uint32_t segsize;
   int closed; /* a short segment ended the GSO train */
   peer *peer;
+  const rt_peer *to; /* its addresses (the table is current for the whole wake-up) */
+  int v6;            /* sent over the IPv6 underlay */
 } tx_batch;
 
 typedef struct enc_thread {
   engine *e;
   const route_table *table;
   peer *cur; /* destination peer of the packet being split */
+  const rt_peer *cur_rp;
+  int cur_v6;
   int backlog; /* the last wake-up found more than one packet waiting */
   uint64_t now_ms;
   token_bucket icmp;
@@ -115,8 +121,49 @@ static void enc_icmp(enc_thread *t, const uint8_t *ip, size_t len, uint8_t type,
   else enc_drop(t, DROP_TUN_WRITE_ERROR, NULL, 1); /* the ICMP error itself could not be written */
 }
 
+static void enc_icmp6(enc_thread *t, const uint8_t *ip, size_t len, uint8_t type, uint8_t code, uint32_t rest) {
+  engine *e = t->e;
+  if (!icmp6_error_allowed(ip, len)) return;
+  if (!bucket_take(&t->icmp, mono_ns())) { /* one limiter for both families */
+    ctr_add(&e->enc_ctr.icmp_rate_limited, 1);
+    return;
+  }
+  uint8_t out[VNET_HDR_LEN + ICMP6_ERR_MAX];
+  memset(out, 0, VNET_HDR_LEN);
+  size_t n = VNET_HDR_LEN + icmp6_build_error(out + VNET_HDR_LEN, ip, len, type, code, rest, e->cfg.local_net6);
+  if (felt_sys.write(e->cfg.tun_fd, out, n) == (ssize_t)n) ctr_add(&e->enc_ctr.icmp_sent, 1);
+  else enc_drop(t, DROP_TUN_WRITE_ERROR, NULL, 1);
+}
+
+/* The batch's destination: its socket and address. */
+typedef struct {
+  int fd;
+  union {
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+  } sa;
+  socklen_t len;
+} tx_dest;
+
+static void batch_dest(const engine *e, const tx_batch *b, tx_dest *d) {
+  memset(d, 0, sizeof *d);
+  if (b->v6) {
+    d->fd = e->udp6.fd;
+    d->sa.v6.sin6_family = AF_INET6;
+    d->sa.v6.sin6_port = htons(e->cfg.port);
+    memcpy(&d->sa.v6.sin6_addr, b->to->public_ip6, 16);
+    d->len = sizeof d->sa.v6;
+  } else {
+    d->fd = e->udp.fd;
+    d->sa.v4.sin_family = AF_INET;
+    d->sa.v4.sin_port = htons(e->cfg.port);
+    d->sa.v4.sin_addr.s_addr = htonl(b->to->public_ip);
+    d->len = sizeof d->sa.v4;
+  }
+}
+
 /* One sendmsg carrying the whole batch as equal-size datagrams. 0, or the errno. */
-static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
+static int send_gso(enc_thread *t, const tx_dest *to) {
   engine *e = t->e;
   tx_batch *b = &t->tx;
   struct iovec iov = {b->buf, b->len};
@@ -126,8 +173,8 @@ static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
   } ctl;
   memset(&ctl, 0, sizeof ctl);
   struct msghdr msg = {
-      .msg_name = (void *)to,
-      .msg_namelen = sizeof *to,
+      .msg_name = (void *)&to->sa,
+      .msg_namelen = to->len,
       .msg_iov = &iov,
       .msg_iovlen = 1,
       .msg_control = ctl.buf,
@@ -141,32 +188,32 @@ static int send_gso(enc_thread *t, const struct sockaddr_in *to) {
   memcpy(CMSG_DATA(cm), &seg, sizeof seg);
   for (;;) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    if (felt_sys.sendmsg(e->udp.fd, &msg, 0) >= 0) return 0;
+    if (felt_sys.sendmsg(to->fd, &msg, 0) >= 0) return 0;
     if (errno == EINTR) continue;
-    if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
+    if (errno == EAGAIN && wait_fd(e, to->fd, POLLOUT, NULL) == 0) continue;
     return errno;
   }
 }
 
 /* One datagram per segment through sendmmsg. Returns the bytes sent; *sent / *failed count them. */
-static uint64_t send_each(enc_thread *t, const struct sockaddr_in *to, uint32_t *sent, uint32_t *failed) {
+static uint64_t send_each(enc_thread *t, const tx_dest *to, uint32_t *sent, uint32_t *failed) {
   engine *e = t->e;
   tx_batch *b = &t->tx;
   uint32_t off = 0;
   for (uint32_t i = 0; i < b->nsegs; i++) {
     t->miov[i] = (struct iovec){b->buf + off, b->seg_len[i]};
     t->mmsg[i].msg_hdr = (struct msghdr){
-        .msg_name = (void *)to, .msg_namelen = sizeof *to, .msg_iov = &t->miov[i], .msg_iovlen = 1};
+        .msg_name = (void *)&to->sa, .msg_namelen = to->len, .msg_iov = &t->miov[i], .msg_iovlen = 1};
     off += b->seg_len[i];
   }
   uint64_t bytes = 0;
   uint32_t i = 0;
   while (i < b->nsegs) {
     ctr_add(&e->enc_ctr.udp_sends, 1);
-    int n = felt_sys.sendmmsg(e->udp.fd, t->mmsg + i, b->nsegs - i, 0);
+    int n = felt_sys.sendmmsg(to->fd, t->mmsg + i, b->nsegs - i, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN && wait_fd(e, e->udp.fd, POLLOUT, NULL) == 0) continue;
+      if (errno == EAGAIN && wait_fd(e, to->fd, POLLOUT, NULL) == 0) continue;
       if (errno == EAGAIN) { /* stopping: the rest is lost */
         *failed += b->nsegs - i;
         break;
@@ -186,8 +233,8 @@ void engine_enc_flush(enc_thread *t) {
   engine *e = t->e;
   tx_batch *b = &t->tx;
   if (b->nsegs == 0) return;
-  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(e->cfg.port),
-                           .sin_addr = {.s_addr = htonl(b->peer->public_ip)}};
+  tx_dest to;
+  batch_dest(e, b, &to);
   uint32_t sent = 0, failed = 0;
   uint64_t bytes = 0;
   int done = 0;
@@ -220,6 +267,7 @@ void engine_enc_flush(enc_thread *t) {
   b->nsegs = 0;
   b->closed = 0;
   b->peer = NULL;
+  b->to = NULL;
 }
 
 /* Space for the next outgoing datagram: batches consecutive datagrams to one peer into one
@@ -234,6 +282,8 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
     engine_enc_flush(t);
   if (b->nsegs == 0) {
     b->peer = t->cur;
+    b->to = t->cur_rp;
+    b->v6 = t->cur_v6;
     b->segsize = (uint32_t)seg_len;
   }
   uint8_t *out = b->buf + b->len;
@@ -243,11 +293,63 @@ static uint8_t *enc_reserve(void *ctx, size_t seg_len) {
   return out;
 }
 
+/* The underlay to reach a peer on: IPv6 when both sides have an address, else IPv4. Sets the
+ * current destination; 0 when there is no common family. */
+static int choose_underlay(enc_thread *t, const rt_peer *rp) {
+  const engine *e = t->e;
+  if (e->udp6_on && rp->has_ip6) t->cur_v6 = 1;
+  else if (e->udp.fd >= 0 && rp->public_ip != 0) t->cur_v6 = 0;
+  else return 0;
+  t->cur = rp->peer;
+  t->cur_rp = rp;
+  return 1;
+}
+
+/* docs/datapath.md "Encap", IPv6, for one validated read. */
+static void enc_packet6(enc_thread *t, const tun_read *r) {
+  engine *e = t->e;
+  uint32_t nsegs = r->nsegs;
+  uint8_t *pkt = r->pkt;
+  size_t len = r->len;
+  drop_reason v = ipv6_walk(pkt, len, NULL, NULL);
+  if (v != DROP_NONE) {
+    enc_drop(t, v, NULL, nsegs);
+    return;
+  }
+  const uint8_t *dst = ip6_dst(pkt);
+  if (ip6_in_prefix(dst, e->cfg.local_net6, e->cfg.local_prefix6)) {
+    enc_drop(t, DROP_OWN_SUBNET, NULL, nsegs);
+    return;
+  }
+  rt_peer *rp = rt_lookup6(t->table, dst);
+  if (!rp) {
+    enc_drop(t, DROP_NO_ROUTE, NULL, nsegs);
+    enc_icmp6(t, pkt, len, 1, 0, 0);
+    return;
+  }
+  if (pkt[7] <= 1) {
+    enc_drop(t, DROP_TTL_EXPIRED, rp->peer, nsegs);
+    enc_icmp6(t, pkt, len, 3, 0, 0);
+    return;
+  }
+  if (r->biggest > e->cfg.mtu) {
+    enc_drop(t, DROP_OVERSIZE, rp->peer, nsegs);
+    enc_icmp6(t, pkt, len, 2, 0, e->cfg.mtu); /* IPv6 routers never fragment: always Packet Too Big */
+    return;
+  }
+  if (!choose_underlay(t, rp)) {
+    enc_drop(t, DROP_NO_UNDERLAY, rp->peer, nsegs);
+    return;
+  }
+  pkt[7]--; /* no header checksum in IPv6 */
+  tun_offload_emit(r, enc_reserve, t);
+}
+
 /* docs/datapath.md "Encap" for one TUN read (a packet or a TSO/USO super-packet). */
 void engine_enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   engine *e = t->e;
   tun_read r;
-  drop_reason v = tun_offload_parse(buf, n, &r);
+  drop_reason v = tun_offload_parse_ex(buf, n, &r, e->cfg.has6);
   if (v != DROP_NONE) {
     enc_drop(t, v, NULL, 1);
     return;
@@ -257,6 +359,10 @@ void engine_enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
   uint8_t *pkt = r.pkt;
   size_t len = r.len;
   ctr_add(&e->enc_ctr.tun_read_segments, nsegs);
+  if (r.v6) {
+    enc_packet6(t, &r);
+    return;
+  }
 
   uint32_t dst = ip_dst(pkt);
   if ((dst & e->local_mask) == e->cfg.local_net) {
@@ -279,8 +385,11 @@ void engine_enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
     if (rd16(pkt + 6) & IP_DF) enc_icmp(t, pkt, len, 3, 4, e->cfg.mtu & 0xffff);
     return;
   }
+  if (!choose_underlay(t, rp)) {
+    enc_drop(t, DROP_NO_UNDERLAY, rp->peer, nsegs);
+    return;
+  }
   ipv4_dec_ttl(pkt);
-  t->cur = rp->peer;
   tun_offload_emit(&r, enc_reserve, t);
 }
 
@@ -327,7 +436,8 @@ typedef struct dec_thread {
   engine *e;
   const route_table *table;
   uint64_t now_ms;
-  udp_batch rx;
+  udp_batch rx;  /* the IPv4 socket */
+  udp_batch rx6; /* the IPv6 socket (same buffers: drained one after the other, GRO flushed between) */
   gro_batch gro;
   uint8_t bufs[RX_MSGS][RX_BUF];
 } dec_thread;
@@ -358,8 +468,49 @@ static int dec_write(void *ctx, const struct iovec *iov, int iovcnt, uint32_t ns
   return 0;
 }
 
+/* An inner packet GRO does not merge: written on its own, in order after what GRO holds. */
+static void dec_write_one(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
+  static const uint8_t empty_hdr[VNET_HDR_LEN];
+  gro_flush(&t->gro, dec_write, t);
+  struct iovec iov[2] = {{(void *)empty_hdr, VNET_HDR_LEN}, {p, len}};
+  dec_write(t, iov, 2, 1, (uint32_t)len, rp->peer);
+}
+
+/* docs/datapath.md "Decap", IPv6, for one inner packet from a known peer. */
+static void dec_packet6(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
+  drop_reason v = ipv6_validate(p, len, 0);
+  if (v != DROP_NONE) {
+    dec_drop(t, v, rp->peer, 1);
+    return;
+  }
+  size_t total = ip6_total(p);
+  v = ipv6_walk(p, total, NULL, NULL);
+  if (v != DROP_NONE) {
+    dec_drop(t, v, rp->peer, 1);
+    return;
+  }
+  if (!rt_peer_admits6(t->table, rp, ip6_src(p))) {
+    dec_drop(t, DROP_SPOOFED_SOURCE, rp->peer, 1);
+    return;
+  }
+  const engine_config *c = &t->e->cfg;
+  if (!ip6_in_prefix(ip6_dst(p), c->local_net6, c->local_prefix6)) {
+    dec_drop(t, DROP_NO_ROUTE, rp->peer, 1); /* not ours to deliver */
+    return;
+  }
+  if (p[7] == 0) {
+    dec_drop(t, DROP_TTL_EXPIRED, rp->peer, 1);
+    return;
+  }
+  dec_write_one(t, rp, p, total); /* trailing bytes past the payload length are cut */
+}
+
 /* docs/datapath.md "Decap" steps 2-5 for one inner packet from a known peer. */
 static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
+  if (len > 0 && p[0] >> 4 == 6 && t->e->cfg.has6) {
+    dec_packet6(t, rp, p, len);
+    return;
+  }
   drop_reason v = ipv4_validate(p, len, 1, 0);
   if (v != DROP_NONE) {
     dec_drop(t, v, rp->peer, 1);
@@ -377,11 +528,11 @@ static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len)
   gro_add(&t->gro, p, ip_total(p), rp->peer); /* trailing bytes past the total length are cut */
 }
 
-static void dec_message(dec_thread *t, int i) {
+static void dec_message(dec_thread *t, const udp_batch *rx, int i) {
   udp_msg m;
-  udp_batch_msg(&t->rx, i, &m);
+  udp_batch_msg(rx, i, &m);
   ctr_add(&t->e->dec_ctr.udp_recv_datagrams, m.ndgrams);
-  const rt_peer *rp = rt_find_peer(t->table, m.src);
+  const rt_peer *rp = m.v6 ? rt_find_peer6(t->table, m.src6) : rt_find_peer(t->table, m.src);
   if (!rp) {
     dec_drop(t, DROP_UNKNOWN_PEER, NULL, m.ndgrams); /* the source port is not checked: NAT */
     return;
@@ -400,46 +551,54 @@ static void dec_message(dec_thread *t, int i) {
 
 /* Everything queued on the UDP socket, up to RX_ROUNDS recvmmsg calls; a short batch means the
  * socket is drained, so no call ever returns EAGAIN at low rates. */
-void engine_dec_drain(dec_thread *t) {
+static void dec_drain_socket(dec_thread *t, udp_batch *rx, int fd) {
   engine *e = t->e;
-  t->table = enter_table(e, &e->dec_seen);
-  t->now_ms = now_ms();
   for (int round = 0; round < RX_ROUNDS; round++) {
-    int n = udp_batch_recv(&t->rx, e->udp.fd);
+    int n = udp_batch_recv(rx, fd);
     if (n < 0) break; /* EAGAIN: drained */
     ctr_add(&e->dec_ctr.udp_recv_calls, 1);
     ctr_add(&e->dec_ctr.udp_recv_messages, (uint64_t)n);
-    for (int i = 0; i < n; i++) dec_message(t, i);
+    for (int i = 0; i < n; i++) dec_message(t, rx, i);
     gro_flush(&t->gro, dec_write, t);
     if (n < RX_MSGS) break;
   }
 }
 
+void engine_dec_drain(dec_thread *t) {
+  engine *e = t->e;
+  t->table = enter_table(e, &e->dec_seen);
+  t->now_ms = now_ms();
+  if (e->udp.fd >= 0) dec_drain_socket(t, &t->rx, e->udp.fd);
+  if (e->udp6_on) dec_drain_socket(t, &t->rx6, e->udp6.fd);
+}
+
 void *engine_dec_main(void *arg) {
   dec_thread *t = arg;
   engine *e = t->e;
-  while (wait_fd(e, e->udp.fd, POLLIN, &e->dec_seen) == 0) engine_dec_drain(t);
+  while (wait_fds(e, e->udp.fd, e->udp6_on ? e->udp6.fd : -1, POLLIN, &e->dec_seen) == 0) engine_dec_drain(t);
   __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
   return NULL;
 }
 
 /* One thread for both directions (ENGINE_THREADS_ONE): a packet and its reply are handled by the
  * same thread, so a round trip through the node wakes one thread instead of two, and the thread
- * that wakes is the one that ran last. Epoll keeps the three fds registered between waits. */
+ * that wakes is the one that ran last. Epoll keeps the fds registered between waits. */
 void *engine_duo_main(void *arg) {
   engine *e = arg;
   int ep = epoll_create1(EPOLL_CLOEXEC);
-  struct epoll_event ev[3];
+  struct epoll_event ev[4];
   int ok = ep >= 0;
-  const int fds[3] = {e->cfg.tun_fd, e->udp.fd, e->wake_fd};
-  for (int i = 0; ok && i < 3; i++) {
+  /* 0 TUN, 1 IPv4 socket, 2 wake-up, 3 IPv6 socket; a socket the node lacks is left out. */
+  const int fds[4] = {e->cfg.tun_fd, e->udp.fd, e->wake_fd, e->udp6_on ? e->udp6.fd : -1};
+  for (int i = 0; ok && i < 4; i++) {
+    if (fds[i] < 0) continue;
     struct epoll_event want = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     ok = epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &want) == 0;
   }
   while (ok && !is_stopping(e)) {
     __atomic_store_n(&e->enc_seen, OFFLINE, __ATOMIC_SEQ_CST);
     __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
-    int n = epoll_wait(ep, ev, 3, -1);
+    int n = epoll_wait(ep, ev, 4, -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
@@ -475,6 +634,7 @@ int engine_threads_init(engine *e) {
   bucket_init(&e->enc->icmp, ICMP_RATE, ICMP_BURST, mono_ns());
   gro_init(&e->dec->gro);
   udp_batch_init(&e->dec->rx, &e->dec->bufs[0][0], RX_BUF);
+  udp_batch_init6(&e->dec->rx6, &e->dec->bufs[0][0], RX_BUF);
   return 0;
 }
 

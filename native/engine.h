@@ -17,8 +17,15 @@ typedef struct {
   uint32_t mtu;
   uint32_t local_net; /* our lease; its .0 is the tunnel address (ICMP source) */
   uint32_t local_prefix;
-  uint32_t bind_ip;
+  uint32_t bind_ip;   /* 0 with has_bind6: no IPv4 underlay (no IPv4 socket) */
   uint16_t port;
+  /* IPv6 pod traffic: our IPv6 lease (its network address is the tunnel address, ICMPv6 source). */
+  int has6;
+  uint8_t local_net6[16];
+  uint32_t local_prefix6;
+  /* IPv6 underlay: a second socket bound to [bind_ip6]:port. */
+  int has_bind6;
+  uint8_t bind_ip6[16];
   int udp_gso;     /* use UDP GSO when the kernel has it (0: one datagram per send, for fallback tests) */
   int tun_offload; /* TUNSETOFFLOAD request: 2 = csum+TSO(+USO), 1 = csum only, 0 = none */
   int threads;     /* ENGINE_THREADS_ONE or ENGINE_THREADS_PER_DIRECTION */
@@ -44,7 +51,7 @@ typedef struct {
 } decap_counters;
 
 typedef struct {
-  int vnet_hdr, csum, tso4, uso;
+  int vnet_hdr, csum, tso4, tso6, uso;
   int udp_gso; /* may be cleared by the encap thread (EIO): read with __atomic_load_n */
   int udp_gso_disabled_errno;
   int udp_gro;
@@ -57,7 +64,9 @@ struct dec_thread;
 typedef struct engine {
   engine_config cfg;
   uint32_t local_mask;
-  udp_sock udp;
+  udp_sock udp;  /* IPv4 underlay socket; fd -1 when the node has none */
+  udp_sock udp6; /* IPv6 underlay socket, when udp6_on */
+  int udp6_on;
   int wake_fd;
   int stopping;
   pthread_t enc_tid, dec_tid;
@@ -84,6 +93,8 @@ engine *engine_start(const engine_config *cfg, felt_err *err);
 
 /* Publishes a new route table built from routes[0, n). 0, or -1 with err set (old table kept). */
 int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *err);
+/* The same with each route's IPv6 side (routes6[i] beside routes[i]; NULL: IPv4 only). */
+int engine_set_routes6(engine *e, const route_spec *routes, const route_spec6 *routes6, size_t n, felt_err *err);
 
 /* Frees retired tables no thread can still be reading. Called by set_routes and stats. */
 void engine_reclaim(engine *e);

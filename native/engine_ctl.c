@@ -26,7 +26,12 @@ static void setup_offloads(engine *e) {
   int fd = e->cfg.tun_fd;
   int level = e->cfg.tun_offload;
   e->features.vnet_hdr = 1;
-  if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6)) == 0) {
+  /* TSO6 only with IPv6 pod traffic: an IPv4-only node asks for what it always did. */
+  unsigned long tso6 = e->cfg.has6 ? TUN_F_TSO6 : 0;
+  if (level >= 2 && tso6 &&
+      ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | tso6 | TUN_F_USO4 | TUN_F_USO6)) == 0) {
+    e->features.csum = e->features.tso4 = e->features.tso6 = e->features.uso = 1;
+  } else if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_USO4 | TUN_F_USO6)) == 0) {
     e->features.csum = e->features.tso4 = e->features.uso = 1;
   } else if (level >= 2 && ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4)) == 0) {
     e->features.csum = e->features.tso4 = 1;
@@ -47,14 +52,30 @@ engine *engine_start(const engine_config *cfg, felt_err *err) {
   e->cfg.local_net &= e->local_mask;
   e->wake_fd = -1;
   e->udp.fd = -1;
+  e->udp6.fd = -1;
   e->enc_seen = e->dec_seen = OFFLINE;
+  if (cfg->has6 && cfg->local_prefix6 > 128) {
+    felt_errmsg(err, "engineStart: invalid local IPv6 prefix length");
+    goto fail;
+  }
+  if (cfg->has6) { /* keep only the network part: it is the tunnel address */
+    for (uint32_t i = 0; i < 16; i++) {
+      int bits = (int)cfg->local_prefix6 - 8 * (int)i;
+      e->cfg.local_net6[i] = bits >= 8 ? cfg->local_net6[i] : bits <= 0 ? 0 : (uint8_t)(cfg->local_net6[i] & (0xff << (8 - bits)));
+    }
+  }
 
-  if (udp_open(&e->udp, cfg->bind_ip, cfg->port, err) < 0) goto fail;
-  e->features.udp_gso = e->udp.gso && cfg->udp_gso;
-  e->features.udp_gro = e->udp.gro;
-  e->features.sndbuf = e->udp.sndbuf;
-  e->features.rcvbuf = e->udp.rcvbuf;
-  e->features.buffers_forced = e->udp.forced;
+  /* bindIP 0 means "no IPv4 underlay" only on a node that has an IPv6 one. */
+  int want4 = cfg->bind_ip != 0 || !cfg->has_bind6;
+  if (want4 && udp_open(&e->udp, cfg->bind_ip, cfg->port, err) < 0) goto fail;
+  if (cfg->has_bind6 && udp_open6(&e->udp6, cfg->bind_ip6, cfg->port, err) < 0) goto fail;
+  e->udp6_on = cfg->has_bind6;
+  const udp_sock *any = want4 ? &e->udp : &e->udp6;
+  e->features.udp_gso = any->gso && (!want4 || !cfg->has_bind6 || e->udp6.gso) && cfg->udp_gso;
+  e->features.udp_gro = any->gro;
+  e->features.sndbuf = any->sndbuf;
+  e->features.rcvbuf = any->rcvbuf;
+  e->features.buffers_forced = any->forced;
   setup_offloads(e);
 
   e->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -98,6 +119,7 @@ fail:
   }
   if (e->wake_fd >= 0) close(e->wake_fd);
   if (e->udp.fd >= 0) close(e->udp.fd);
+  if (e->udp6.fd >= 0) close(e->udp6.fd);
   rt_free(e->table);
   registry_free(&e->registry);
   engine_threads_free(e);
@@ -106,7 +128,17 @@ fail:
 }
 
 int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *err) {
-  route_table *t = rt_build(routes, n, &e->registry, err);
+  return engine_set_routes6(e, routes, NULL, n, err);
+}
+
+/* Does table t still route to peer p (by p's identity)? */
+static int still_routed(const route_table *t, const peer *p) {
+  const rt_peer *rp = p->public_ip == 0 && p->has_ip6 ? rt_find_peer6(t, p->public_ip6) : rt_find_peer(t, p->public_ip);
+  return rp && rp->peer == p;
+}
+
+int engine_set_routes6(engine *e, const route_spec *routes, const route_spec6 *routes6, size_t n, felt_err *err) {
+  route_table *t = rt_build6(routes, routes6, n, &e->registry, err);
   if (!t) return -1;
   route_table *old = __atomic_exchange_n(&e->table, t, __ATOMIC_SEQ_CST);
   old->retired_gen = __atomic_add_fetch(&e->gen, 1, __ATOMIC_SEQ_CST);
@@ -116,7 +148,7 @@ int engine_set_routes(engine *e, const route_spec *routes, size_t n, felt_err *e
   uint64_t now = engine_now_ms();
   for (uint32_t i = 0; i < old->npeers; i++) {
     peer *p = old->peer_array[i].peer;
-    if (!rt_find_peer(t, p->public_ip)) registry_retire(&e->registry, p, old->retired_gen, now);
+    if (!still_routed(t, p)) registry_retire(&e->registry, p, old->retired_gen, now);
   }
   engine_reclaim(e);
   return 0;
@@ -155,7 +187,8 @@ void engine_stop(engine *e) {
   if (e->enc_started) pthread_join(e->enc_tid, NULL);
   if (e->dec_started) pthread_join(e->dec_tid, NULL);
   close(e->wake_fd);
-  close(e->udp.fd);
+  if (e->udp.fd >= 0) close(e->udp.fd);
+  if (e->udp6.fd >= 0) close(e->udp6.fd);
   close(e->cfg.tun_fd); /* a non-persistent TUN disappears with its address and route */
   rt_free(e->table);
   while (e->retired) {

@@ -4,6 +4,7 @@
 
 #include "csum.h"
 #include "ipv4.h"
+#include "ipv6.h"
 
 void vnet_parse(const uint8_t *p, vnet_hdr *h) {
   h->flags = p[0];
@@ -26,7 +27,8 @@ void vnet_write(uint8_t *p, const vnet_hdr *h) {
 int vnet_finish_csum(uint8_t *pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) {
   if ((size_t)csum_start + csum_offset + 2 > len) return -1;
   /* Never inside the IP header: that was validated already and must not be rewritten. */
-  if (len < IP_HDR_MIN || csum_start < ip_hlen(pkt)) return -1;
+  unsigned hlen = len > 0 && pkt[0] >> 4 == 6 ? IP6_HDR_LEN : ip_hlen(pkt);
+  if (len < IP_HDR_MIN || csum_start < hlen) return -1;
   /* The region must start at an even offset for the native-order sum; L4 headers always do. */
   if (csum_start & 1) return -1;
   uint16_t c = csum_finish(csum_add(0, pkt + csum_start, len - csum_start));
@@ -99,6 +101,71 @@ uint32_t gso_split(const uint8_t *pkt, const gso_plan *plan, seg_reserve_fn rese
     sum = csum_copy(o4 + plan->l4_hlen, payload + off, pl, sum);
     uint16_t c = csum_finish(sum);
     csum_store(csum_field, c == 0 && plan->proto == IPPROTO_UDP_ ? 0xffff : c);
+    off += pl;
+  }
+  return plan->nsegs;
+}
+
+/* ---- IPv6 (TSO6 / USO over IPv6): the upper layer right after the fixed header ---- */
+
+int gso_make_plan6(const uint8_t *pkt, size_t len, uint8_t gso_type, uint16_t gso_size, gso_plan *plan) {
+  uint8_t proto = pkt[6];
+  gso_type &= (uint8_t)~VNET_GSO_ECN;
+  if (gso_size == 0 || len > 65535 || len < IP6_HDR_LEN) return -1;
+  uint32_t l4;
+  if (gso_type == VNET_GSO_TCPV6 && proto == IPPROTO_TCP_) {
+    if (len < IP6_HDR_LEN + 20) return -1;
+    l4 = (pkt[IP6_HDR_LEN + 12] >> 4) * 4u;
+    if (l4 < 20) return -1;
+  } else if (gso_type == VNET_GSO_UDP_L4 && proto == IPPROTO_UDP_) {
+    l4 = 8;
+  } else {
+    return -1; /* extension headers in a super-packet: the kernel does not build those */
+  }
+  if (len < IP6_HDR_LEN + l4) return -1;
+  plan->hdr_len = IP6_HDR_LEN + l4;
+  plan->l4_hlen = l4;
+  plan->payload = (uint32_t)(len - plan->hdr_len);
+  plan->gso_size = gso_size;
+  plan->nsegs = plan->payload == 0 ? 1 : (plan->payload + gso_size - 1) / gso_size;
+  plan->seg_len = plan->hdr_len + (plan->payload < gso_size ? plan->payload : gso_size);
+  plan->proto = proto;
+  return 0;
+}
+
+uint32_t gso_split6(const uint8_t *pkt, const gso_plan *plan, seg_reserve_fn reserve, void *ctx) {
+  const uint8_t *l4 = pkt + IP6_HDR_LEN;
+  const uint8_t *payload = pkt + plan->hdr_len;
+  uint32_t seq0 = plan->proto == IPPROTO_TCP_ ? rd32(l4 + 4) : 0;
+  uint32_t off = 0;
+  for (uint32_t i = 0; i < plan->nsegs; i++) {
+    uint32_t pl = plan->payload - off < plan->gso_size ? plan->payload - off : plan->gso_size;
+    uint32_t seg_len = plan->hdr_len + pl;
+    uint8_t *out = reserve(ctx, seg_len);
+    if (!out) return i;
+    int last = i + 1 == plan->nsegs;
+
+    uint16_t l4_len = (uint16_t)(plan->l4_hlen + pl);
+    memcpy(out, pkt, IP6_HDR_LEN);
+    wr16(out + 4, l4_len); /* payload length: no extension headers here */
+    uint8_t *o4 = out + IP6_HDR_LEN;
+    memcpy(o4, l4, plan->l4_hlen);
+    uint64_t sum = csum_pseudo6(out + 8, out + 24, l4_len, plan->proto);
+    uint8_t *csum_field;
+    if (plan->proto == IPPROTO_TCP_) {
+      wr32(o4 + 4, seq0 + off);
+      if (!last) o4[13] &= (uint8_t)~0x09;
+      if (i > 0) o4[13] &= (uint8_t)~0x80;
+      csum_field = o4 + 16;
+    } else {
+      wr16(o4 + 4, l4_len);
+      csum_field = o4 + 6;
+    }
+    csum_store(csum_field, 0);
+    sum = csum_add(sum, o4, plan->l4_hlen);
+    sum = csum_copy(o4 + plan->l4_hlen, payload + off, pl, sum);
+    uint16_t c = csum_finish(sum);
+    csum_store(csum_field, c == 0 ? 0xffff : c); /* a zero UDP checksum is not allowed over IPv6 */
     off += pl;
   }
   return plan->nsegs;

@@ -12,6 +12,7 @@
 #define VNET_F_NEEDS_CSUM 1
 #define VNET_GSO_NONE 0
 #define VNET_GSO_TCPV4 1
+#define VNET_GSO_TCPV6 4
 #define VNET_GSO_UDP_L4 5
 #define VNET_GSO_ECN 0x80
 
@@ -50,5 +51,11 @@ typedef uint8_t *(*seg_reserve_fn)(void *ctx, size_t seg_len);
 
 /* Writes every segment of pkt into space from reserve(). Returns the segments written. */
 uint32_t gso_split(const uint8_t *pkt, const gso_plan *plan, seg_reserve_fn reserve, void *ctx);
+
+/* The same for an IPv6 super-packet (TSO6, or USO over IPv6): the TCP/UDP header must follow the
+ * fixed header directly; each segment gets its payload length and a checksum over the IPv6
+ * pseudo-header. */
+int gso_make_plan6(const uint8_t *pkt, size_t len, uint8_t gso_type, uint16_t gso_size, gso_plan *plan);
+uint32_t gso_split6(const uint8_t *pkt, const gso_plan *plan, seg_reserve_fn reserve, void *ctx);
 
 #endif

@@ -171,3 +171,55 @@ int nl_route_add(const char *ifname, uint32_t network, uint8_t prefix_len, felt_
 int nl_route_del(const char *ifname, uint32_t network, uint8_t prefix_len, felt_err *err) {
   return nl_route(0, ifname, network, prefix_len, err);
 }
+
+/* ---- IPv6 ---- */
+
+static void fmt_ip6(const uint8_t ip[16], char out[INET6_ADDRSTRLEN]) { inet_ntop(AF_INET6, ip, out, INET6_ADDRSTRLEN); }
+
+int nl_addr_add6(const char *ifname, const uint8_t address[16], uint8_t prefix_len, felt_err *err) {
+  char ip[INET6_ADDRSTRLEN];
+  fmt_ip6(address, ip);
+  if (prefix_len > 128) return felt_errmsg(err, "addrAdd6 %s/%u: invalid prefix length", ip, prefix_len);
+  int idx = ifindex_of(ifname, "addrAdd6", err);
+  if (idx == 0) return -1;
+  nl_req req;
+  nl_init(&req, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct ifaddrmsg));
+  req.u.ifa.ifa_family = AF_INET6;
+  req.u.ifa.ifa_prefixlen = prefix_len;
+  /* NODAD: a point-to-point tunnel has no neighbours to collide with; usable at once. */
+  req.u.ifa.ifa_flags = IFA_F_NODAD;
+  req.u.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+  req.u.ifa.ifa_index = (uint32_t)idx;
+  nl_attr(&req, IFA_LOCAL, address, 16);
+  nl_attr(&req, IFA_ADDRESS, address, 16);
+  int rc = nl_transact(&req);
+  if (rc != 0) return felt_errno(err, rc, "RTM_NEWADDR %s/%u dev %s", ip, prefix_len, ifname);
+  return 0;
+}
+
+int nl_route_add6(const char *ifname, const uint8_t network[16], uint8_t prefix_len, felt_err *err) {
+  char ip[INET6_ADDRSTRLEN];
+  fmt_ip6(network, ip);
+  if (prefix_len > 128) return felt_errmsg(err, "routeAdd6 %s/%u: invalid prefix length", ip, prefix_len);
+  int idx = ifindex_of(ifname, "routeAdd6", err);
+  if (idx == 0) return -1;
+  uint8_t dst[16];
+  for (int i = 0; i < 16; i++) {
+    int bits = prefix_len - 8 * i;
+    dst[i] = bits >= 8 ? network[i] : bits <= 0 ? 0 : (uint8_t)(network[i] & (0xff << (8 - bits)));
+  }
+  nl_req req;
+  nl_init(&req, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, sizeof(struct rtmsg));
+  req.u.rt.rtm_family = AF_INET6;
+  req.u.rt.rtm_dst_len = prefix_len;
+  req.u.rt.rtm_table = RT_TABLE_MAIN;
+  req.u.rt.rtm_protocol = RTPROT_BOOT;
+  req.u.rt.rtm_scope = RT_SCOPE_UNIVERSE;
+  req.u.rt.rtm_type = RTN_UNICAST;
+  nl_attr(&req, RTA_DST, dst, 16);
+  nl_attr_u32(&req, RTA_OIF, (uint32_t)idx);
+  nl_attr_u32(&req, RTA_TABLE, RT_TABLE_MAIN);
+  int rc = nl_transact(&req);
+  if (rc == 0 || rc == EEXIST) return 0;
+  return felt_errno(err, rc, "routeAdd6 %s/%u dev %s", ip, prefix_len, ifname);
+}

@@ -1,5 +1,5 @@
 /* rtnetlink requests for the TUN device: link settings, its address, and routes through it.
- * Addresses are IPv4 in host byte order. Every call waits for the kernel's ACK. */
+ * IPv4 addresses are in host byte order, IPv6 ones 16 bytes in network order. Every call waits for the kernel's ACK. */
 #ifndef FELT_NETLINK_H
 #define FELT_NETLINK_H
 
@@ -16,5 +16,11 @@ int nl_route_add(const char *ifname, uint32_t network, uint8_t prefix_len, felt_
 
 /* Removes that route; a missing route is not an error. */
 int nl_route_del(const char *ifname, uint32_t network, uint8_t prefix_len, felt_err *err);
+
+/* IPv6: adds address/prefix_len (no duplicate address detection) to the device. */
+int nl_addr_add6(const char *ifname, const uint8_t address[16], uint8_t prefix_len, felt_err *err);
+
+/* IPv6: adds `network/prefix_len dev ifname`; an existing route is not an error. */
+int nl_route_add6(const char *ifname, const uint8_t network[16], uint8_t prefix_len, felt_err *err);
 
 #endif

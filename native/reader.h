@@ -39,11 +39,15 @@ typedef struct batch_reader batch_reader;
  * (out of memory: its slot is taken back here), or -1 to stop the thread (the consumer is gone). */
 typedef int (*reader_deliver_fn)(void *ctx, uint8_t *data, size_t len, uint32_t count);
 
+/* Start options: the cluster carries IPv6 (a TUN reader parses IPv6 reads; without it they are
+ * not-ip drops, exactly as in an IPv4-only cluster). */
+#define READER_IPV6 1
+
 /* Reads a TUN fd (non-blocking; with or without IFF_VNET_HDR, as the fd was opened). */
-batch_reader *tun_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
+batch_reader *tun_reader_start(int fd, reader_deliver_fn deliver, void *ctx, int options, felt_err *err);
 
 /* Reads a UDP socket (non-blocking, IPv4 or IPv6) with recvmmsg; splits UDP GRO datagrams. */
-batch_reader *udp_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err);
+batch_reader *udp_reader_start(int fd, reader_deliver_fn deliver, void *ctx, int options, felt_err *err);
 
 /* The consumer finished one delivered batch: lets the thread read another. Thread-safe. */
 void reader_batch_done(batch_reader *r);

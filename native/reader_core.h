@@ -49,6 +49,8 @@ int reader_deliver(batch_reader *r);
 int reader_run(batch_reader *r, const char *what, felt_err *err);
 /* The two kinds, without their thread. */
 batch_reader *tun_reader_create(int fd, int vnet, reader_deliver_fn deliver, void *ctx);
+/* ipv6: IPv6 reads are parsed (READER_IPV6). */
+batch_reader *tun_reader_create6(int fd, int vnet, int ipv6, reader_deliver_fn deliver, void *ctx);
 batch_reader *udp_reader_create(int fd, reader_deliver_fn deliver, void *ctx);
 /* Frees a reader whose thread never started or has been joined. */
 void reader_free(batch_reader *r);

@@ -17,6 +17,7 @@
 
 typedef struct {
   int vnet;                           /* TUN opened with IFF_VNET_HDR */
+  int ipv6;                           /* the cluster carries IPv6: IPv6 reads are parsed, not not-ip */
   uint8_t rbuf[VNET_HDR_LEN + 65535]; /* vnet: one raw read */
   int stop;                           /* a delivery during a split asked the thread to stop */
 } tun_state;
@@ -69,7 +70,7 @@ static int fill_vnet(batch_reader *r, int *fatal) {
     size_t n = tun_read_once(r, s->rbuf, sizeof s->rbuf, fatal);
     if (n == 0) break;
     tun_read t;
-    drop_reason v = tun_offload_parse(s->rbuf, n, &t);
+    drop_reason v = tun_offload_parse_ex(s->rbuf, n, &t, s->ipv6);
     if (v != DROP_NONE) {
       reader_stat_add(&r->stats.drops[v], 1);
       continue;
@@ -86,19 +87,24 @@ static int fill(batch_reader *r, int *fatal) {
 }
 
 batch_reader *tun_reader_create(int fd, int vnet, reader_deliver_fn deliver, void *ctx) {
+  return tun_reader_create6(fd, vnet, 0, deliver, ctx);
+}
+
+batch_reader *tun_reader_create6(int fd, int vnet, int ipv6, reader_deliver_fn deliver, void *ctx) {
   tun_state *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->vnet = vnet;
+  s->ipv6 = ipv6;
   batch_reader *r = reader_create(fd, TUN_BUF_BYTES, fill, s, deliver, ctx);
   if (!r) free(s);
   return r;
 }
 
-batch_reader *tun_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err) {
+batch_reader *tun_reader_start(int fd, reader_deliver_fn deliver, void *ctx, int options, felt_err *err) {
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   int vnet = ioctl(fd, TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR);
-  batch_reader *r = tun_reader_create(fd, vnet, deliver, ctx);
+  batch_reader *r = tun_reader_create6(fd, vnet, (options & READER_IPV6) != 0, deliver, ctx);
   if (!r) return felt_errno(err, ENOMEM, "tunStartReader fd %d", fd), NULL;
   return reader_run(r, "tunStartReader", err) < 0 ? NULL : r;
 }

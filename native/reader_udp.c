@@ -82,7 +82,8 @@ batch_reader *udp_reader_create(int fd, reader_deliver_fn deliver, void *ctx) {
   return r;
 }
 
-batch_reader *udp_reader_start(int fd, reader_deliver_fn deliver, void *ctx, felt_err *err) {
+batch_reader *udp_reader_start(int fd, reader_deliver_fn deliver, void *ctx, int options, felt_err *err) {
+  (void)options; /* the socket's family says what its records carry */
   batch_reader *r = udp_reader_create(fd, deliver, ctx);
   if (!r) return felt_errno(err, ENOMEM, "udpStartReader fd %d", fd), NULL;
   return reader_run(r, "udpStartReader", err) < 0 ? NULL : r;

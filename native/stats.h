@@ -45,7 +45,9 @@ typedef struct {
 /* A peer's counters live while it holds a lease, and until no thread can still reach it
  * afterwards (routes.h: the registry frees departed peers by table generation). */
 typedef struct peer {
-  uint32_t public_ip;
+  uint32_t public_ip;       /* its identity, or 0 when it has no IPv4 underlay address ... */
+  uint8_t public_ip6[16];   /* ... then this one (has_ip6) */
+  int has_ip6;
   dir_counters tx; /* encap thread */
   dir_counters rx; /* decap thread */
   /* Registry bookkeeping: control thread only. */

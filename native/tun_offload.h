@@ -17,7 +17,8 @@
 #include "stats.h"
 
 typedef struct {
-  uint8_t *pkt;    /* the IPv4 packet, inside the caller's read buffer */
+  uint8_t *pkt;    /* the IP packet, inside the caller's read buffer */
+  int v6;          /* it is IPv6 */
   size_t len;      /* plain: its total length (bytes past it are ignored); gso: the whole read */
   int gso;         /* a super-packet: `plan` says how it splits */
   gso_plan plan;
@@ -28,6 +29,9 @@ typedef struct {
 /* Makes sense of n bytes read from the TUN. DROP_NONE with *out filled, or the reason the read
  * is dropped (it then counts as one packet). A plain NEEDS_CSUM packet has its checksum completed. */
 drop_reason tun_offload_parse(uint8_t *buf, size_t n, tun_read *out);
+/* The same, with IPv6 understood only when `ipv6` (without, an IPv6 read is NOT_IP, or TRUNCATED
+ * below 20 bytes, exactly as before IPv6 existed). tun_offload_parse understands both. */
+drop_reason tun_offload_parse_ex(uint8_t *buf, size_t n, tun_read *out, int ipv6);
 
 /* Writes the read's packets into space from reserve() (a NULL from reserve abandons the rest).
  * Returns the packets written. */

@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 src="$here/.."
 out="${1:-${TMPDIR:-/tmp}/felt-fuzz}"
 mkdir -p "$out"
-srcs="$here/harness.c $here/gen.c $here/pkt.c $src/csum.c $src/gso.c $src/gro.c $src/ipv4.c $src/routes.c $src/u32map.c \
+srcs="$here/harness.c $here/gen.c $here/pkt.c $src/csum.c $src/gso.c $src/gro.c $src/ipv4.c $src/ipv6.c $src/map6.c $src/routes.c $src/u32map.c \
 $src/stats.c $src/err.c $src/udp.c $src/sys.c $src/tun_offload.c $src/udp_batch.c $src/engine.c $src/engine_ctl.c"
 cflags="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -g"
 # shellcheck disable=SC2086 # the lists are meant to split
@@ -17,7 +17,7 @@ cc $cflags -O2 -o "$out/fuzz" $srcs -lpthread
 # shellcheck disable=SC2086
 cc $cflags -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
   -o "$out/fuzz-asan" $srcs -lpthread
-jsio="$here/jsio.c $here/pkt.c $src/csum.c $src/gso.c $src/gro.c $src/ipv4.c $src/err.c $src/stats.c $src/sys.c \
+jsio="$here/jsio.c $here/pkt.c $src/csum.c $src/gso.c $src/gro.c $src/ipv4.c $src/ipv6.c $src/err.c $src/stats.c $src/sys.c \
 $src/tun_offload.c $src/udp.c $src/udp_batch.c $src/reader.c $src/reader_tun.c $src/reader_udp.c $src/writer.c"
 # shellcheck disable=SC2086
 cc $cflags -O2 -o "$out/jsio-fuzz" $jsio -lpthread

@@ -513,8 +513,10 @@ static void test_tun_offload(void) {
   vnet_write(rd, &hp);
   CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_MALFORMED, "csum_start inside the IP header");
   CHECK(tun_offload_parse(rd, VNET_HDR_LEN - 1, &r) == DROP_TRUNCATED, "shorter than the virtio header");
+  rd[VNET_HDR_LEN] = 0x50;
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_NOT_IP, "version 5");
   rd[VNET_HDR_LEN] = 0x60;
-  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + plen, &r) == DROP_NOT_IP, "IPv6");
+  CHECK(tun_offload_parse(rd, VNET_HDR_LEN + 39, &r) == DROP_TRUNCATED, "IPv6 shorter than its header");
   /* A reserve that gives up abandons the split. */
   CHECK(tun_offload_emit(&(tun_read){.pkt = ip, .len = 20, .nsegs = 1}, null_reserve, NULL) == 0, "abandoned");
 }

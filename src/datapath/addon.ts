@@ -49,8 +49,13 @@ export interface FeltAddon {
   routeAdd(name: string, network: number, prefixLen: number): void;
   /** rtnetlink: removes that route (ENOENT/ESRCH is not an error). */
   routeDel(name: string, network: number, prefixLen: number): void;
+  /** rtnetlink: adds an IPv6 address (16 bytes, network order) with no DAD, e.g. the tunnel's /128. */
+  addrAdd6(name: string, address: Uint8Array, prefixLen: number): void;
+  /** rtnetlink: adds the IPv6 route `network/prefixLen dev name` (EEXIST is not an error). */
+  routeAdd6(name: string, network: Uint8Array, prefixLen: number): void;
   /** Starts a thread that reads the TUN fd and hands packets to JS in batches. */
-  tunStartReader(fd: number, onBatch: TunBatchHandler): TunReader;
+  /** With `ipv6`, IPv6 reads are parsed (TSO6 split, checksum completed); without, they are not-ip drops. */
+  tunStartReader(fd: number, onBatch: TunBatchHandler, options?: { ipv6?: boolean }): TunReader;
   /** Writes one packet into the TUN device; returns false (not throws) when the kernel refuses it. */
   tunWrite(fd: number, packet: Buffer): boolean;
 
@@ -61,8 +66,12 @@ export interface FeltAddon {
    * operation and strerror, e.g. `bind 192.168.77.2:8285: Address already in use`.
    */
   engineStart(config: NativeEngineConfig): NativeEngineHandle;
-  /** Publishes a new route table: `[network, prefixLen, publicIP]` triples (unsigned 32-bit). */
-  engineSetRoutes(handle: NativeEngineHandle, routes: Uint32Array): void;
+  /**
+   * Publishes a new route table: `[network, prefixLen, publicIP]` triples (unsigned 32-bit), and
+   * optionally each route's IPv6 side, 10 words per route: [flags (1 = subnet6, 2 = publicIPv6),
+   * prefixLen6, subnet6 as four words (most significant first), publicIPv6 as four words].
+   */
+  engineSetRoutes(handle: NativeEngineHandle, routes: Uint32Array, routes6?: Uint32Array): void;
   engineStats(handle: NativeEngineHandle): NativeEngineRawStats;
   /** Stops and joins the threads, closes the socket and the TUN fd. Idempotent. */
   engineStop(handle: NativeEngineHandle): void;
@@ -84,6 +93,11 @@ export interface NativeEngineConfig {
   tunOffload?: 0 | 1 | 2;
   /** 1: one thread serves both directions; 0: a thread per direction (default 0). */
   threads?: 0 | 1;
+  /** IPv6 pod traffic: our IPv6 lease (16 bytes; its network address is the ICMPv6 source). */
+  localNetwork6?: Uint8Array;
+  localPrefixLen6?: number;
+  /** IPv6 underlay: a second socket binds [bindIP6]:port (bindIP 0 then means no IPv4 socket). */
+  bindIP6?: Uint8Array;
 }
 
 /** Opaque handle of a running engine. */
@@ -91,6 +105,8 @@ export type NativeEngineHandle = { readonly __nativeEngine: unique symbol };
 
 export interface NativeEngineRawPeer {
   publicIP: number;
+  /** Present for a peer known by its IPv6 underlay address (publicIP 0). */
+  publicIPv6?: string;
   txPackets: number;
   txBytes: number;
   rxPackets: number;

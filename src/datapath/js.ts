@@ -158,12 +158,18 @@ export class JsDatapath implements Datapath {
       this.tunTso = this.setTunOffloads(this.addon, this.tun.fd);
       configureTun(this.addon, this.tun.name, this.config, this.log, TUN_TX_QUEUE_LEN);
       if (this.udp) this.udpReader = this.addon.udpStartReader(this.udp.fd, (data, count) => this.forwarder.decapBatch(data, count));
-      this.reader = this.addon.tunStartReader(this.tun.fd, (data, count) => {
-        this.tunBatches++;
-        this.tunPackets += count;
-        this.forwarder.encapBatch(data, count);
-        this.foldReaderDrops();
-      });
+      // With IPv6 the reader parses IPv6 reads (TSO6 split, checksums); without, they stay not-ip.
+      const ipv6 = this.config.localSubnet6 !== undefined;
+      this.reader = this.addon.tunStartReader(
+        this.tun.fd,
+        (data, count) => {
+          this.tunBatches++;
+          this.tunPackets += count;
+          this.forwarder.encapBatch(data, count);
+          this.foldReaderDrops();
+        },
+        { ipv6 },
+      );
     } catch (err) {
       this.teardown();
       this.state = 'stopped';

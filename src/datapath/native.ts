@@ -4,6 +4,7 @@
 // the contract; the js engine (js.ts) implements the same one.
 import type { Logger } from 'pino';
 import { formatIPv4, formatSubnet } from '../net/cidr.js';
+import { formatIPv6, formatSubnet6, ipv6ToBytes, parseIPv6 } from '../net/ip6.js';
 import {
   loadAddon,
   type FeltAddon,
@@ -52,6 +53,39 @@ export function encodeRoutes(routes: readonly Route[]): Uint32Array {
   return out;
 }
 
+/** Four 32-bit words of a 128-bit address, the most significant first. */
+function words6(ip: bigint, out: Uint32Array, at: number): void {
+  for (let w = 0; w < 4; w++) out[at + w] = Number((ip >> BigInt(96 - 32 * w)) & 0xffffffffn);
+}
+
+/**
+ * Each route's IPv6 side, 10 words per route beside encodeRoutes' triples: [flags (1 = subnet6,
+ * 2 = publicIPv6), prefixLen6, subnet6 (4 words), publicIPv6 (4 words)]; undefined when no route
+ * has either (an IPv4-only table).
+ */
+export function encodeRoutes6(routes: readonly Route[]): Uint32Array | undefined {
+  if (!routes.some((r) => r.subnet6 !== undefined || r.publicIPv6 !== undefined)) return undefined;
+  const out = new Uint32Array(routes.length * 10);
+  routes.forEach((r, i) => {
+    const at = i * 10;
+    if (r.subnet6) {
+      out[at] |= 1;
+      out[at + 1] = r.subnet6.prefixLen;
+      words6(r.subnet6.ip, out, at + 2);
+    }
+    if (r.publicIPv6 !== undefined) {
+      out[at] |= 2;
+      words6(r.publicIPv6, out, at + 6);
+    }
+  });
+  return out;
+}
+
+/** A peer's identity in stats: its dotted PublicIP, or its PublicIPv6 text when it has no IPv4 one. */
+export function peerKey(publicIP: number, publicIPv6?: bigint): string {
+  return publicIP === 0 && publicIPv6 !== undefined ? formatIPv6(publicIPv6) : formatIPv4(publicIP);
+}
+
 /** Switches for the engine's offloads; the defaults use everything the kernel offers. */
 export interface NativeDatapathOptions {
   /** UDP GSO on send (default true). */
@@ -73,6 +107,7 @@ export class NativeDatapath implements Datapath {
   private handle: NativeEngineHandle | undefined;
   private tun: TunHandle | undefined;
   private routes: Uint32Array = new Uint32Array(0);
+  private routes6: Uint32Array | undefined;
   /** Dotted PublicIPs of the routed peers; counters of those that left are kept in `departed`. */
   private routed: ReadonlySet<string> = new Set();
   private readonly departed = new DepartedPeers();
@@ -90,7 +125,7 @@ export class NativeDatapath implements Datapath {
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error(`native datapath: start() called twice (state ${this.state})`);
     this.state = 'starting';
-    const { tunName, mtu, network, localSubnet, bindIP, port } = this.config;
+    const { tunName, mtu, network, localSubnet, bindIP, port, localSubnet6, bindIPv6 } = this.config;
     try {
       const addon = loadAddon();
       this.addon = addon;
@@ -115,13 +150,16 @@ export class NativeDatapath implements Datapath {
         udpGso: this.options.udpGso ?? true,
         tunOffload: TUN_OFFLOAD_LEVEL[this.options.tunOffload ?? 'full'],
         threads: (this.options.threads ?? 1) === 1 ? 1 : 0,
+        ...(localSubnet6 ? { localNetwork6: ipv6ToBytes(localSubnet6.ip), localPrefixLen6: localSubnet6.prefixLen } : {}),
+        ...(bindIPv6 !== undefined ? { bindIP6: ipv6ToBytes(bindIPv6) } : {}),
       });
-      addon.engineSetRoutes(this.handle, this.routes);
+      addon.engineSetRoutes(this.handle, this.routes, this.routes6);
       configureTun(addon, this.tun.name, this.config, this.log, TUN_TX_QUEUE_LEN);
     } catch (err) {
       this.teardown();
       this.state = 'stopped';
-      const what = `native datapath: cannot start (tun ${tunName}, udp ${formatIPv4(bindIP)}:${port})`;
+      const v6 = bindIPv6 !== undefined ? `, udp [${formatIPv6(bindIPv6)}]:${port}` : '';
+      const what = `native datapath: cannot start (tun ${tunName}, udp ${formatIPv4(bindIP)}:${port}${v6})`;
       throw new Error(`${what}: ${(err as Error).message}`, { cause: err });
     }
     this.state = 'running';
@@ -131,6 +169,7 @@ export class NativeDatapath implements Datapath {
         mtu,
         network: formatSubnet(network),
         subnet: formatSubnet(localSubnet),
+        ...(localSubnet6 ? { subnet6: formatSubnet6(localSubnet6) } : {}),
         port,
         features: this.stats().features,
       },
@@ -139,12 +178,13 @@ export class NativeDatapath implements Datapath {
   }
 
   setRoutes(routes: Route[]): void {
-    const routed = new Set(routes.map((r) => formatIPv4(r.publicIP)));
+    const routed = new Set(routes.map((r) => peerKey(r.publicIP, r.publicIPv6)));
     // Read before the swap: the engine may free the counters of a peer with no route.
     this.departed.update(this.routed, routed, () => this.stats().peers);
     this.routed = routed;
     this.routes = encodeRoutes(routes);
-    if (this.handle && this.addon) this.addon.engineSetRoutes(this.handle, this.routes);
+    this.routes6 = encodeRoutes6(routes);
+    if (this.handle && this.addon) this.addon.engineSetRoutes(this.handle, this.routes, this.routes6);
   }
 
   stats(): DatapathStats {
@@ -206,7 +246,7 @@ function ratio(a: unknown, b: unknown): number {
 export function shapeStats(raw: NativeEngineRawStats, reasons: string[], tunName?: string): DatapathStats {
   const peers: DatapathStats['peers'] = {};
   for (const p of raw.peers) {
-    const address = formatIPv4(p.publicIP);
+    const address = peerKey(p.publicIP, p.publicIPv6 !== undefined ? parseIPv6(p.publicIPv6) : undefined);
     peers[address] = {
       publicIP: address,
       tx: { packets: p.txPackets, bytes: p.txBytes },

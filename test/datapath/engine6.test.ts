@@ -1,0 +1,271 @@
+// IPv6 behaviour of docs/datapath.md ("IPv6", "Underlay per peer") against real TUN devices,
+// sockets and namespaces (needs root), for both engines: IPv6 pod traffic over an IPv4 underlay
+// and over an IPv6 one. Namespaces get their IPv6 addresses inside them only (nodad). Like
+// engine.test.ts it drives test/support/fixtures/engine-node.mjs, which imports dist/ (build first).
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DatapathStats } from '../../src/datapath/types.js';
+import { Netns, runPrefix, type ExecResult } from '../testbed/netns.js';
+import { repoRoot } from '../testbed/tcp.js';
+import { FixtureDriver } from '../support/driver.js';
+import { ip6Packet, PADN6 } from '../support/packets6.js';
+import { sendDatagrams, UdpListener } from '../support/udp.js';
+import { waitFor } from '../support/wait.js';
+
+const A_IP = '192.168.77.2';
+const B_IP = '192.168.77.3';
+const A_IP6 = 'fd77::2';
+const B_IP6 = 'fd77::3';
+const NET6 = 'fd10::/32';
+const A_SUBNET6 = 'fd10:0:1::/64';
+const B_SUBNET6 = 'fd10:0:2::/64';
+const A_TUNNEL6 = 'fd10:0:1::';
+const B_TUNNEL6 = 'fd10:0:2::';
+const PORT = 8285;
+const LISTEN_PORT = 9999;
+const MTU = 1452; // fits an IPv6 underlay (1500 - 48)
+
+const ENGINE_FIXTURE = path.join(repoRoot(), 'test/support/fixtures/engine-node.mjs');
+const DIST_ENTRY = path.join(repoRoot(), 'dist/src/datapath/index.js');
+
+const VARIANTS = [
+  { engine: 'js', label: 'js', threads: undefined },
+  { engine: 'native', label: 'native', threads: undefined },
+  { engine: 'native', label: 'native, a thread per direction', threads: 2 },
+] as const;
+type Variant = (typeof VARIANTS)[number];
+
+interface Node6 {
+  subnet: string;
+  subnet6: string;
+  bindIP: string;
+  bindIPv6?: string;
+}
+
+function engineNode(ns: Netns, v: Variant, n: Node6): FixtureDriver {
+  const options = v.threads ? { threads: v.threads } : {};
+  const config = {
+    engine: v.engine, tunName: 'felt0', mtu: MTU, network: '10.244.0.0/16', localSubnet: n.subnet, bindIP: n.bindIP, port: PORT,
+    network6: NET6, localSubnet6: n.subnet6, ...(n.bindIPv6 ? { bindIPv6: n.bindIPv6 } : {}), options,
+  };
+  return FixtureDriver.spawn(ns, ENGINE_FIXTURE, [JSON.stringify(config)]);
+}
+
+async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
+  const nsA = await Netns.create(`${prefix}-a`);
+  const nsB = await Netns.create(`${prefix}-b`);
+  await nsA.ip(['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth0', 'netns', nsB.name]);
+  for (const [ns, v4, v6] of [[nsA, A_IP, A_IP6], [nsB, B_IP, B_IP6]] as const) {
+    await ns.sysctl('net.ipv6.conf.all.disable_ipv6', '0');
+    await ns.ip(['addr', 'add', `${v4}/24`, 'dev', 'veth0']);
+    await ns.ip(['-6', 'addr', 'add', `${v6}/64`, 'dev', 'veth0', 'nodad']);
+    await ns.ip(['link', 'set', 'veth0', 'up']);
+    await ns.ip(['link', 'set', 'lo', 'up']);
+  }
+  return [nsA, nsB];
+}
+
+/** An IPv6 UDP packet with a correct UDP checksum (the receiving kernel checks it). */
+function udp6(src: string, dst: string, payload: string, hopLimit = 64, ext?: [number, Buffer][]): Buffer {
+  const data = Buffer.from(payload);
+  const udp = Buffer.alloc(8 + data.length);
+  udp.writeUInt16BE(40000, 0);
+  udp.writeUInt16BE(LISTEN_PORT, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  data.copy(udp, 8);
+  const p = ip6Packet({ src, dst, hopLimit, proto: 17, payload: udp, ext });
+  const pseudo = Buffer.alloc(40);
+  p.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(udp.length, 32);
+  pseudo[39] = 17;
+  const all = Buffer.concat([pseudo, udp, Buffer.alloc(udp.length % 2)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  p.writeUInt16BE(~sum & 0xffff || 0xffff, p.length - udp.length + 6);
+  return p;
+}
+
+const stats = (n: FixtureDriver): Promise<DatapathStats> => n.call<DatapathStats>('stats');
+const run = (ns: Netns, argv: string[]): Promise<ExecResult> => ns.exec(argv, { check: false });
+/** Udp6InDatagrams of the namespace: moves only when a datagram arrived over IPv6. */
+async function udp6In(ns: Netns): Promise<number> {
+  const m = /Udp6InDatagrams\s+(\d+)/.exec((await run(ns, ['cat', '/proc/net/snmp6'])).stdout);
+  return Number(m?.[1] ?? -1);
+}
+
+for (const variant of VARIANTS) {
+  describe(`datapath engine "${variant.label}": IPv6 pods over an IPv4 underlay (root, netns)`, () => {
+    let nsA: Netns;
+    let nsB: Netns;
+    let a: FixtureDriver;
+    let b: FixtureDriver;
+    const routeToB = { subnet: '10.244.2.0/24', publicIP: B_IP, subnet6: B_SUBNET6 };
+
+    beforeAll(async () => {
+      if (!existsSync(DIST_ENTRY)) throw new Error(`${DIST_ENTRY} missing: run \`npm run build\` first`);
+      [nsA, nsB] = await twoNodes(runPrefix());
+      a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP });
+      b = engineNode(nsB, variant, { subnet: '10.244.2.0/24', subnet6: B_SUBNET6, bindIP: B_IP });
+      await Promise.all([a.call('start'), b.call('start')]);
+      await a.call('setRoutes', { routes: [routeToB] });
+      await b.call('setRoutes', { routes: [{ subnet: '10.244.1.0/24', publicIP: A_IP, subnet6: A_SUBNET6 }] });
+    });
+
+    afterAll(async () => {
+      for (const n of [a, b]) n?.endInput();
+      await Promise.all([a, b].filter(Boolean).map((n) => n.exited));
+      await nsA?.delete();
+      await nsB?.delete();
+    });
+
+    it('puts the IPv6 tunnel address (/128) and the IPv6 network route on the device', async () => {
+      expect((await run(nsA, ['ip', '-o', '-6', 'addr', 'show', 'dev', 'felt0'])).stdout).toContain(`inet6 ${A_TUNNEL6}/128`);
+      expect((await run(nsA, ['ip', '-6', 'route', 'show', 'dev', 'felt0'])).stdout).toContain(NET6);
+    });
+
+    it('carries ping -6 both ways, counted on the peer', async () => {
+      const r = await run(nsA, ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '5', B_TUNNEL6]);
+      expect(r.stdout, r.stdout + r.stderr).toContain('3 received');
+      const sa = await stats(a);
+      expect(sa.peers[B_IP]!.tx.packets).toBeGreaterThanOrEqual(3);
+      expect(sa.peers[B_IP]!.rx.packets).toBeGreaterThanOrEqual(3);
+      expect((await stats(b)).peers[A_IP]!.rx.packets).toBeGreaterThanOrEqual(3);
+    });
+
+    it('answers hop limit 1 with ICMPv6 time exceeded and counts ttl-expired', async () => {
+      const before = await stats(a);
+      const r = await run(nsA, ['ping', '-6', '-c', '1', '-t', '1', '-W', '3', B_TUNNEL6]);
+      expect(r.stdout, r.stdout + r.stderr).toMatch(/Time exceeded/i);
+      const after = await stats(a);
+      expect(after.drops.encap['ttl-expired']).toBe(before.drops.encap['ttl-expired'] + 1);
+      expect(after.icmpSent).toBe(before.icmpSent + 1);
+    });
+
+    it('answers a destination without an IPv6 lease with ICMPv6 unreachable and counts no-route', async () => {
+      const before = await stats(a);
+      const r = await run(nsA, ['ping', '-6', '-c', '1', '-W', '3', 'fd10:0:99::1']);
+      expect(r.stdout, r.stdout + r.stderr).toMatch(/Destination unreachable/i);
+      const after = await stats(a);
+      expect(after.drops.encap['no-route']).toBe(before.drops.encap['no-route'] + 1);
+      expect(after.icmpSent).toBe(before.icmpSent + 1);
+    });
+
+    it('answers a packet above the tunnel MTU with Packet Too Big naming that MTU', async () => {
+      // The device MTU raised past the engine's: the kernel now hands over bigger packets.
+      await nsA.ip(['link', 'set', 'felt0', 'mtu', '1500']);
+      try {
+        const before = await stats(a);
+        const r = await run(nsA, ['ping', '-6', '-c', '1', '-W', '3', '-M', 'do', '-s', '1440', B_TUNNEL6]);
+        expect(r.stdout, r.stdout + r.stderr).toMatch(new RegExp(`Packet too big: mtu=${MTU}`, 'i'));
+        const after = await stats(a);
+        expect(after.drops.encap.oversize).toBe(before.drops.encap.oversize + 1);
+        expect(after.icmpSent).toBe(before.icmpSent + 1);
+      } finally {
+        await nsA.ip(['link', 'set', 'felt0', 'mtu', String(MTU)]);
+      }
+    });
+
+    describe('decap admission', () => {
+      let listener: UdpListener;
+      beforeAll(async () => {
+        listener = await UdpListener.start(nsA, '::', LISTEN_PORT);
+      });
+      afterAll(() => listener?.close());
+
+      it('delivers an inner IPv6 packet from the sending peer\'s subnet6 (positive control)', async () => {
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'from-b6')]);
+        await waitFor('the datagram at the listener', () => listener.payloads().includes('from-b6'));
+      });
+
+      it('drops an inner IPv6 source outside the sender\'s subnet6 as spoofed-source', async () => {
+        const before = await stats(a);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:1::66', A_TUNNEL6, 'spoofed6')]);
+        await waitFor('the drop counter', async () => (await stats(a)).drops.decap['spoofed-source'] === before.drops.decap['spoofed-source'] + 1);
+        expect((await stats(a)).peers[B_IP]!.drops['spoofed-source']).toBe((before.peers[B_IP]!.drops['spoofed-source'] ?? 0) + 1);
+        expect(listener.payloads()).not.toContain('spoofed6');
+      });
+
+      it('drops extension header chains past the bounds, and a Hop-by-Hop header not first, as ext-header', async () => {
+        const before = await stats(a);
+        const nine = Array.from({ length: 9 }, () => [60, PADN6] as [number, Buffer]);
+        const late = [[60, PADN6], [0, PADN6]] as [number, Buffer][];
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'nine', 64, nine), udp6('fd10:0:2::77', A_TUNNEL6, 'late', 64, late)]);
+        await waitFor('the drop counter', async () => (await stats(a)).drops.decap['ext-header'] === before.drops.decap['ext-header'] + 2);
+        // Eight headers are within the bounds: delivered.
+        const eight = Array.from({ length: 8 }, () => [60, PADN6] as [number, Buffer]);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'eight', 64, eight)]);
+        await waitFor('the datagram at the listener', () => listener.payloads().includes('eight'));
+        expect(listener.payloads()).not.toContain('nine');
+      });
+    });
+
+    it('never sends IPv6 pod traffic to a peer whose lease has no IPv6 subnet', async () => {
+      await a.call('setRoutes', { routes: [{ subnet: '10.244.2.0/24', publicIP: B_IP }] });
+      try {
+        const before = await stats(a);
+        const r = await run(nsA, ['ping', '-6', '-c', '1', '-W', '3', B_TUNNEL6]);
+        expect(r.code).not.toBe(0);
+        const after = await stats(a);
+        expect(after.drops.encap['no-route']).toBe(before.drops.encap['no-route'] + 1);
+        expect(after.peers[B_IP]!.tx.packets).toBe(before.peers[B_IP]!.tx.packets);
+        // IPv4 to it still flows.
+        expect((await run(nsA, ['ping', '-c', '1', '-W', '5', '10.244.2.0'])).code).toBe(0);
+      } finally {
+        await a.call('setRoutes', { routes: [routeToB] });
+      }
+    });
+  });
+
+  describe(`datapath engine "${variant.label}": over an IPv6 underlay (root, netns)`, () => {
+    let nsA: Netns;
+    let nsB: Netns;
+    let a: FixtureDriver;
+    let b: FixtureDriver;
+
+    beforeAll(async () => {
+      if (!existsSync(DIST_ENTRY)) throw new Error(`${DIST_ENTRY} missing: run \`npm run build\` first`);
+      [nsA, nsB] = await twoNodes(runPrefix());
+      // A has both underlays; B has only an IPv6 one (its peers know it by its PublicIPv6).
+      a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP, bindIPv6: A_IP6 });
+      b = engineNode(nsB, variant, { subnet: '10.244.2.0/24', subnet6: B_SUBNET6, bindIP: '0.0.0.0', bindIPv6: B_IP6 });
+      await Promise.all([a.call('start'), b.call('start')]);
+      await a.call('setRoutes', { routes: [{ subnet: '10.244.2.0/24', publicIP: '0.0.0.0', subnet6: B_SUBNET6, publicIPv6: B_IP6 }] });
+      await b.call('setRoutes', { routes: [{ subnet: '10.244.1.0/24', publicIP: A_IP, publicIPv6: A_IP6, subnet6: A_SUBNET6 }] });
+    });
+
+    afterAll(async () => {
+      for (const n of [a, b]) n?.endInput();
+      await Promise.all([a, b].filter(Boolean).map((n) => n.exited));
+      await nsA?.delete();
+      await nsB?.delete();
+    });
+
+    it('carries IPv6 and IPv4 pod traffic both ways over IPv6 datagrams; the IPv6-only peer is keyed by its PublicIPv6', async () => {
+      const inA = await udp6In(nsA);
+      const inB = await udp6In(nsB);
+      let r = await run(nsA, ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '5', B_TUNNEL6]);
+      expect(r.stdout, r.stdout + r.stderr).toContain('3 received');
+      r = await run(nsA, ['ping', '-c', '3', '-i', '0.2', '-W', '5', '10.244.2.0']);
+      expect(r.stdout, r.stdout + r.stderr).toContain('3 received');
+      expect(await udp6In(nsB)).toBeGreaterThanOrEqual(inB + 6);
+      expect(await udp6In(nsA)).toBeGreaterThan(inA); // the replies came back over IPv6 too (GRO may merge counts)
+      const sa = await stats(a);
+      expect(sa.peers[B_IP6]!.publicIP).toBe(B_IP6);
+      expect(sa.peers[B_IP6]!.tx.packets).toBeGreaterThanOrEqual(6);
+      expect((await stats(b)).peers[A_IP]!.rx.packets).toBeGreaterThanOrEqual(6);
+    });
+
+    it('drops traffic to a peer with no underlay family in common as no-underlay', async () => {
+      // B has no IPv4 socket: a peer known only by an IPv4 address cannot be reached from it.
+      await b.call('setRoutes', { routes: [{ subnet: '10.244.1.0/24', publicIP: A_IP, subnet6: A_SUBNET6 }] });
+      const before = await stats(b);
+      const r = await run(nsB, ['ping', '-6', '-c', '1', '-W', '2', A_TUNNEL6]);
+      expect(r.code).not.toBe(0);
+      const after = await stats(b);
+      expect(after.drops.encap['no-underlay']).toBe(before.drops.encap['no-underlay'] + 1);
+      expect(after.peers[A_IP]!.drops['no-underlay']).toBe((before.peers[A_IP]!.drops['no-underlay'] ?? 0) + 1);
+    });
+  });
+}
