@@ -188,7 +188,7 @@ void engine_stop(engine *e) {
   if (e->dec_started) pthread_join(e->dec_tid, NULL);
   close(e->wake_fd);
   if (e->udp.fd >= 0) close(e->udp.fd);
-  if (e->udp6.fd >= 0) close(e->udp6.fd);
+  if (e->udp6_on) close(e->udp6.fd);
   close(e->cfg.tun_fd); /* a non-persistent TUN disappears with its address and route */
   rt_free(e->table);
   while (e->retired) {
