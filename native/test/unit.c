@@ -15,18 +15,9 @@
 #include "../udp.h"
 #include "../udp_batch.h"
 
-static int passed, failed;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (cond) {                                            \
-      passed++;                                            \
-    } else {                                               \
-      failed++;                                            \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                        \
-      fprintf(stderr, "\n");                               \
-    }                                                      \
-  } while (0)
+#include "check.h"
+
+int passed, failed;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -618,6 +609,7 @@ int main(void) {
   test_registry();
   test_icmp();
   test_fuzz();
+  test_ipv6(); /* unit6.c */
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }
