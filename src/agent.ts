@@ -389,7 +389,14 @@ export class Agent implements AgentState {
     const quiet = changes.length > QUIET_CHANGES;
     for (const change of changes) {
       this.counts[change.type]++;
-      const fields = { event: change.type, subnet: formatSubnet(change.lease.subnet), publicIP: change.lease.publicIP };
+      const l = change.lease;
+      const fields = {
+        event: change.type,
+        subnet: formatSubnet(l.subnet),
+        publicIP: l.publicIP,
+        ...(l.ipv6Subnet ? { subnet6: formatSubnet6(l.ipv6Subnet) } : {}),
+        ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}),
+      };
       if (quiet) this.log.debug(fields, 'lease event');
       else this.log.info(fields, 'lease event');
     }
