@@ -3,7 +3,9 @@
 // the reader threads deliver them (single packets, whole batches, and batches cut short or with a
 // wrong count) and the BatchIO production uses. A reference model of docs/datapath.md
 // (scripts/fuzz/model.ts) predicts every verdict; the forwarder's counters must match it, and
-// everything it emits is checked against the input it came from (scripts/fuzz/io.ts).
+// everything it emits is checked against the input it came from (scripts/fuzz/io.ts). Then an
+// IPv6 phase (scripts/fuzz/ipv6.ts, a quarter as many inputs) does the same for IPv6 packets in
+// dual-stack forwarders with every combination of underlays, against the model's IPv6 rules.
 //
 //   node --expose-gc dist/scripts/fuzz-js.js [--count N] [--seed S] [--rounds R] [--json]
 //
@@ -18,6 +20,7 @@ import { DROP_REASONS, type DropReason } from '../src/datapath/types.js';
 import { formatIPv4 } from '../src/net/cidr.js';
 import { genDecapDatagram, genEncapPacket, type GenKind } from './fuzz/gen.js';
 import { CheckingIO, type InputRecord } from './fuzz/io.js';
+import { runIpv6Fuzz, type Ipv6FuzzResult } from './fuzz/ipv6.js';
 import { DEFAULT_MASK, ipOf, LOCAL, rd16, refDecapMessage, refEncap, ROUTE_FAMILY, RouteSet, setIpChecksum, wr16, wr32, type Verdict } from './fuzz/model.js';
 import { Rng } from './fuzz/rng.js';
 
@@ -46,6 +49,8 @@ export interface JsFuzzReport {
   verdicts: { encap: Record<string, number>; decap: Record<string, number> };
   icmp: { sent: number; rateLimited: number; refused: number; expected: number };
   generated: Record<string, number>;
+  /** The IPv6 phase (scripts/fuzz/ipv6.ts). */
+  ipv6: Ipv6FuzzResult;
   violationCount: number;
   violations: string[];
   /** heapUsed (bytes) after a full GC at the end of each round; empty without --expose-gc. */
@@ -313,6 +318,11 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
     }
   }
 
+  // IPv6 inputs, judged one by one by the IPv6 model (an rng of their own: the IPv4 sequence of a
+  // seed stays what it was).
+  where = `seed ${seed}`;
+  const ipv6 = runIpv6Fuzz(new Rng(seed ^ 0x6a6a6), Math.ceil(options.count / 4), violation);
+
   // The books: every input counted once (an ICMP error the TUN refused adds one tun-write-error).
   const encapDrops = dropTotals(forwarders, 'encap');
   const decapDrops = dropTotals(forwarders, 'decap');
@@ -338,6 +348,7 @@ export function runJsFuzz(options: JsFuzzOptions): JsFuzzReport {
       expected: icmpExpected,
     },
     generated,
+    ipv6,
     violationCount,
     violations,
     heapAfterRound,
@@ -405,6 +416,7 @@ export function formatJsFuzzReport(r: JsFuzzReport): string {
     `  generated: ${line(r.generated)}`,
     `  encap: ${line(r.verdicts.encap)}; ICMP sent ${r.icmp.sent}, rate-limited ${r.icmp.rateLimited}, refused ${r.icmp.refused} (expected ${r.icmp.expected})`,
     `  decap: ${line(r.verdicts.decap)}${heap}`,
+    `  IPv6: ${r.ipv6.inputs} inputs, ${r.ipv6.icmp6} ICMPv6 errors expected; encap: ${line(r.ipv6.verdicts.encap)}; decap: ${line(r.ipv6.verdicts.decap)}`,
     ...r.violations.map((v) => `  VIOLATION ${v}`),
     `${r.violationCount ? 'FAIL' : 'OK'}: ${r.violationCount} violations`,
   ].join('\n');

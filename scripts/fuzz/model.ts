@@ -230,3 +230,146 @@ export function refDecapMessage(
   for (let off = 0; off < len || out.length === 0; off += seg) out.push(refDecap(buf, start + off, Math.min(seg, len - off), sender, rs));
   return out;
 }
+
+// ---- IPv6 (docs/datapath.md "IPv6", "Underlay per peer") ----------------------------------------
+// Addresses as bigints here (slow, plain), never the packet path's word arrays.
+
+/** Our IPv6 lease; its network address is the IPv6 tunnel address. */
+export const LOCAL6 = { ip: 0xfd00_0000_0000_0001_0000_0000_0000_0000n, prefixLen: 64 } as const;
+/** IPv6 leases by peer (IPv4 PublicIP, or '' for an IPv6-only peer) and the peers' IPv6 underlay. */
+export const ROUTE_FAMILY6: Array<{ v4: string; subnet6: string; publicIP: string; publicIPv6?: string }> = [
+  { v4: '10.244.11.0/24', subnet6: 'fd00:0:0:11::/64', publicIP: '192.168.77.11', publicIPv6: 'fd77::11' },
+  { v4: '10.244.12.0/24', subnet6: 'fd00:0:0:12::/64', publicIP: '192.168.77.12' }, // IPv4 underlay only
+  { v4: '10.244.13.0/24', subnet6: 'fd00:0:0:1300::/56', publicIP: '', publicIPv6: 'fd77::13' }, // IPv6 underlay only
+  { v4: '10.244.14.0/24', subnet6: 'fd00:0:0:1380::/57', publicIP: '192.168.77.14', publicIPv6: 'fd77::14' }, // inside the /56
+  { v4: '10.244.15.0/24', subnet6: 'fd00:0:0:1::/64', publicIP: '192.168.77.15' }, // our own IPv6 subnet leased to someone
+  { v4: '10.244.16.0/24', subnet6: 'fd00:0:0:16::/128', publicIP: '192.168.77.16', publicIPv6: 'fd77::16' },
+];
+
+export const rdAddr6 = (b: Uint8Array, o: number): bigint => {
+  let v = 0n;
+  for (let i = 0; i < 16; i++) v = (v << 8n) | BigInt(b[o + i]!);
+  return v;
+};
+const mask6 = (len: number): bigint => (len === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - len)) - 1n));
+export const inSubnet6 = (ip: bigint, net: bigint, len: number): boolean => (ip & mask6(len)) === (net & mask6(len));
+
+/** Fixed-header checks of a packet that is not IPv4: the IPv4 ones first (< 20 bytes truncated,
+ *  version not 6 -> not-ip), then < 40 truncated / malformed (jumbogram) / truncated. */
+export function refValidate6(b: Uint8Array, start: number, len: number): Verdict {
+  if (len < 20) return 'truncated';
+  if (b[start]! >> 4 !== 6) return 'not-ip';
+  if (len < 40) return 'truncated';
+  const plen = rd16(b, start + 4);
+  if (plen === 0 && b[start + 6] === 0) return 'malformed';
+  if (40 + plen > len) return 'truncated';
+  return 'forward';
+}
+
+/** The extension-header walk: [upper-layer protocol, its offset], or undefined for ext-header. */
+export function refWalk6(b: Uint8Array, start: number, total: number): [number, number] | undefined {
+  const limit = Math.min(total, 256);
+  let nh = b[start + 6]!;
+  let off = 40;
+  for (let n = 0; [0, 43, 60, 44].includes(nh); n++) {
+    if (n === 8 || (nh === 0 && n > 0) || off + 8 > limit) return undefined;
+    if (nh === 44) break;
+    const hlen = (b[start + off + 1]! + 1) * 8;
+    if (off + hlen > limit) return undefined;
+    nh = b[start + off]!;
+    off += hlen;
+  }
+  return [nh, off];
+}
+
+export function refIcmp6Allowed(b: Uint8Array, start: number, total: number): boolean {
+  const src = rdAddr6(b, start + 8);
+  if (src === 0n || b[start + 8] === 0xff || b[start + 24] === 0xff) return false;
+  const w = refWalk6(b, start, total);
+  if (!w) return false;
+  const [nh, off] = w;
+  if (nh === 44) return (rd16(b, start + off + 2) & 0xfff8) === 0 && b[start + off] !== 58;
+  if (nh === 58) return off < total && b[start + off]! >= 128;
+  return true;
+}
+
+/** The IPv6 side of a route set: which ROUTE_FAMILY6 entries exist, and this node's underlays. */
+export class RouteSet6 {
+  readonly routes: Route[];
+  constructor(
+    mask: number,
+    readonly hasV4 = true,
+    readonly hasV6 = true,
+  ) {
+    this.routes = ROUTE_FAMILY6.filter((_, i) => mask & (1 << i)).map((f) => ({
+      subnet: parseSubnet(f.v4),
+      publicIP: f.publicIP === '' ? 0 : ipOf(f.publicIP),
+      subnet6: { ip: parseIPv6Plain(f.subnet6.split('/')[0]!), prefixLen: Number(f.subnet6.split('/')[1]) },
+      ...(f.publicIPv6 ? { publicIPv6: parseIPv6Plain(f.publicIPv6) } : {}),
+    }));
+  }
+  /** The longest IPv6 prefix holding dst: its route, or undefined. */
+  lookup6(dst: bigint): Route | undefined {
+    let best: Route | undefined;
+    for (const r of this.routes) if (inSubnet6(dst, r.subnet6!.ip, r.subnet6!.prefixLen) && (!best || r.subnet6!.prefixLen > best.subnet6!.prefixLen)) best = r;
+    return best;
+  }
+  /** Where datagrams for the peer of `r` go: an IPv6 address text, a dotted one, or '' (none). */
+  underlayOf(r: Route): string {
+    if (this.hasV6 && r.publicIPv6 !== undefined) return formatIPv6Plain(r.publicIPv6);
+    if (this.hasV4 && r.publicIP !== 0) return formatIPv4(r.publicIP);
+    return '';
+  }
+  /** The route a datagram from `sender` (either of a peer's addresses) speaks for. */
+  peerRoutes(sender: string): Route[] {
+    return this.routes.filter((r) => (r.publicIP !== 0 && formatIPv4(r.publicIP) === sender) || (r.publicIPv6 !== undefined && formatIPv6Plain(r.publicIPv6) === sender));
+  }
+}
+
+function parseIPv6Plain(text: string): bigint {
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const hs = head ? head.split(':') : [];
+  const ts = tail ? tail.split(':') : [];
+  const groups = [...hs, ...new Array<string>(8 - hs.length - ts.length).fill('0'), ...ts];
+  return groups.reduce((v, g) => (v << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** Full form, lower case, no compression: compared after normalising both sides with it. */
+export function formatIPv6Plain(ip: bigint): string {
+  const g: string[] = [];
+  for (let i = 7; i >= 0; i--) g.push(((ip >> BigInt(16 * i)) & 0xffffn).toString(16));
+  return g.join(':');
+}
+
+/** Encap of an IPv6 packet, with the ICMPv6 error expected ("type/code") and the underlay used. */
+export function refEncap6(b: Uint8Array, start: number, len: number, rs: RouteSet6, mtu: number): RefEncap & { to: string } {
+  const none = { icmp: '', to: '' };
+  const v = refValidate6(b, start, len);
+  if (v !== 'forward') return { verdict: v, ...none };
+  const total = 40 + rd16(b, start + 4);
+  if (!refWalk6(b, start, total)) return { verdict: 'ext-header', ...none };
+  const dst = rdAddr6(b, start + 24);
+  if (inSubnet6(dst, LOCAL6.ip, LOCAL6.prefixLen)) return { verdict: 'own-subnet', ...none };
+  const allowed = refIcmp6Allowed(b, start, total);
+  const r = rs.lookup6(dst);
+  if (!r) return { verdict: 'no-route', icmp: allowed ? '1/0' : '', to: '' };
+  if (b[start + 7]! <= 1) return { verdict: 'ttl-expired', icmp: allowed ? '3/0' : '', to: '' };
+  if (total > mtu) return { verdict: 'oversize', icmp: allowed ? '2/0' : '', to: '' };
+  const to = rs.underlayOf(r);
+  if (to === '') return { verdict: 'no-underlay', ...none };
+  return { verdict: 'forward', icmp: '', to };
+}
+
+/** Decap of an inner IPv6 packet from `sender` (a peer's IPv4 or IPv6 underlay address). */
+export function refDecap6(b: Uint8Array, start: number, len: number, sender: string, rs: RouteSet6): Verdict {
+  const mine = rs.peerRoutes(sender);
+  if (mine.length === 0) return 'unknown-peer';
+  const v = refValidate6(b, start, len);
+  if (v !== 'forward') return v;
+  if (!refWalk6(b, start, 40 + rd16(b, start + 4))) return 'ext-header';
+  const src = rdAddr6(b, start + 8);
+  if (!mine.some((r) => inSubnet6(src, r.subnet6!.ip, r.subnet6!.prefixLen))) return 'spoofed-source';
+  if (!inSubnet6(rdAddr6(b, start + 24), LOCAL6.ip, LOCAL6.prefixLen)) return 'no-route';
+  if (b[start + 7] === 0) return 'ttl-expired';
+  return 'forward';
+}

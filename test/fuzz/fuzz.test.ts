@@ -51,6 +51,14 @@ describe('js engine fuzz (JsForwarder, no root)', () => {
     }
     expect(report.icmp.sent).toBeGreaterThan(0);
     expect(report.icmp.rateLimited).toBeGreaterThan(0);
+    // The IPv6 phase too (scripts/fuzz/ipv6.ts).
+    for (const v of ['forward', 'no-route', 'own-subnet', 'ttl-expired', 'oversize', 'malformed', 'truncated', 'not-ip', 'ext-header', 'no-underlay']) {
+      expect(report.ipv6.verdicts.encap[v] ?? 0, `IPv6 encap ${v}`).toBeGreaterThan(0);
+    }
+    for (const v of ['forward', 'unknown-peer', 'spoofed-source', 'no-route', 'ttl-expired', 'truncated', 'ext-header']) {
+      expect(report.ipv6.verdicts.decap[v] ?? 0, `IPv6 decap ${v}`).toBeGreaterThan(0);
+    }
+    expect(report.ipv6.icmp6).toBeGreaterThan(0);
   });
 
   it('heap stays flat across 10 rounds of fuzzing (child process with --expose-gc; needs npm run build)', async () => {
