@@ -3,6 +3,7 @@
 import type { LeasesView } from '../debug/view.js';
 import type { Lease, NetworkConfig } from '../lease/types.js';
 import type { Subnet } from '../net/cidr.js';
+import type { Subnet6 } from '../net/ip6.js';
 
 export interface DoctorContext {
   /** "unix:/run/felt.sock" or "127.0.0.1:8286". */
@@ -26,6 +27,9 @@ export interface DoctorContext {
     /** The TUN MTU the agent uses (or FLANNEL_MTU). */
     mtu?: number;
     network?: Subnet;
+    /** IPv6Network and our IPv6 subnet (EnableIPv6). */
+    network6?: Subnet6;
+    subnet6?: Subnet6;
     port: number;
   };
   /** How long active probes wait for answers (ms). */

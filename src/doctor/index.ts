@@ -15,6 +15,8 @@ import {
   checkTunDevice, checkTunInterface, checkUdpPort, checkUnderlayMtu, type PeerLease,
 } from './local.js';
 import { checkPeers } from './peers.js';
+import { checkIPv6Tunnel } from './ipv6.js';
+import { parseSubnet6, type Subnet6 } from '../net/ip6.js';
 import { formatReport, reportJSON } from './report.js';
 import { exitCodeOf, type CheckResult, type DoctorReport } from './types.js';
 
@@ -112,7 +114,10 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
   const n = ctx.view?.node;
   if (n) {
     ctx.tunName = n.tunName;
-    ctx.node = { subnet: parseSubnet(n.subnet), publicIP: n.publicIP, mtu: n.mtu, network: parseSubnet(n.network), port: n.port };
+    ctx.node = {
+      subnet: parseSubnet(n.subnet), publicIP: n.publicIP, mtu: n.mtu, network: parseSubnet(n.network), port: n.port,
+      ...ipv6Of(n.network6 ?? undefined, n.subnet6 ?? undefined),
+    };
   } else {
     const env = ctx.subnetEnv;
     const own = networkOf(env?.FLANNEL_SUBNET);
@@ -124,6 +129,7 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
       mtu: env?.FLANNEL_MTU ? Number(env.FLANNEL_MTU) : undefined,
       network: networkOf(env?.FLANNEL_NETWORK) ?? ctx.store?.config?.network,
       port: ctx.store?.config?.port ?? 8285,
+      ...ipv6Of(env?.FLANNEL_IPV6_NETWORK, env?.FLANNEL_IPV6_SUBNET),
     };
   }
   return ctx;
@@ -170,6 +176,9 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
     return r.result;
   }));
   checks.push(await guard('ip-forward', 'ip_forward', () => checkIpForward()));
+  // Dual-stack nodes only: an IPv4-only node's report is unchanged.
+  const ipv6 = await guard('ipv6', 'IPv6 tunnel', () => checkIPv6Tunnel(ctx) ?? { id: 'ipv6', title: 'IPv6 tunnel', verdict: 'skip', summary: '' });
+  if (ipv6.verdict !== 'skip') checks.push(ipv6);
   checks.push(await guard('rp-filter', 'rp_filter', () => checkRpFilter(ctx, peers)));
   checks.push(await guard('forward', 'FORWARD chain', () => checkForward(ctx, peers)));
   let bindAddress: string | undefined;
@@ -200,4 +209,14 @@ export async function runDoctorCommand(values: FlagValues, out: NodeJS.WritableS
   const report = await runChecks(ctx);
   out.write(values.json === true ? reportJSON(report) : formatReport(report));
   return report.exitCode;
+}
+
+/** Both IPv6 networks (host bits masked), or nothing when either is missing or unparsable. */
+function ipv6Of(network6?: string, subnet6?: string): { network6?: Subnet6; subnet6?: Subnet6 } {
+  if (!network6 || !subnet6) return {};
+  try {
+    return { network6: parseSubnet6(network6), subnet6: parseSubnet6(subnet6) };
+  } catch {
+    return {};
+  }
 }

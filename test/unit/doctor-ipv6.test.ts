@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { addresses6, checkIPv6, readRoutes6 } from '../../src/doctor/ipv6.js';
+import { parseIPv6, parseSubnet6 } from '../../src/net/ip6.js';
+
+const NET6 = parseSubnet6('fc00::/48');
+const SUB6 = parseSubnet6('fc00:0:0:5::/64');
+const ROUTES = [
+  'fc000000000000000000000000000000 30 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 flannel0',
+  'fd770000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000002 00000000 00000001     eth0',
+].join('\n');
+const ADDRS = [
+  'fc000000000000050000000000000000 05 80 00 80 flannel0',
+  'fd770000000000000000000000000011 02 40 00 80     eth0',
+].join('\n');
+
+describe('doctor: IPv6 tunnel (no root)', () => {
+  it('parses /proc/net/ipv6_route and /proc/net/if_inet6', () => {
+    expect(readRoutes6(ROUTES)).toEqual([
+      { dest: parseIPv6('fc00::'), prefixLen: 48, iface: 'flannel0' },
+      { dest: parseIPv6('fd77::'), prefixLen: 64, iface: 'eth0' },
+    ]);
+    expect(addresses6('flannel0', ADDRS)).toEqual([parseIPv6('fc00:0:0:5::')]);
+  });
+
+  it('ok with the route, the tunnel address and forwarding', () => {
+    const r = checkIPv6('flannel0', NET6, SUB6, { routes: readRoutes6(ROUTES), tunAddresses: addresses6('flannel0', ADDRS), forwarding: '1' });
+    expect(r.verdict).toBe('ok');
+    expect(r.summary).toBe('fc00::/48 dev flannel0, flannel0 has fc00:0:0:5::, IPv6 forwarding on (lease fc00:0:0:5::/64)');
+  });
+
+  it('fails naming each missing piece, with a fix', () => {
+    const r = checkIPv6('flannel0', NET6, SUB6, { routes: readRoutes6(ROUTES).filter((x) => x.iface !== 'flannel0'), tunAddresses: [], forwarding: '0' });
+    expect(r.verdict).toBe('fail');
+    expect(r.summary).toBe('no route fc00::/48 dev flannel0; flannel0 lacks its IPv6 tunnel address fc00:0:0:5::/128; net.ipv6.conf.all.forwarding is 0');
+    expect(r.fix).toMatch(/restart the agent.*sysctl -w net\.ipv6\.conf\.all\.forwarding=1/);
+  });
+});
