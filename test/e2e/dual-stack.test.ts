@@ -4,7 +4,8 @@
 // For each engine, over an IPv4 underlay and over an IPv6-only underlay: every pod pings every
 // other pod in both families, and 64 MiB cross the overlay over TCP/IPv4 and TCP/IPv6 with the same
 // sha256 at both ends. Beside them: a stock flannel node (IPv4-only lease, a plain UDP endpoint)
-// in the same dual-stack cluster exchanges IPv4 traffic and is never sent IPv6; and an IPv4-only
+// in the same dual-stack cluster exchanges IPv4 traffic and is never sent IPv6 (on the IPv6-only
+// underlay, where it shares no family with the nodes, its traffic is dropped as no-underlay); and an IPv4-only
 // cluster's etcd keys and subnet.env are byte for byte what they were before dual-stack.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import { leaseValue } from '../../src/lease/etcd/keys.js';
 import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbed/agent.js';
 import { repoRoot, tcpTransfer } from '../testbed/tcp.js';
 import { Testbed, type Pod, type TestbedNode, type UnderlayFamily } from '../testbed/testbed.js';
-import { knownSubnets, podOf, waitFor } from './helpers.js';
+import { knownSubnets, leasesDoc, podOf, waitFor } from './helpers.js';
 
 const ENGINES: Engine[] = ['js', 'native'];
 const UNDERLAYS: UnderlayFamily[] = ['ipv4', 'ipv6'];
@@ -119,6 +120,24 @@ for (const underlay of UNDERLAYS) {
         });
       }
 
+      if (underlay === 'ipv6') {
+        it('a stock flannel IPv4-only lease shares no underlay family with these nodes: its traffic is dropped as no-underlay, IPv6 keeps flowing', async () => {
+          const lease = tb.etcdClient.lease(3600);
+          try {
+            await lease.put(`${tb.etcdPrefix}/subnets/${STOCK_SUBNET.replace('/', '-')}`).value(leaseValue('192.168.77.99'));
+            await converged(agents, [STOCK_SUBNET]);
+            const before = await noUnderlayDrops(agents[0]!);
+            const r = await tb.ping(podOf(tb.node(1)), STOCK_POD, { count: 2, intervalS: 0.1, waitS: 1 });
+            expect(r.received, r.raw).toBe(0);
+            await waitFor('the no-underlay drops to be counted', async () => (await noUnderlayDrops(agents[0]!)) >= before + 2);
+            expect(await pingAllPairs(tb, tb.nodes, `${label}, stock lease present`)).toEqual([]);
+            for (const a of agents) expect(a.running(), `agent on ${a.node.name}`).toBe(true);
+          } finally {
+            await lease.revoke().catch(() => undefined);
+          }
+        });
+      }
+
       if (underlay === 'ipv4') {
         it('a stock flannel node (IPv4-only lease, plain UDP endpoint) exchanges IPv4 traffic and is never sent IPv6', async () => {
           const stock: TestbedNode = await tb.addNode();
@@ -150,6 +169,14 @@ for (const underlay of UNDERLAYS) {
       }
     });
   }
+}
+
+/** The encap `no-underlay` drop counter of an agent's data path. */
+async function noUnderlayDrops(agent: AgentHandle): Promise<number> {
+  const doc = await leasesDoc(agent);
+  const n = doc.datapath?.drops?.encap?.['no-underlay'];
+  if (typeof n !== 'number') throw new Error(`/leases of ${agent.node.name} has no datapath.drops.encap["no-underlay"]`);
+  return n;
 }
 
 interface PeerRecord {
