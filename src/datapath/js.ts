@@ -30,11 +30,6 @@ const TUN_TX_QUEUE_LEN = 4000;
 const TUN_F_CSUM = 1;
 const TUN_F_TSO4 = 2;
 const TUN_F_TSO6 = 4;
-/**
- * Whether the TUN reader splits TCP/IPv6 super-packets (and completes IPv6 checksums): until it
- * does, TSO6 is not asked for.
- */
-const READER_SPLITS_TSO6 = false;
 
 export class JsDatapath implements Datapath {
   readonly engine = 'js' as const;
@@ -109,9 +104,12 @@ export class JsDatapath implements Datapath {
     this.udpReader6 = addon.udpStartReader(this.udp6.fd, (data, count) => this.forwarder.decapBatch6(data, count));
   }
 
-  /** Checksum + TSO4 (+ TSO6 with an IPv6 network); falls back to TSO4, then to no offloads. */
+  /**
+   * Checksum + TSO4 (+ TSO6 with an IPv6 network: the reader then splits TCP/IPv6 super-packets);
+   * falls back to TSO4, then to no offloads.
+   */
   private setTunOffloads(addon: FeltAddon, fd: number): boolean {
-    if (READER_SPLITS_TSO6 && this.config.localSubnet6 !== undefined && addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
+    if (this.config.localSubnet6 !== undefined && addon.tunSetOffload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) {
       this.tunTso6 = true;
       return true;
     }
