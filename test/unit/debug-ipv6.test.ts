@@ -3,6 +3,7 @@
 // and IPv4-only output unchanged.
 import { describe, expect, it } from 'vitest';
 import { formatLeaseTable } from '../../src/debug/table.js';
+import { renderLeasesPage } from '../../src/debug/html.js';
 import { buildLeasesView } from '../../src/debug/view.js';
 import { parseSubnet6 } from '../../src/net/ip6.js';
 import type { Lease } from '../../src/lease/types.js';
@@ -43,6 +44,12 @@ describe('lease document with IPv6 halves (no root)', () => {
     expect(text).toMatch(/SUBNET\s+PUBLIC IP\s+IPV6 SUBNET\s+PUBLIC IPV6\s+EXPIRES IN/);
     expect(text).toMatch(/10\.244\.2\.0\/24\s+0\.0\.0\.0\s+fc00:0:0:2::\/64\s+fd77::12/);
     expect(text).toMatch(/10\.244\.3\.0\/24\s+192\.168\.77\.13\s+-\s+-/);
+
+    const html = renderLeasesPage(view);
+    expect(html).toContain('<div class="sub">fc00:0:0:2::/64</div>');
+    expect(html).toContain('<div class="sub">fd77::12</div>');
+    expect(html).toContain('IPv6 network fc00::/48');
+    expect(renderLeasesPage(buildLeasesView(sampleSnapshot(), true))).not.toMatch(/IPv6|fc00/);
   });
 });
 
