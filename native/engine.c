@@ -468,14 +468,6 @@ static int dec_write(void *ctx, const struct iovec *iov, int iovcnt, uint32_t ns
   return 0;
 }
 
-/* An inner packet GRO does not merge: written on its own, in order after what GRO holds. */
-static void dec_write_one(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
-  static const uint8_t empty_hdr[VNET_HDR_LEN];
-  gro_flush(&t->gro, dec_write, t);
-  struct iovec iov[2] = {{(void *)empty_hdr, VNET_HDR_LEN}, {p, len}};
-  dec_write(t, iov, 2, 1, (uint32_t)len, rp->peer);
-}
-
 /* docs/datapath.md "Decap", IPv6, for one inner packet from a known peer. */
 static void dec_packet6(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len) {
   drop_reason v = ipv6_validate(p, len, 0);
@@ -502,7 +494,8 @@ static void dec_packet6(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len
     dec_drop(t, DROP_TTL_EXPIRED, rp->peer, 1);
     return;
   }
-  dec_write_one(t, rp, p, total); /* trailing bytes past the payload length are cut */
+  if (gro_full(&t->gro)) gro_flush(&t->gro, dec_write, t);
+  gro_add(&t->gro, p, (uint32_t)total, rp->peer); /* trailing bytes past the payload length are cut */
 }
 
 /* docs/datapath.md "Decap" steps 2-5 for one inner packet from a known peer. */

@@ -5,6 +5,7 @@
 #include "csum.h"
 #include "gso.h"
 #include "ipv4.h"
+#include "ipv6.h"
 
 void gro_init(gro_batch *g) {
   memset(g, 0, sizeof *g);
@@ -38,13 +39,35 @@ static int tcp_mergeable(const uint8_t *pkt, uint32_t len, tcp_info *ti) {
   return csum_fold(csum_add(sum, th, len - IP_HDR_MIN)) == 0xffff;
 }
 
+/* The same for TCP/IPv6: the TCP header right after the fixed header (no extension headers). */
+static int tcp_mergeable6(const uint8_t *pkt, uint32_t len, tcp_info *ti) {
+  if (pkt[6] != IPPROTO_TCP_ || len < IP6_HDR_LEN + 20) return 0;
+  const uint8_t *th = pkt + IP6_HDR_LEN;
+  ti->ihl = IP6_HDR_LEN;
+  ti->thl = (th[12] >> 4) * 4u;
+  if (ti->thl < 20 || IP6_HDR_LEN + ti->thl > len) return 0;
+  ti->payload = len - IP6_HDR_LEN - ti->thl;
+  ti->flags = th[13];
+  ti->seq = rd32(th + 4);
+  if (ti->payload == 0) return 0;
+  if (ti->flags != 0x10 && ti->flags != 0x18) return 0;
+  uint64_t sum = csum_pseudo6(pkt + 8, pkt + 24, len - IP6_HDR_LEN, IPPROTO_TCP_);
+  return csum_fold(csum_add(sum, th, len - IP6_HDR_LEN)) == 0xffff;
+}
+
 /* Can segment `pkt` (facts ti) be appended to item `it`? */
 static int can_append(const gro_item *it, const uint8_t *pkt, const tcp_info *ti, void *owner) {
   if (!it->open || it->owner != owner) return 0;
   const uint8_t *h = it->pkt;
-  if (h[1] != pkt[1] || h[8] != pkt[8] || ((h[6] ^ pkt[6]) & 0x40)) return 0; /* ToS, TTL, DF */
+  if (it->v6 != (pkt[0] >> 4 == 6)) return 0;
+  if (it->v6) {
+    /* Traffic class and flow label, hop limit; the addresses exactly (the flow slot holds hashes). */
+    if (memcmp(h, pkt, 4) != 0 || h[7] != pkt[7] || memcmp(h + 8, pkt + 8, 32) != 0) return 0;
+  } else if (h[1] != pkt[1] || h[8] != pkt[8] || ((h[6] ^ pkt[6]) & 0x40)) {
+    return 0; /* ToS, TTL, DF */
+  }
   if (it->hdr_len != ti->ihl + ti->thl) return 0;
-  const uint8_t *a = h + IP_HDR_MIN, *b = pkt + IP_HDR_MIN;
+  const uint8_t *a = h + ti->ihl, *b = pkt + ti->ihl;
   if (memcmp(a + 8, b + 8, 4) != 0) return 0;                       /* ACK number */
   if (memcmp(a + 20, b + 20, ti->thl - 20) != 0) return 0;          /* options, timestamps included */
   if (ti->seq != it->next_seq) return 0;
@@ -54,18 +77,26 @@ static int can_append(const gro_item *it, const uint8_t *pkt, const tcp_info *ti
   return 1;
 }
 
+static uint32_t fold6(const uint8_t *a) { return rd32(a) ^ rd32(a + 4) * 2654435761u ^ rd32(a + 8) * 40503u ^ rd32(a + 12); }
+
 void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
   if (gro_full(g)) return; /* caller's contract; never overrun */
   tcp_info ti = {0};
-  int mergeable = tcp_mergeable(pkt, len, &ti);
+  int v6 = pkt[0] >> 4 == 6;
+  int mergeable = v6 ? tcp_mergeable6(pkt, len, &ti) : tcp_mergeable(pkt, len, &ti);
 
   /* TCP packets (first fragments included) keep their flow's slot pointing at the newest item,
-   * so nothing is ever appended behind a later packet of the same flow. */
+   * so nothing is ever appended behind a later packet of the same flow. An IPv6 TCP header behind
+   * extension headers is not looked for: such a packet ends every merge, like a non-first fragment. */
   gro_flow_slot *slot = NULL;
-  int is_tcp_head = pkt[9] == IPPROTO_TCP_ && (rd16(pkt + 6) & IP_OFFMASK) == 0 && len >= ip_hlen(pkt) + 4;
+  int is_tcp_head = v6 ? pkt[6] == IPPROTO_TCP_ && len >= IP6_HDR_LEN + 4
+                       : pkt[9] == IPPROTO_TCP_ && (rd16(pkt + 6) & IP_OFFMASK) == 0 && len >= ip_hlen(pkt) + 4;
+  int maybe_tcp = v6 ? pkt[6] == IPPROTO_TCP_ || pkt[6] == IPPROTO_HOPOPTS_ || pkt[6] == IPPROTO_ROUTING_ ||
+                           pkt[6] == IPPROTO_FRAGMENT_ || pkt[6] == IPPROTO_DSTOPTS_
+                     : pkt[9] == IPPROTO_TCP_;
   if (is_tcp_head) {
-    const uint8_t *th = pkt + ip_hlen(pkt);
-    uint32_t src = rd32(pkt + 12), dst = rd32(pkt + 16), ports = rd32(th);
+    const uint8_t *th = pkt + (v6 ? IP6_HDR_LEN : ip_hlen(pkt));
+    uint32_t src = v6 ? fold6(pkt + 8) : rd32(pkt + 12), dst = v6 ? fold6(pkt + 24) : rd32(pkt + 16), ports = rd32(th);
     slot = &g->flows[(src * 2654435761u ^ dst * 2246822519u ^ ports * 3266489917u) >> 24 & (GRO_FLOW_SLOTS - 1)];
     if (mergeable && slot->gen == g->gen && slot->src == src && slot->dst == dst && slot->ports == ports) {
       gro_item *it = &g->items[slot->item];
@@ -82,7 +113,7 @@ void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
         it->next_seq += ti.payload;
         it->nsegs++;
         /* The newest window advertisement wins. */
-        memcpy(it->pkt + IP_HDR_MIN + 14, pkt + IP_HDR_MIN + 14, 2);
+        memcpy(it->pkt + ti.ihl + 14, pkt + ti.ihl + 14, 2);
         if (ti.flags & 0x08) it->psh = 1;
         if (ti.payload < it->gso_size || it->psh) it->open = 0;
         g->merged_segments++;
@@ -94,8 +125,9 @@ void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
     slot->dst = dst;
     slot->ports = ports;
     slot->item = g->nitems;
-  } else if (pkt[9] == IPPROTO_TCP_) {
-    /* A non-first TCP fragment: its ports are unknown, so stop every merge in progress. */
+  } else if (maybe_tcp) {
+    /* A non-first TCP fragment (or TCP behind IPv6 extension headers): its ports are unknown, so
+     * stop every merge in progress. */
     for (uint32_t i = 0; i < g->nitems; i++) g->items[i].open = 0;
   }
 
@@ -108,6 +140,7 @@ void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
   it->nsegs = 1;
   it->first_piece = it->last_piece = -1;
   it->owner = owner;
+  it->v6 = (uint8_t)v6;
   if (mergeable) {
     it->hdr_len = (uint16_t)(ti.ihl + ti.thl);
     it->gso_size = (uint16_t)ti.payload;
@@ -117,8 +150,31 @@ void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
   }
 }
 
+/* finish_merged for TCP/IPv6: payload length, GSO_TCPV6. */
+static void finish_merged6(gro_item *it, uint8_t *vh) {
+  uint8_t *ip = it->pkt;
+  uint8_t *th = ip + IP6_HDR_LEN;
+  uint32_t tcp_len = it->total_len - IP6_HDR_LEN;
+  wr16(ip + 4, (uint16_t)tcp_len);
+  if (it->psh) th[13] |= 0x08;
+  csum_store(th + 16, csum_fold(csum_pseudo6(ip + 8, ip + 24, tcp_len, IPPROTO_TCP_)));
+  vnet_hdr h = {
+      .flags = VNET_F_NEEDS_CSUM,
+      .gso_type = VNET_GSO_TCPV6,
+      .hdr_len = it->hdr_len,
+      .gso_size = it->gso_size,
+      .csum_start = IP6_HDR_LEN,
+      .csum_offset = 16,
+  };
+  vnet_write(vh, &h);
+}
+
 /* Patches the first packet's headers for a merged item and fills its virtio header. */
 static void finish_merged(gro_item *it, uint8_t *vh) {
+  if (it->v6) {
+    finish_merged6(it, vh);
+    return;
+  }
   uint8_t *ip = it->pkt;
   uint8_t *th = ip + IP_HDR_MIN;
   wr16(ip + 2, (uint16_t)it->total_len);

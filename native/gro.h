@@ -28,6 +28,7 @@ typedef struct {
   uint16_t nsegs;
   uint8_t open;        /* further segments may be appended */
   uint8_t psh;         /* the last appended segment carried PSH */
+  uint8_t v6;          /* TCP/IPv6 (merged as GSO_TCPV6) */
   int32_t first_piece, last_piece; /* appended payloads: a list through gro_batch.piece_next */
   void *owner;
 } gro_item;
@@ -56,7 +57,7 @@ void gro_init(gro_batch *g);
 /* True when no more packets fit before a flush. */
 static inline int gro_full(const gro_batch *g) { return g->nitems >= GRO_MAX_ITEMS || g->npieces >= GRO_MAX_PIECES; }
 
-/* Adds a validated IPv4 packet of exactly its total length. The caller flushes when gro_full(). */
+/* Adds a validated IPv4 or IPv6 packet of exactly its total length. The caller flushes when gro_full(). */
 void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner);
 
 /* Writes one item: iov[0] is the 10-byte virtio header. Returns 0 on success, -1 on failure. */

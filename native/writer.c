@@ -12,6 +12,7 @@
 
 #include "gso.h"
 #include "ipv4.h"
+#include "ipv6.h"
 #include "sys.h"
 #include "udp.h"
 
@@ -247,8 +248,10 @@ uint32_t writer_tun_write_vnet(int fd, uint8_t *base, size_t base_len, const uin
     uint32_t off = desc[2 * i], len = desc[2 * i + 1];
     if (len == 0 || !valid_entry(base_len, off, len, 65535)) continue;
     uint8_t *pkt = base + off;
-    /* gro_add takes exactly one whole, sane IPv4 packet; anything else is written as it is. */
-    if (merge && ipv4_validate(pkt, len, 0, 0) == DROP_NONE && ip_total(pkt) == len) {
+    /* gro_add takes exactly one whole, sane IPv4 or IPv6 packet. */
+    int whole = pkt[0] >> 4 == 6 ? ipv6_validate(pkt, len, 0) == DROP_NONE && ip6_total(pkt) == len
+                                 : ipv4_validate(pkt, len, 0, 0) == DROP_NONE && ip_total(pkt) == len;
+    if (merge && whole) {
       if (gro_full(g)) gro_flush(g, vnet_emit, &c);
       gro_add(g, pkt, len, NULL);
       continue;
