@@ -1,7 +1,8 @@
 /* The native engine's packet path: the per-packet decisions of docs/datapath.md and the thread
  * loops that feed them. Offloads live in tun_offload.c, batched UDP receive in udp_batch.c, and
- * start/stop/route publication in engine_ctl.c. Somewhat over 450 lines on purpose: the encap and
- * decap paths and the loops that share one thread must be read together. */
+ * start/stop/route publication in engine_ctl.c; IPv6 header rules are in ipv6.c. Over 450 lines
+ * on purpose: the encap and decap paths of both families, their two underlay sockets and the
+ * loops that share one thread must be read together. */
 #include "engine.h"
 
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /* The native datapath engine: one thread per direction, moving packets between a TUN device
- * (IFF_VNET_HDR, offloads) and the underlay UDP socket, as docs/datapath.md specifies.
+ * (IFF_VNET_HDR, offloads) and the underlay UDP sockets (IPv4, IPv6 or both), as docs/datapath.md specifies.
  * Control (routes, stats, stop) comes from one thread: the Node main thread. */
 #ifndef FELT_ENGINE_H
 #define FELT_ENGINE_H
