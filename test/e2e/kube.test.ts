@@ -13,28 +13,11 @@ import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbe
 import type { FakeApiControl, JsonObject } from '../testbed/fake-apiserver.js';
 import { HUB_IP, Testbed, type Pod, type TestbedNode } from '../testbed/testbed.js';
 import { FAKE_API_ENTRY, nodeObject, podCIDR, startFakeApi } from '../support/kube-api.js';
+import { sendOneDatagram, sourceReceiver } from '../support/udp-source.js';
 import { knownSubnets, waitFor } from './helpers.js';
 
 const PREFIX = 'flannel.alpha.coreos.com/';
 const ENGINE: Engine = 'native';
-
-function udpReceiver(tb: Testbed, ip: string, port: number): Promise<{ next(): Promise<string>; stop(): void }> {
-  const script = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>console.log(r.address));s.bind(${port},${JSON.stringify(ip)},()=>console.log('ready'));`;
-  const child = tb.hub.spawn([process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let buf = '';
-  child.stdout!.setEncoding('utf8');
-  child.stdout!.on('data', (c: string) => {
-    buf += c;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      lines.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  });
-  const take = () => waitFor('a datagram at the receiver', async () => lines.shift(), 20_000, 20);
-  return take().then(() => ({ next: take, stop: () => child.kill('SIGKILL') }));
-}
 
 describe(`Kubernetes mode end to end, engine ${ENGINE} (root, netns, TUN, iptables)`, () => {
   let tb: Testbed;
@@ -129,10 +112,9 @@ describe(`Kubernetes mode end to end, engine ${ENGINE} (root, netns, TUN, iptabl
     const n1 = tb.node(1);
     const rules = (await n1.ns.exec(['iptables', '-w', '-t', 'nat', '-S', 'FELT-POSTRTG'])).stdout;
     expect(rules).toContain(`! -s 10.244.0.0/16 -d ${podCIDR(n1)}`);
-    const rx = await udpReceiver(tb, HUB_IP, 7777);
+    const rx = await sourceReceiver(tb.hub, 'udp4', HUB_IP, 7777);
     try {
-      const send = `const s=require('dgram').createSocket('udp4');s.send('x',7777,${JSON.stringify(HUB_IP)},()=>s.close());`;
-      await podOf(n1).ns.exec([process.execPath, '-e', send]);
+      await sendOneDatagram(podOf(n1).ns, 'udp4', HUB_IP, 7777);
       expect(await rx.next()).toBe(n1.underlayIP);
     } finally {
       rx.stop();

@@ -2,11 +2,11 @@
 // are never touched (needs root, ip netns, iptables). Rules: installed, exactly once after repeated
 // setups, restored by the resync after an outside change, gone after teardown. Traffic: a pod's
 // packets to an outside address leave with the node's address; pod-to-pod traffic keeps its source.
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORWARD_CHAIN, IpMasq, MASQ_CHAIN, supportsRandomFully, type IpMasqOptions } from '../../src/masq.js';
 import { parseSubnet } from '../../src/net/cidr.js';
 import { Netns, run, runPrefix } from '../testbed/netns.js';
+import { sendOneDatagram, sourceReceiver, type SourceReceiver } from '../support/udp-source.js';
 import { quietLogger, until } from './helpers.js';
 
 const NETWORK = parseSubnet('10.244.0.0/16');
@@ -152,50 +152,15 @@ describe('IpMasq traffic (root, netns, iptables)', () => {
   let pod: Netns;
   let outside: Netns;
   let remote: Netns;
-  const receivers: ChildProcess[] = [];
   let masq: IpMasq;
 
-  /** A UDP receiver that prints each datagram's source address as a JSON line. */
-  const receiver = (ns: Netns, ip: string): Promise<{ next(): Promise<string> }> => {
-    const script = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>console.log(JSON.stringify({from:r.address})));s.bind(7777,${JSON.stringify(ip)},()=>console.log(JSON.stringify({ready:true})));`;
-    const child = ns.spawn([process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    receivers.push(child);
-    const lines: string[] = [];
-    const waiters: Array<(l: string) => void> = [];
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (c: string) => {
-      buf += c;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        const w = waiters.shift();
-        if (w) w(line);
-        else lines.push(line);
-      }
-    });
-    const next = (): Promise<string> => {
-      const l = lines.shift();
-      if (l !== undefined) return Promise.resolve(l);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no datagram reached ${ns.name}`)), 20_000);
-        waiters.push((line) => {
-          clearTimeout(t);
-          resolve(line);
-        });
-      });
-    };
-    return next().then((first) => {
-      if (!first.includes('ready')) throw new Error(`receiver in ${ns.name}: ${first}`);
-      return { next: async () => (JSON.parse(await next()) as { from: string }).from };
-    });
+  const receivers: SourceReceiver[] = [];
+  const receiver = async (ns: Netns, ip: string): Promise<SourceReceiver> => {
+    const r = await sourceReceiver(ns, 'udp4', ip, 7777);
+    receivers.push(r);
+    return r;
   };
-  /** One datagram from the pod, from a fresh socket (a new conntrack entry each time). */
-  const send = async (to: string): Promise<void> => {
-    const script = `const s=require('dgram').createSocket('udp4');s.send('x',7777,${JSON.stringify(to)},(e)=>{if(e){console.error(e.message);process.exit(1)}s.close()});`;
-    await pod.exec([process.execPath, '-e', script]);
-  };
+  const send = (to: string): Promise<void> => sendOneDatagram(pod, 'udp4', to, 7777);
 
   beforeAll(async () => {
     for (const name of ['node', 'pod', 'out', 'rpod']) spaces.push(await Netns.create(`${prefix}-${name}`));
@@ -216,7 +181,7 @@ describe('IpMasq traffic (root, netns, iptables)', () => {
   });
   afterAll(async () => {
     await masq?.stop();
-    for (const r of receivers) r.kill('SIGKILL');
+    for (const r of receivers) r.stop();
     for (const ns of spaces.reverse()) await ns.delete();
   });
 

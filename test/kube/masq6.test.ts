@@ -2,12 +2,12 @@
 // network namespaces, so the host's rules are never touched (needs root, ip netns, ip6tables).
 // Rules: the flannel-equivalent chains with ff00::/8 as multicast, removed by teardown. Traffic: a
 // pod's IPv6 packets to an outside address leave with the node's address; pod-to-pod keeps its source.
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORWARD_CHAIN, IpMasq, MASQ_CHAIN } from '../../src/masq.js';
 import { parseSubnet6 } from '../../src/net/ip6.js';
 import { parseSubnet } from '../../src/net/cidr.js';
 import { Netns, run, runPrefix } from '../testbed/netns.js';
+import { sendOneDatagram, sourceReceiver, type SourceReceiver } from '../support/udp-source.js';
 import { quietLogger } from './helpers.js';
 
 const NETWORK6 = parseSubnet6('fc00::/48');
@@ -28,52 +28,18 @@ describe('IpMasq IPv6 rules and traffic in network namespaces (root, netns, ip6t
   let pod: Netns;
   let outside: Netns;
   let remote: Netns;
-  const receivers: ChildProcess[] = [];
   let hostRulesBefore = '';
   const hostFeltRules = async () => (await run(['ip6tables-save'], { check: false })).stdout.split('\n').filter((l) => l.includes('FELT-')).join('\n');
   const rules = async (table: string, chain: string): Promise<string[]> =>
     (await node.exec(['ip6tables', '-w', '-t', table, '-S', chain], { check: false })).stdout.split('\n').filter((l) => l.startsWith('-A '));
 
-  /** A UDP receiver that prints each datagram's source address. */
-  const receiver = (ns: Netns, ip: string): Promise<{ next(): Promise<string> }> => {
-    const script = `const s=require('dgram').createSocket({type:'udp6',ipv6Only:true});s.on('message',(m,r)=>console.log(r.address));s.bind(7777,${JSON.stringify(ip)},()=>console.log('ready'));`;
-    const child = ns.spawn([process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    receivers.push(child);
-    const lines: string[] = [];
-    const waiters: Array<(l: string) => void> = [];
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (c: string) => {
-      buf += c;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        const w = waiters.shift();
-        if (w) w(line);
-        else lines.push(line);
-      }
-    });
-    const next = (): Promise<string> => {
-      const l = lines.shift();
-      if (l !== undefined) return Promise.resolve(l);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no datagram reached ${ns.name}`)), 20_000);
-        waiters.push((line) => {
-          clearTimeout(t);
-          resolve(line);
-        });
-      });
-    };
-    return next().then((first) => {
-      if (first !== 'ready') throw new Error(`receiver in ${ns.name}: ${first}`);
-      return { next };
-    });
+  const receivers: SourceReceiver[] = [];
+  const receiver = async (ns: Netns, ip: string): Promise<SourceReceiver> => {
+    const r = await sourceReceiver(ns, 'udp6', ip, 7777);
+    receivers.push(r);
+    return r;
   };
-  const send = async (to: string): Promise<void> => {
-    const script = `const s=require('dgram').createSocket('udp6');s.send('x',7777,${JSON.stringify(to)},(e)=>{if(e){console.error(e.message);process.exit(1)}s.close()});`;
-    await pod.exec([process.execPath, '-e', script]);
-  };
+  const send = (to: string): Promise<void> => sendOneDatagram(pod, 'udp6', to, 7777);
 
   beforeAll(async () => {
     hostRulesBefore = await hostFeltRules();
@@ -95,7 +61,7 @@ describe('IpMasq IPv6 rules and traffic in network namespaces (root, netns, ip6t
     await node.sysctl('net.ipv6.conf.all.forwarding', '1');
   });
   afterAll(async () => {
-    for (const r of receivers) r.kill('SIGKILL');
+    for (const r of receivers) r.stop();
     for (const ns of spaces.reverse()) await ns.delete();
     expect(await hostFeltRules()).toBe(hostRulesBefore);
   });
