@@ -3,13 +3,10 @@
 // A = 192.168.77.2 with lease 10.244.1.0/24 and B = 192.168.77.3 with lease 10.244.2.0/24, through
 // test/support/fixtures/engine-node.mjs (the same fixture test/native/engine.test.ts drives), which
 // imports the COMPILED engine from dist/: `npm test` builds first (else run `npm run build`).
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatapathStats } from '../../src/datapath/types.js';
-import { Netns, runPrefix, type ExecResult } from '../testbed/netns.js';
-import { repoRoot } from '../testbed/tcp.js';
-import { FixtureDriver } from '../support/driver.js';
+import { Netns, runPrefix } from '../testbed/netns.js';
+import type { FixtureDriver } from '../support/driver.js';
+import { requireBuild, run, spawnEngine, stats, stopEngines, VARIANTS, type Variant } from '../support/engine-fixture.js';
 import { udpPacket } from '../support/packets.js';
 import { sendDatagrams, UdpListener } from '../support/udp.js';
 import { waitFor } from '../support/wait.js';
@@ -24,23 +21,9 @@ const B_TUNNEL = '10.244.2.0';
 const PORT = 8285;
 const LISTEN_PORT = 9999;
 
-const ENGINE_FIXTURE = path.join(repoRoot(), 'test/support/fixtures/engine-node.mjs');
-const DIST_ENTRY = path.join(repoRoot(), 'dist/src/datapath/index.js');
-
-// The native engine runs the suite twice: with its default single packet thread and with a
-// thread per direction (--datapath-threads 2).
-const VARIANTS = [
-  { engine: 'js', label: 'js', threads: undefined },
-  { engine: 'native', label: 'native', threads: undefined },
-  { engine: 'native', label: 'native, a thread per direction', threads: 2 },
-] as const;
-type Variant = (typeof VARIANTS)[number];
-
 /** Starts the fixture for `v` in `ns` (not yet the engine: call 'start'). */
 function engineNode(ns: Netns, v: Variant, subnet: string, bindIP: string, tunName = 'felt0'): FixtureDriver {
-  const options = v.threads ? { threads: v.threads } : {};
-  const config = { engine: v.engine, tunName, mtu: 1472, network: '10.244.0.0/16', localSubnet: subnet, bindIP, port: PORT, options };
-  return FixtureDriver.spawn(ns, ENGINE_FIXTURE, [JSON.stringify(config)]);
+  return spawnEngine(ns, v, { tunName, mtu: 1472, network: '10.244.0.0/16', localSubnet: subnet, bindIP, port: PORT });
 }
 
 /** Two namespaces joined by a veth pair, with strict reverse-path filtering as many hosts run. */
@@ -58,8 +41,6 @@ async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
   return [nsA, nsB];
 }
 
-const stats = (n: FixtureDriver): Promise<DatapathStats> => n.call<DatapathStats>('stats');
-const run = (ns: Netns, argv: string[]): Promise<ExecResult> => ns.exec(argv, { check: false });
 const linkExists = async (ns: Netns, dev: string): Promise<boolean> => (await run(ns, ['ip', 'link', 'show', 'dev', dev])).code === 0;
 
 for (const variant of VARIANTS) {
@@ -72,7 +53,7 @@ for (const variant of VARIANTS) {
     const extra: FixtureDriver[] = [];
 
     beforeAll(async () => {
-      if (!existsSync(DIST_ENTRY)) throw new Error(`${DIST_ENTRY} missing: run \`npm run build\` first`);
+      requireBuild();
       [nsA, nsB] = await twoNodes(runPrefix());
       a = engineNode(nsA, variant, A_SUBNET, A_IP);
       b = engineNode(nsB, variant, B_SUBNET, B_IP);
@@ -82,10 +63,7 @@ for (const variant of VARIANTS) {
     });
 
     afterAll(async () => {
-      for (const n of [a, b, ...extra]) n?.endInput();
-      await Promise.all([a, b, ...extra].filter(Boolean).map((n) => n.exited));
-      await nsA?.delete();
-      await nsB?.delete();
+      await stopEngines([a, b, ...extra], [nsA, nsB]);
     });
 
     it('creates the TUN device: <lease .0>/32, the tunnel MTU, the network route', async () => {

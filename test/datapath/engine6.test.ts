@@ -2,14 +2,12 @@
 // sockets and namespaces (needs root), for both engines: IPv6 pod traffic over an IPv4 underlay
 // and over an IPv6 one. Namespaces get their IPv6 addresses inside them only (nodad). Like
 // engine.test.ts it drives test/support/fixtures/engine-node.mjs, which imports dist/ (build first).
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatapathStats } from '../../src/datapath/types.js';
-import { Netns, runPrefix, type ExecResult } from '../testbed/netns.js';
-import { repoRoot, tcpTransfer } from '../testbed/tcp.js';
-import { FixtureDriver } from '../support/driver.js';
-import { ip6Packet, PADN6 } from '../support/packets6.js';
+import { Netns, runPrefix } from '../testbed/netns.js';
+import { tcpTransfer } from '../testbed/tcp.js';
+import type { FixtureDriver } from '../support/driver.js';
+import { requireBuild, run, spawnEngine, stats, stopEngines, VARIANTS, type Variant } from '../support/engine-fixture.js';
+import { PADN6, udp6Packet } from '../support/packets6.js';
 import { sendDatagrams, UdpListener } from '../support/udp.js';
 import { waitFor } from '../support/wait.js';
 
@@ -26,15 +24,6 @@ const PORT = 8285;
 const LISTEN_PORT = 9999;
 const MTU = 1452; // fits an IPv6 underlay (1500 - 48)
 
-const ENGINE_FIXTURE = path.join(repoRoot(), 'test/support/fixtures/engine-node.mjs');
-const DIST_ENTRY = path.join(repoRoot(), 'dist/src/datapath/index.js');
-
-const VARIANTS = [
-  { engine: 'js', label: 'js', threads: undefined },
-  { engine: 'native', label: 'native', threads: undefined },
-  { engine: 'native', label: 'native, a thread per direction', threads: 2 },
-] as const;
-type Variant = (typeof VARIANTS)[number];
 
 interface Node6 {
   subnet: string;
@@ -44,12 +33,10 @@ interface Node6 {
 }
 
 function engineNode(ns: Netns, v: Variant, n: Node6): FixtureDriver {
-  const options = v.threads ? { threads: v.threads } : {};
-  const config = {
-    engine: v.engine, tunName: 'felt0', mtu: MTU, network: '10.244.0.0/16', localSubnet: n.subnet, bindIP: n.bindIP, port: PORT,
-    network6: NET6, localSubnet6: n.subnet6, ...(n.bindIPv6 ? { bindIPv6: n.bindIPv6 } : {}), options,
-  };
-  return FixtureDriver.spawn(ns, ENGINE_FIXTURE, [JSON.stringify(config)]);
+  return spawnEngine(ns, v, {
+    tunName: 'felt0', mtu: MTU, network: '10.244.0.0/16', localSubnet: n.subnet, bindIP: n.bindIP, port: PORT,
+    network6: NET6, localSubnet6: n.subnet6, ...(n.bindIPv6 ? { bindIPv6: n.bindIPv6 } : {}),
+  });
 }
 
 async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
@@ -66,29 +53,7 @@ async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
   return [nsA, nsB];
 }
 
-/** An IPv6 UDP packet with a correct UDP checksum (the receiving kernel checks it). */
-function udp6(src: string, dst: string, payload: string, hopLimit = 64, ext?: [number, Buffer][]): Buffer {
-  const data = Buffer.from(payload);
-  const udp = Buffer.alloc(8 + data.length);
-  udp.writeUInt16BE(40000, 0);
-  udp.writeUInt16BE(LISTEN_PORT, 2);
-  udp.writeUInt16BE(udp.length, 4);
-  data.copy(udp, 8);
-  const p = ip6Packet({ src, dst, hopLimit, proto: 17, payload: udp, ext });
-  const pseudo = Buffer.alloc(40);
-  p.copy(pseudo, 0, 8, 40);
-  pseudo.writeUInt32BE(udp.length, 32);
-  pseudo[39] = 17;
-  const all = Buffer.concat([pseudo, udp, Buffer.alloc(udp.length % 2)]);
-  let sum = 0;
-  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  p.writeUInt16BE(~sum & 0xffff || 0xffff, p.length - udp.length + 6);
-  return p;
-}
 
-const stats = (n: FixtureDriver): Promise<DatapathStats> => n.call<DatapathStats>('stats');
-const run = (ns: Netns, argv: string[]): Promise<ExecResult> => ns.exec(argv, { check: false });
 /** Udp6InDatagrams of the namespace: moves only when a datagram arrived over IPv6. */
 async function udp6In(ns: Netns): Promise<number> {
   const m = /Udp6InDatagrams\s+(\d+)/.exec((await run(ns, ['cat', '/proc/net/snmp6'])).stdout);
@@ -104,7 +69,7 @@ for (const variant of VARIANTS) {
     const routeToB = { subnet: '10.244.2.0/24', publicIP: B_IP, subnet6: B_SUBNET6 };
 
     beforeAll(async () => {
-      if (!existsSync(DIST_ENTRY)) throw new Error(`${DIST_ENTRY} missing: run \`npm run build\` first`);
+      requireBuild();
       [nsA, nsB] = await twoNodes(runPrefix());
       a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP });
       b = engineNode(nsB, variant, { subnet: '10.244.2.0/24', subnet6: B_SUBNET6, bindIP: B_IP });
@@ -114,10 +79,7 @@ for (const variant of VARIANTS) {
     });
 
     afterAll(async () => {
-      for (const n of [a, b]) n?.endInput();
-      await Promise.all([a, b].filter(Boolean).map((n) => n.exited));
-      await nsA?.delete();
-      await nsB?.delete();
+      await stopEngines([a, b], [nsA, nsB]);
     });
 
     it('puts the IPv6 tunnel address (/128) and the IPv6 network route on the device', async () => {
@@ -175,13 +137,13 @@ for (const variant of VARIANTS) {
       afterAll(() => listener?.close());
 
       it('delivers an inner IPv6 packet from the sending peer\'s subnet6 (positive control)', async () => {
-        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'from-b6')]);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6Packet('fd10:0:2::77', A_TUNNEL6, LISTEN_PORT, 'from-b6')]);
         await waitFor('the datagram at the listener', () => listener.payloads().includes('from-b6'));
       });
 
       it('drops an inner IPv6 source outside the sender\'s subnet6 as spoofed-source', async () => {
         const before = await stats(a);
-        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:1::66', A_TUNNEL6, 'spoofed6')]);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6Packet('fd10:0:1::66', A_TUNNEL6, LISTEN_PORT, 'spoofed6')]);
         await waitFor('the drop counter', async () => (await stats(a)).drops.decap['spoofed-source'] === before.drops.decap['spoofed-source'] + 1);
         expect((await stats(a)).peers[B_IP]!.drops['spoofed-source']).toBe((before.peers[B_IP]!.drops['spoofed-source'] ?? 0) + 1);
         expect(listener.payloads()).not.toContain('spoofed6');
@@ -191,11 +153,11 @@ for (const variant of VARIANTS) {
         const before = await stats(a);
         const nine = Array.from({ length: 9 }, () => [60, PADN6] as [number, Buffer]);
         const late = [[60, PADN6], [0, PADN6]] as [number, Buffer][];
-        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'nine', 64, nine), udp6('fd10:0:2::77', A_TUNNEL6, 'late', 64, late)]);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6Packet('fd10:0:2::77', A_TUNNEL6, LISTEN_PORT, 'nine', 64, nine), udp6Packet('fd10:0:2::77', A_TUNNEL6, LISTEN_PORT, 'late', 64, late)]);
         await waitFor('the drop counter', async () => (await stats(a)).drops.decap['ext-header'] === before.drops.decap['ext-header'] + 2);
         // Eight headers are within the bounds: delivered.
         const eight = Array.from({ length: 8 }, () => [60, PADN6] as [number, Buffer]);
-        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6('fd10:0:2::77', A_TUNNEL6, 'eight', 64, eight)]);
+        await sendDatagrams(nsB, B_IP, 0, A_IP, PORT, [udp6Packet('fd10:0:2::77', A_TUNNEL6, LISTEN_PORT, 'eight', 64, eight)]);
         await waitFor('the datagram at the listener', () => listener.payloads().includes('eight'));
         expect(listener.payloads()).not.toContain('nine');
       });
@@ -225,7 +187,7 @@ for (const variant of VARIANTS) {
     let b: FixtureDriver;
 
     beforeAll(async () => {
-      if (!existsSync(DIST_ENTRY)) throw new Error(`${DIST_ENTRY} missing: run \`npm run build\` first`);
+      requireBuild();
       [nsA, nsB] = await twoNodes(runPrefix());
       // A has both underlays; B has only an IPv6 one (its peers know it by its PublicIPv6).
       a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP, bindIPv6: A_IP6 });
@@ -236,10 +198,7 @@ for (const variant of VARIANTS) {
     });
 
     afterAll(async () => {
-      for (const n of [a, b]) n?.endInput();
-      await Promise.all([a, b].filter(Boolean).map((n) => n.exited));
-      await nsA?.delete();
-      await nsB?.delete();
+      await stopEngines([a, b], [nsA, nsB]);
     });
 
     it('carries IPv6 and IPv4 pod traffic both ways over IPv6 datagrams; the IPv6-only peer is keyed by its PublicIPv6', async () => {

@@ -32,13 +32,18 @@ export function icmpEcho(id: number, seq: number, data: Buffer): Buffer {
   return m;
 }
 
-/** IPv4 + UDP (source port 40000, UDP checksum 0 = none, valid for IPv4) carrying `payload`. */
-export function udpPacket(src: string, dst: string, dstPort: number, payload: string, ttl = 64): Buffer {
+/** A UDP header (source port 40000, checksum 0) and `payload`. */
+export function udpDatagram(dstPort: number, payload: string): Buffer {
   const data = Buffer.from(payload);
   const udp = Buffer.alloc(8 + data.length);
   udp.writeUInt16BE(40000, 0);
   udp.writeUInt16BE(dstPort, 2);
   udp.writeUInt16BE(udp.length, 4);
   data.copy(udp, 8);
-  return ipv4(src, dst, 17, udp, ttl);
+  return udp;
+}
+
+/** IPv4 + UDP (source port 40000, UDP checksum 0 = none, valid for IPv4) carrying `payload`. */
+export function udpPacket(src: string, dst: string, dstPort: number, payload: string, ttl = 64): Buffer {
+  return ipv4(src, dst, 17, udpDatagram(dstPort, payload), ttl);
 }

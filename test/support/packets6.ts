@@ -1,6 +1,7 @@
 // IPv6 test packets and an independent ICMPv6 checksum check (written from RFC 8200 8.1 and RFC
 // 1071 here, not with the code under test).
 import { ipv6ToBytes, parseIPv6 } from '../../src/net/ip6.js';
+import { udpDatagram } from './packets.js';
 
 export interface Packet6Options {
   src?: string;
@@ -52,18 +53,32 @@ export function fragmentBody(offset: number, more: boolean): Buffer {
   return b;
 }
 
-/** True when the ICMPv6 message after the 40-byte header of `p` carries a correct checksum. */
-export function icmp6ChecksumOk(p: Buffer): boolean {
-  const len = p.readUInt16BE(4);
+/** The folded one's-complement sum of the IPv6 pseudo-header of `p` and `upper` (its upper-layer message, next header `proto`). */
+function pseudoSum6(p: Buffer, proto: number, upper: Buffer): number {
   const pseudo = Buffer.alloc(40);
   p.copy(pseudo, 0, 8, 40);
-  pseudo.writeUInt32BE(len, 32);
-  pseudo[39] = 58;
-  const all = Buffer.concat([pseudo, p.subarray(40, 40 + len), Buffer.alloc(len % 2)]);
+  pseudo.writeUInt32BE(upper.length, 32);
+  pseudo[39] = proto;
+  const all = Buffer.concat([pseudo, upper, Buffer.alloc(upper.length % 2)]);
   let sum = 0;
   for (let i = 0; i < all.length; i += 2) {
     sum += all.readUInt16BE(i);
     sum = (sum & 0xffff) + (sum >>> 16);
   }
-  return sum === 0xffff;
+  return sum;
+}
+
+/** True when the ICMPv6 message after the 40-byte header of `p` carries a correct checksum. */
+export function icmp6ChecksumOk(p: Buffer): boolean {
+  const len = p.readUInt16BE(4);
+  return pseudoSum6(p, 58, p.subarray(40, 40 + len)) === 0xffff;
+}
+
+/** IPv6 + UDP (source port 40000) with a correct UDP checksum (a receiving kernel checks it). */
+export function udp6Packet(src: string, dst: string, dstPort: number, payload: string, hopLimit = 64, ext?: [number, Buffer][]): Buffer {
+  const udp = udpDatagram(dstPort, payload);
+  const p = ip6Packet({ src, dst, hopLimit, proto: 17, payload: udp, ext });
+  const udpAt = p.length - udp.length;
+  p.writeUInt16BE(~pseudoSum6(p, 17, p.subarray(udpAt)) & 0xffff || 0xffff, udpAt + 6);
+  return p;
 }
