@@ -30,12 +30,21 @@
 /*   0x06 EXPECT_DECAP u32 source, u32 n, n x u8 verdict                                        */
 /*               follows a DECAP record: the sender the peer index means, and the verdicts    */
 /*               one per datagram (unknown-peer: every datagram; MSG_TRUNC or empty: one)      */
+/*   0x07 ROUTES6 u8 mask (ROUTE_FAMILY6 entries leased), u8 underlays (bit 0 IPv4, bit 1 IPv6;   */
+/*               none: IPv4), u16 mtu (>= 1280): the node turns dual-stack (IPv6 lease, IPv6    */
+/*               routes, the IPv6 underlay socket) until the next ROUTES record; its inputs    */
+/*               are IPv6 packets and their expectations the two records below                 */
+/*   0x08 EXPECT_ENCAP6 u8 verdict, u32 units, u8 icmp type, u8 icmp code, 16 bytes underlay    */
+/*               as EXPECT_ENCAP; the peer's underlay address (IPv4 as ::ffff:a.b.c.d)        */
+/*   0x09 EXPECT_DECAP6 16 bytes source, u32 n, n x u8 verdict  as EXPECT_DECAP (IPv4 mapped)  */
 /* Consecutive ENCAP records are TUN reads between two flushes (at most 64, as the engine);     */
 /* consecutive DECAP records are one recvmmsg batch (at most 16) followed by a GRO flush.       */
 /* gen.c writes bursts without EXPECT records; scripts/fuzz-vectors.ts adds them.               */
 /* ============================================================================================ */
-enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO, REC_EXPECT_ENCAP, REC_EXPECT_DECAP };
+enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO, REC_EXPECT_ENCAP, REC_EXPECT_DECAP,
+       REC_ROUTES6, REC_EXPECT_ENCAP6, REC_EXPECT_DECAP6 };
 #define REC_EXPECT_ENCAP_LEN 11
+#define REC_EXPECT_ENCAP6_LEN 23
 #define FUZZ_VERDICT_FORWARD 0xff
 #define REC_ENCAP_HDR 5
 #define REC_DECAP_HDR 9
@@ -49,6 +58,16 @@ enum { REC_ENCAP, REC_DECAP, REC_FAULTS, REC_ROUTES, REC_GSO, REC_EXPECT_ENCAP, 
 
 /* The leases a ROUTES mask picks from (bit i: entry i). */
 extern const route_spec FUZZ_ROUTE_FAMILY[FUZZ_NFAMILY];
+
+/* The dual-stack node: our IPv6 lease fd00:0:0:1::/64 (its network address is the ICMPv6
+ * source), the peers' leases a ROUTES6 mask picks from (ROUTE_FAMILY6 in scripts/fuzz/model.ts,
+ * same order: an IPv4 side with PublicIP 0 = no IPv4 underlay, an IPv6 side), and this node's
+ * IPv6 underlay address fd77::. */
+#define FUZZ_NFAMILY6 6
+extern const uint8_t FUZZ_LOCAL6[16];
+#define FUZZ_LOCAL_PREFIX6 64
+extern const route_spec FUZZ_ROUTE_FAMILY6_V4[FUZZ_NFAMILY6];
+extern const route_spec6 FUZZ_ROUTE_FAMILY6[FUZZ_NFAMILY6];
 
 /* Harness life cycle. save_dir: where a burst that breaks an invariant is written (NULL: not). */
 void fuzz_init(uint64_t seed, const char *save_dir);

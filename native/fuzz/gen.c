@@ -507,17 +507,189 @@ static void gen_decap(void) {
   rec_decap((uint8_t)peer, gs, chance(1) ? 1 : 0, scratch, len);
 }
 
+/* ============================================================================================ */
+/* The dual-stack node (ROUTES6): IPv6 packets                                                   */
+
+/* The generator's view of it: the ROUTE_FAMILY6 entries leased, and the senders in the model's
+ * peer-index order (per route: its IPv4 PublicIP if this node has an IPv4 underlay, then its
+ * PublicIPv6 if this node has an IPv6 one), each with the route whose subnet it may send from. */
+static struct {
+  int on;
+  size_t route[FUZZ_NFAMILY6], nroutes;
+  size_t sender_route[2 * FUZZ_NFAMILY6], nsenders;
+  uint32_t mtu;
+} D;
+static uint64_t gen6_enc, gen6_dec;
+
+static void aim_routes6(uint32_t mask, uint32_t underlays, uint32_t mtu) {
+  int v4 = (underlays & 1) || !(underlays & 3), v6 = (underlays & 2) != 0;
+  D.on = 1;
+  D.nroutes = D.nsenders = 0;
+  for (size_t i = 0; i < FUZZ_NFAMILY6; i++) {
+    if (!(mask & (1u << i))) continue;
+    D.route[D.nroutes++] = i;
+    if (v4 && FUZZ_ROUTE_FAMILY6_V4[i].public_ip) D.sender_route[D.nsenders++] = i;
+    if (v6 && (FUZZ_ROUTE_FAMILY6[i].flags & ROUTE6_PUBLIC)) D.sender_route[D.nsenders++] = i;
+  }
+  D.mtu = mtu < 1280 ? 1280 : mtu;
+}
+
+static void words6(uint8_t out[16], const uint32_t w[4]) {
+  for (int i = 0; i < 16; i++) out[i] = (uint8_t)(w[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+/* An address in a leased IPv6 subnet (ROUTE_FAMILY6 entry i), sometimes just past it. */
+static void host6(uint8_t out[16], size_t i) {
+  words6(out, FUZZ_ROUTE_FAMILY6[i].net);
+  if (chance(10)) return; /* the network address itself (the /128) */
+  out[15] = (uint8_t)rnd(256);
+  out[14] = (uint8_t)rnd(256);
+  if (chance(70)) fill_random(out + 8, 4);
+  if (chance(15)) out[7] = (uint8_t)rnd(256); /* another /64: inside a /56, or outside the lease */
+}
+
+/* Destinations / sources: a leased subnet (towards a peer), our own, or anything (multicast too). */
+static void addr6(uint8_t out[16], int towards_peer) {
+  uint32_t k = rnd(10);
+  if (towards_peer && D.nroutes && k < 6) {
+    host6(out, D.route[rnd((uint32_t)D.nroutes)]);
+  } else if (k < 8) {
+    memcpy(out, FUZZ_LOCAL6, 16);
+    if (chance(90)) fill_random(out + 8, 8);
+  } else {
+    fill_random(out, 16);
+    if (k == 9) out[0] = 0xff;
+  }
+}
+
+static const uint8_t HOPS6[] = {0, 1, 2, 64, 64, 64, 255};
+static const uint8_t EXT6[] = {0, 43, 60, 44, 60, 51, 50, 59}; /* 51 AH, 50 ESP, 59 none: not walked */
+
+/* An IPv6 packet into p (room for 65,575 bytes): valid, with an extension-header chain (sometimes
+ * too long, fragments), an ICMPv6 error or echo, at the tunnel MTU; then often mangled. The
+ * version nibble is never 4 (the IPv4 rules judge those). src_route: a sender's lease, or -1. */
+static size_t gen_packet6(uint8_t *p, int encap, int src_route) {
+  uint8_t *q = p + 40;
+  size_t n = chance(60) ? 0 : rnd(10), at = 0;
+  int at_bound = chance(10); /* 7-9 short walked headers: around the limit of 8 */
+  if (at_bound) n = 7 + rnd(3);
+  uint8_t types[10];
+  for (size_t i = 0; i < n; i++) {
+    uint8_t t = i == 0 && chance(50) ? 0 : at_bound ? (chance(50) ? 43 : 60) : EXT6[rnd(sizeof EXT6)];
+    types[i] = t;
+    size_t len = t == 44 || at_bound ? 8 : 8 * (1 + (chance(80) ? rnd(3) : rnd(40)));
+    fill_random(q + at, len);
+    q[at + 1] = t == 44 ? 0 : (uint8_t)(len / 8 - 1);
+    if (t == 44) wr16(q + at + 2, chance(50) ? 0x0001 : (uint16_t)rnd64()); /* a first fragment, or any */
+    at += len;
+  }
+  /* Next-header fields, now that the chain is known. */
+  static const uint8_t protos[] = {6, 17, 58, 58, 59};
+  uint8_t proto = protos[rnd(sizeof protos)];
+  for (size_t i = 0, off = 0; i < n; i++) {
+    size_t len = types[i] == 44 ? 8 : ((size_t)q[off + 1] + 1) * 8;
+    q[off] = i + 1 < n ? types[i + 1] : proto;
+    off += len;
+  }
+  size_t pay = chance(15) ? D.mtu - 48 + rnd(24) : chance(3) ? D.mtu + rnd(2000) : rnd(120);
+  if (at + pay > 65535) pay = 65535 - at;
+  fill_random(q + at, pay);
+  if (proto == 58 && pay > 0) {
+    static const uint8_t it[] = {1, 2, 3, 4, 127, 128, 129, 135};
+    q[at] = it[rnd(sizeof it)];
+  }
+  size_t body = at + pay;
+  p[0] = 0x60;
+  p[1] = p[2] = p[3] = 0;
+  wr16(p + 4, (uint16_t)body);
+  p[6] = n ? types[0] : proto;
+  p[7] = HOPS6[rnd(sizeof HOPS6)];
+  if (!encap && src_route >= 0 && chance(70)) host6(p + 8, (size_t)src_route);
+  else addr6(p + 8, !encap);
+  if (encap || chance(10)) addr6(p + 24, encap);
+  else {
+    memcpy(p + 24, FUZZ_LOCAL6, 16);
+    fill_random(p + 32, 8);
+  }
+  if (chance(3)) memset(p + 8, 0, 16); /* :: */
+  size_t len = 40 + body;
+  uint32_t k = rnd(100);
+  if (k < 70) return len;
+  if (k < 80) return rnd((uint32_t)len + 1); /* cut short */
+  if (k < 85) { /* trailing bytes */
+    size_t add = rnd(20);
+    memset(p + len, 0xee, add);
+    return len + add;
+  }
+  if (k < 90) {
+    wr16(p + 4, chance(50) ? 0 : (uint16_t)rnd64()); /* payload length */
+    return len;
+  }
+  for (int i = 1 + (int)rnd(4); i > 0; i--) p[rnd((uint32_t)len)] ^= (uint8_t)(1u << rnd(8));
+  if (p[0] >> 4 == 4) p[0] = (uint8_t)(0x70 | (p[0] & 15));
+  return len;
+}
+
+static void gen_encap6(void) {
+  gen6_enc++;
+  memset(scratch, 0, VNET_HDR_LEN); /* a plain read: no offload asked for */
+  uint8_t *p = scratch + VNET_HDR_LEN;
+  size_t len;
+  if (chance(1)) {
+    rec_encap(scratch, rnd(VNET_HDR_LEN));
+    return;
+  }
+  if (chance(8)) {
+    len = rnd(120);
+    fill_random(p, len);
+    if (len && (chance(50) || p[0] >> 4 == 4)) p[0] = (uint8_t)(0x60 | (p[0] & 15));
+  } else {
+    len = gen_packet6(p, 1, -1);
+  }
+  rec_encap(scratch, VNET_HDR_LEN + len);
+}
+
+static void gen_decap6(void) {
+  gen6_dec++;
+  int peer = D.nsenders && chance(90) ? (int)rnd((uint32_t)D.nsenders) : (int)D.nsenders + (int)rnd(40);
+  int src_route = peer < (int)D.nsenders ? (int)D.sender_route[peer] : -1;
+  size_t len;
+  if (chance(8)) {
+    len = rnd(120);
+    fill_random(scratch, len);
+    if (len && (chance(50) || scratch[0] >> 4 == 4)) scratch[0] = (uint8_t)(0x60 | (scratch[0] & 15));
+  } else {
+    len = gen_packet6(scratch, 0, src_route);
+  }
+  rec_decap((uint8_t)peer, 0, chance(1) ? 1 : 0, scratch, len);
+}
+
 /* One generated burst: set-up records, then a mix of encap and decap inputs. */
+static uint32_t last_mask = FUZZ_DEFAULT_MASK, last_mtu = 1472;
 static void gen_burst(void) {
   B_len = 0;
-  if (chance(10)) {
-    b_put(REC_ROUTES, 1);
-    uint32_t mask = chance(50) ? FUZZ_DEFAULT_MASK : rnd(1u << FUZZ_NFAMILY);
-    static const uint16_t mtus[] = {1472, 1472, 1450, 1400, 9000, 68, 576, 65507, 1280};
+  int dual = chance(20);
+  if (dual) {
+    static const uint16_t mtus[] = {1452, 1452, 1280, 1400, 9000, 1500};
+    uint32_t mask = chance(40) ? 0x3f : rnd(1u << FUZZ_NFAMILY6), underlays = 1 + rnd(3);
     uint16_t mtu = mtus[rnd(sizeof mtus / sizeof mtus[0])];
-    b_put(mask, 2);
+    b_put(REC_ROUTES6, 1);
+    b_put(mask, 1);
+    b_put(underlays, 1);
     b_put(mtu, 2);
-    aim_routes(mask, mtu);
+    aim_routes6(mask, underlays, mtu);
+  } else if (chance(10) || D.on) {
+    /* A new IPv4 route set, or back from a dual-stack burst to the last one. */
+    if (!D.on) {
+      last_mask = chance(50) ? FUZZ_DEFAULT_MASK : rnd(1u << FUZZ_NFAMILY);
+      static const uint16_t mtus[] = {1472, 1472, 1450, 1400, 9000, 68, 576, 65507, 1280};
+      last_mtu = mtus[rnd(sizeof mtus / sizeof mtus[0])];
+    }
+    D.on = 0;
+    b_put(REC_ROUTES, 1);
+    b_put(last_mask, 2);
+    b_put(last_mtu, 2);
+    aim_routes(last_mask, last_mtu);
   }
   if (chance(5)) {
     b_put(REC_GSO, 1);
@@ -533,7 +705,8 @@ static void gen_burst(void) {
   int dir = (int)rnd(3); /* 0 encap, 1 decap, 2 both */
   for (int i = 0; i < n; i++) {
     int d = dir == 2 ? (int)rnd(2) : dir;
-    if (d == 0) gen_encap();
+    if (dual) d == 0 ? gen_encap6() : gen_decap6();
+    else if (d == 0) gen_encap();
     else gen_decap();
   }
 }
@@ -565,7 +738,8 @@ static int emit(uint64_t count, uint64_t seed) {
     return 2;
   }
   fprintf(stderr, "fuzz --emit: %" PRIu64 " inputs, seed %" PRIu64 "; generated:", gen_inputs, seed);
-  for (int k = 0; k < 8; k++) fprintf(stderr, " %s %" PRIu64 "%s", GEN_NAMES[k], gen_kind[k], k < 7 ? ";" : "\n");
+  for (int k = 0; k < 8; k++) fprintf(stderr, " %s %" PRIu64 ";", GEN_NAMES[k], gen_kind[k]);
+  fprintf(stderr, " IPv6 (dual-stack node) encap %" PRIu64 ", decap %" PRIu64 "\n", gen6_enc, gen6_dec);
   return 0;
 }
 

@@ -44,6 +44,7 @@
 /* Not open (poll reports POLLNVAL, so an injected EAGAIN ends like a stopping engine). */
 #define FAKE_TUN_FD 1000001
 #define FAKE_UDP_FD 1000002
+#define FAKE_UDP6_FD 1000003
 
 #define LOCAL_NET FUZZ_LOCAL_NET
 #define LOCAL_PREFIX FUZZ_LOCAL_PREFIX
@@ -68,6 +69,23 @@ const route_spec FUZZ_ROUTE_FAMILY[FUZZ_NFAMILY] = {
     {0x00000000u, 0, 0xc0a84d13u},  /* 0.0.0.0/0 -> .19: a default route */
 };
 
+const uint8_t FUZZ_LOCAL6[16] = {0xfd, 0, 0, 0, 0, 0, 0, 1}; /* fd00:0:0:1::/64 */
+
+/* The same list as ROUTE_FAMILY6 in scripts/fuzz/model.ts, in the same order. */
+#define R6_BOTH (ROUTE6_SUBNET | ROUTE6_PUBLIC)
+const route_spec FUZZ_ROUTE_FAMILY6_V4[FUZZ_NFAMILY6] = {
+    {0x0af40b00u, 24, 0xc0a84d0bu}, {0x0af40c00u, 24, 0xc0a84d0cu}, {0x0af40d00u, 24, 0},
+    {0x0af40e00u, 24, 0xc0a84d0eu}, {0x0af40f00u, 24, 0xc0a84d0fu}, {0x0af41000u, 24, 0xc0a84d10u},
+};
+const route_spec6 FUZZ_ROUTE_FAMILY6[FUZZ_NFAMILY6] = {
+    {R6_BOTH, 64, {0xfd000000u, 0x11}, {0xfd770000u, 0, 0, 0x11}},       /* fd00:0:0:11::/64, fd77::11 */
+    {ROUTE6_SUBNET, 64, {0xfd000000u, 0x12}, {0}},                       /* fd00:0:0:12::/64, IPv4 underlay only */
+    {R6_BOTH, 56, {0xfd000000u, 0x1300}, {0xfd770000u, 0, 0, 0x13}},     /* fd00:0:0:1300::/56, IPv6 underlay only */
+    {R6_BOTH, 57, {0xfd000000u, 0x1380}, {0xfd770000u, 0, 0, 0x14}},     /* fd00:0:0:1380::/57, inside the /56 */
+    {ROUTE6_SUBNET, 64, {0xfd000000u, 0x1}, {0}},                        /* fd00:0:0:1::/64: our own, leased to someone */
+    {R6_BOTH, 128, {0xfd000000u, 0x16}, {0xfd770000u, 0, 0, 0x16}},      /* fd00:0:0:16::/128 */
+};
+
 /* ============================================================================================ */
 /* Harness state                                                                                */
 
@@ -77,7 +95,7 @@ typedef struct {
   int reason;     /* DROP_* or DROP_NONE = forwarded */
   uint32_t units; /* packets the input counts as (segments of a super-packet) */
   int icmp;       /* 0 none, else expected type*256+code */
-  uint32_t peer;  /* forwarded: the PublicIP the route names */
+  uint8_t peer[16]; /* forwarded: the underlay address of the peer the route names (IPv4 mapped) */
 } enc_expect;
 
 /* One received message of a DECAP record, with its EXPECT_DECAP record when present. */
@@ -88,7 +106,7 @@ typedef struct dec_rec {
   uint16_t groseg;
   uint8_t flags;
   int expected;
-  uint32_t src;             /* the sender the model resolved the peer index to */
+  uint8_t src[16];          /* the sender the model resolved the peer index to (IPv4 mapped) */
   const uint8_t *verdicts;  /* one per datagram (VERDICT_FORWARD or a drop reason) */
   uint32_t nverdicts;
 } dec_rec;
@@ -105,15 +123,23 @@ typedef struct {
   uint64_t icmp_write_fail; /* encap: ICMP writes we refused */
   int last_icmp_type, last_icmp_code;
   /* decap batch facts for the TUN-write checker: where recvmmsg put each message, its sender */
-  uint32_t msg_seg[RX_MSGS], msg_len[RX_MSGS], msg_src[RX_MSGS];
+  uint32_t msg_seg[RX_MSGS], msg_len[RX_MSGS];
+  uint8_t msg_src[RX_MSGS][16];
   const uint8_t *msg_buf[RX_MSGS];
   const dec_rec *msg_rec[RX_MSGS];
   /* encap: inner destination -> expected peer of the forwarded inputs since the last flush */
-  uint32_t win_dst[ENC_BURST], win_peer[ENC_BURST];
+  uint8_t win_dst[ENC_BURST][16], win_peer[ENC_BURST][16];
   int win_n;
-  /* the batch recvmmsg hands to the engine next (once; then EAGAIN) */
+  /* the batch recvmmsg hands to the engine next (each family's messages once on its socket; then EAGAIN) */
   const struct dec_rec *rx_recs;
-  int rx_n;
+  int rx_n, rx_total, rx_left[2];
+  uint32_t rec_seg[RX_MSGS], rec_len[RX_MSGS];
+  /* encap: the input being run (the offending packet an ICMPv6 error quotes) */
+  const uint8_t *cur_pkt;
+  size_t cur_len;
+  /* dual-stack inputs: verdicts as the engine counted them (checked against the model one by one) */
+  int dual;
+  uint64_t v6_enc[DROP_COUNT + 1], v6_dec[DROP_COUNT + 1], v6_icmp;
   /* totals for the summary */
   uint64_t bursts, records, enc_inputs, dec_inputs, dec_datagrams, icmp_expected, merged_writes, merged_segs;
   uint64_t violations;
@@ -129,6 +155,7 @@ typedef struct {
 
 static harness H;
 static route_spec ROUTES[FUZZ_NFAMILY]; /* the current route set */
+static route_spec6 ROUTES6[FUZZ_NFAMILY];
 static size_t NROUTES;
 static uint32_t MTU;
 static engine *E;
@@ -210,16 +237,60 @@ static void hexdump_head(const char *what, const uint8_t *p, size_t n) {
 
 static const char *send_path = "?";
 
-/* One datagram leaving through the UDP socket. */
-static void check_datagram(const struct sockaddr_in *to, const uint8_t *p, size_t len) {
-  if (!to || to->sin_family != AF_INET || ntohs(to->sin_port) != PORT) {
-    violation("datagram to a bad address/port");
+static void map4(uint8_t out[16], uint32_t a) {
+  memset(out, 0, 16);
+  out[10] = out[11] = 0xff;
+  out[12] = (uint8_t)(a >> 24);
+  out[13] = (uint8_t)(a >> 16);
+  out[14] = (uint8_t)(a >> 8);
+  out[15] = (uint8_t)a;
+}
+
+/* A datagram's destination as 16 bytes (IPv4 mapped), from the socket it left on; 0 if bad. */
+static int dest_of(int fd, const void *name, uint8_t out[16]) {
+  const struct sockaddr_in *a = name;
+  const struct sockaddr_in6 *a6 = name;
+  if (fd == FAKE_UDP_FD && a && a->sin_family == AF_INET && ntohs(a->sin_port) == PORT && E->udp.fd >= 0) {
+    map4(out, ntohl(a->sin_addr.s_addr));
+    return 1;
+  }
+  if (fd == FAKE_UDP6_FD && a6 && a6->sin6_family == AF_INET6 && ntohs(a6->sin6_port) == PORT && E->udp6_on) {
+    memcpy(out, &a6->sin6_addr, 16);
+    return 1;
+  }
+  return 0;
+}
+
+/* One IPv6 datagram: payload length = len, hop limit > 0; its destination to dst. */
+static int check_datagram6(const uint8_t *p, size_t len, uint8_t dst[16]) {
+  if (len < 40 || p[0] >> 4 != 6 || 40u + rd16(p + 4) != len) {
+    violation("datagram is not one well-formed IPv6 packet (len %zu, via %s)", len, send_path);
+    hexdump_head("datagram", p, len);
+    return 0;
+  }
+  if (p[7] == 0) violation("datagram with hop limit 0");
+  memcpy(dst, p + 24, 16);
+  return 1;
+}
+
+/* One datagram leaving through a UDP socket. */
+static void check_datagram(int fd, const void *name, const uint8_t *p, size_t len) {
+  uint8_t peer[16], dst[16];
+  if (!dest_of(fd, name, peer)) {
+    violation("datagram to a bad address/port/socket");
     return;
   }
-  uint32_t peer = ntohl(to->sin_addr.s_addr);
   if (len < 20 || len > MTU) {
     violation("datagram of %zu bytes (tunnel MTU %u)", len, MTU);
     hexdump_head("datagram", p, len);
+    return;
+  }
+  if (H.dual) {
+    if (!check_datagram6(p, len, dst)) return;
+    int w = H.win_n - 1;
+    while (w >= 0 && memcmp(H.win_dst[w], dst, 16) != 0) w--;
+    if (w < 0 && !libfuzzer_mode) violation("IPv6 datagram no input the reference forwards since the last flush was for");
+    else if (w >= 0 && memcmp(H.win_peer[w], peer, 16) != 0) violation("IPv6 datagram sent to another underlay address than the route's");
     return;
   }
   unsigned hl = (p[0] & 15u) * 4;
@@ -229,15 +300,15 @@ static void check_datagram(const struct sockaddr_in *to, const uint8_t *p, size_
     return;
   }
   if (p[8] == 0) violation("datagram with TTL 0");
-  uint32_t dst = rd32(p + 16);
+  map4(dst, rd32(p + 16));
   int w = H.win_n - 1;
-  while (w >= 0 && H.win_dst[w] != dst) w--;
+  while (w >= 0 && memcmp(H.win_dst[w], dst, 16) != 0) w--;
   if (w < 0 && !libfuzzer_mode) {
-    violation("datagram for %08x, which no input the reference forwards since the last flush was for", dst);
+    violation("datagram for %08x, which no input the reference forwards since the last flush was for", rd32(p + 16));
     return;
   }
-  if (w >= 0 && H.win_peer[w] != peer) {
-    violation("datagram for %08x sent to %08x, the route says %08x", dst, peer, H.win_peer[w]);
+  if (w >= 0 && memcmp(H.win_peer[w], peer, 16) != 0) {
+    violation("datagram for %08x sent to %08x, the route says %08x", rd32(p + 16), rd32(peer + 12), rd32(H.win_peer[w] + 12));
     return;
   }
   if (fuzz_is_marked(p, len)) {
@@ -262,7 +333,7 @@ static int fake_send_failure(void) {
 
 static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags) {
   (void)flags;
-  if (fd != FAKE_UDP_FD || H.phase != 1) {
+  if ((fd != FAKE_UDP_FD && fd != FAKE_UDP6_FD) || H.phase != 1) {
     violation("sendmsg on fd %d outside encap", fd);
     errno = EBADF;
     return -1;
@@ -282,7 +353,7 @@ static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags) {
   if (nseg > ENGINE_TX_MAX_SEGS || len > ENGINE_TX_MAX_BYTES) violation("GSO send of %zu bytes in %zu segments", len, nseg);
   send_path = "sendmsg(UDP_SEGMENT)";
   for (size_t off = 0; off < len; off += seg) {
-    check_datagram(msg->msg_name, p + off, len - off < seg ? len - off : seg);
+    check_datagram(fd, msg->msg_name, p + off, len - off < seg ? len - off : seg);
     H.delivered++;
   }
   return (ssize_t)len;
@@ -290,7 +361,7 @@ static ssize_t fuzz_sendmsg(int fd, const struct msghdr *msg, int flags) {
 
 static int fuzz_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags) {
   (void)flags;
-  if (fd != FAKE_UDP_FD || H.phase != 1 || n == 0) {
+  if ((fd != FAKE_UDP_FD && fd != FAKE_UDP6_FD) || H.phase != 1 || n == 0) {
     violation("sendmmsg on fd %d (n %u) outside encap", fd, n);
     errno = EBADF;
     return -1;
@@ -309,7 +380,7 @@ static int fuzz_sendmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags) {
   for (unsigned i = 0; i < take; i++) {
     const struct msghdr *m = &v[i].msg_hdr;
     if (m->msg_iovlen != 1) violation("sendmmsg message with %zu iovecs", (size_t)m->msg_iovlen);
-    check_datagram(m->msg_name, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len);
+    check_datagram(fd, m->msg_name, m->msg_iov[0].iov_base, m->msg_iov[0].iov_len);
     v[i].msg_len = (unsigned)m->msg_iov[0].iov_len;
     H.delivered++;
   }
@@ -351,6 +422,39 @@ static void check_icmp(const uint8_t *buf, size_t n) {
   H.last_icmp_code = icmp[1];
 }
 
+/* An ICMPv6 error (a dual-stack node's): IPv6 header from our tunnel address to the offending
+ * packet's source, checksum over the pseudo-header, type/code, the MTU in a Packet Too Big, and
+ * a quote that is the start of the offending packet. Which error is due: the model's (run_encap). */
+static void check_icmp6(const uint8_t *buf, size_t n) {
+  static const uint8_t zero[VNET_HDR_LEN];
+  if (n < VNET_HDR_LEN + 40 + 8 || memcmp(buf, zero, VNET_HDR_LEN) != 0) {
+    violation("ICMPv6 write of %zu bytes / non-zero virtio header", n);
+    return;
+  }
+  const uint8_t *ip = buf + VNET_HDR_LEN;
+  size_t len = n - VNET_HDR_LEN;
+  size_t plen = rd16(ip + 4);
+  const uint8_t *o = H.cur_pkt;
+  if (ip[0] != 0x60 || ip[6] != 58 || ip[7] != 64 || 40 + plen != len || len > 1280 ||
+      memcmp(ip + 8, FUZZ_LOCAL6, 16) != 0 || !o || H.cur_len < 40 || memcmp(ip + 24, o + 8, 16) != 0) {
+    violation("ICMPv6 error with a bad IPv6 header (or not from our tunnel address to the source)");
+    hexdump_head("icmp6", ip, len);
+    return;
+  }
+  /* Pseudo-header: source, destination, upper-layer length, next header 58. */
+  uint32_t seed = fuzz_sum(ip + 8, 32, 0) + (uint32_t)(plen >> 16) + (uint32_t)(plen & 0xffff) + 58;
+  if (fuzz_sum(ip + 40, plen, seed) != 0xffff) violation("ICMPv6 error with a bad checksum");
+  const uint8_t *icmp = ip + 40;
+  uint32_t rest = rd32(icmp + 4);
+  if (rest != (icmp[0] == 2 ? MTU : 0)) violation("ICMPv6 type %d with rest word %u (tunnel MTU %u)", icmp[0], rest, MTU);
+  size_t total = 40 + (size_t)rd16(o + 4), qlen = plen - 8;
+  if (total > H.cur_len) total = H.cur_len;
+  if (qlen != (total < 1280 - 48 ? total : 1280 - 48) || memcmp(icmp + 8, o, qlen) != 0)
+    violation("ICMPv6 quote of %zu bytes is not the start of the %zu-byte packet", qlen, total);
+  H.last_icmp_type = icmp[0];
+  H.last_icmp_code = icmp[1];
+}
+
 static ssize_t fuzz_write(int fd, const void *buf, size_t n) {
   if (fd != FAKE_TUN_FD) return write(fd, buf, n); /* libc: not the seam */
   if (H.phase != 1) violation("single write() into the TUN outside encap");
@@ -360,7 +464,8 @@ static ssize_t fuzz_write(int fd, const void *buf, size_t n) {
     errno = EIO;
     return -1;
   }
-  check_icmp(buf, n);
+  if (n > VNET_HDR_LEN && ((const uint8_t *)buf)[VNET_HDR_LEN] >> 4 == 6) check_icmp6(buf, n);
+  else check_icmp(buf, n);
   H.icmp_written++;
   return (ssize_t)n;
 }
@@ -377,7 +482,6 @@ static int msg_of(const void *ptr, size_t *off) {
   return -1;
 }
 
-static uint32_t msg_source(int i) { return H.msg_src[i]; }
 
 /* One plain (unmerged) packet written into the TUN by decap. */
 static void check_decap_single(const struct iovec *iov) {
@@ -393,6 +497,11 @@ static void check_decap_single(const struct iovec *iov) {
   if (off % seg != 0 || off + len > H.msg_len[i] || len > seg) {
     violation("decap write crosses its datagram (offset %zu, %zu bytes, segment %u, message %u)", off, len, seg,
               H.msg_len[i]);
+    return;
+  }
+  if (len >= 40 && p[0] >> 4 == 6) {
+    if (40u + rd16(p + 4) != len || p[7] == 0) violation("decap wrote a bad IPv6 packet (len %zu) or hop limit 0", len);
+    if (datagram_forwarded(i, off) == 0) violation("decap wrote a datagram the reference drops");
     return;
   }
   if (!ipv4_whole(p, len)) {
@@ -414,12 +523,17 @@ static void check_decap_merged(const struct iovec *iov, int iovcnt) {
     violation("GRO packet from outside the receive buffers");
     return;
   }
-  uint32_t sender = msg_source(i0);
+  const uint8_t *sender = H.msg_src[i0];
   for (int k = 1; k < iovcnt; k++) {
     size_t off = 0;
     int i = msg_of(iov[k].iov_base, &off);
-    if (i < 0 || msg_source(i) != sender) violation("GRO merged packets from different senders");
+    if (i < 0 || memcmp(H.msg_src[i], sender, 16) != 0) violation("GRO merged packets from different senders");
     else if (datagram_forwarded(i, off) == 0) violation("GRO merged a datagram the reference drops");
+  }
+  if (((const uint8_t *)iov[1].iov_base)[0] >> 4 == 6) {
+    /* The generator sends no TCP/IPv6 trains; the unit tests check IPv6 GRO. */
+    H.merged_writes++;
+    return;
   }
   const char *wrong = fuzz_gro_check(iov[0].iov_base, iov, iovcnt, merged, &total);
   if (wrong) {
@@ -460,13 +574,41 @@ static ssize_t fuzz_writev(int fd, const struct iovec *iov, int iovcnt) {
 /* ============================================================================================ */
 /* Running records through the engine                                                           */
 
+/* An IPv4-only node (as production: no IPv6 lease, no IPv6 socket). */
 static void set_routes(uint16_t mask, uint16_t mtu) {
   NROUTES = 0;
   for (size_t i = 0; i < FUZZ_NFAMILY; i++)
     if (mask & (1u << i)) ROUTES[NROUTES++] = FUZZ_ROUTE_FAMILY[i];
+  H.dual = 0;
+  E->cfg.has6 = 0;
+  E->udp.fd = FAKE_UDP_FD;
+  E->udp6_on = 0;
   felt_err err;
   if (engine_set_routes(E, ROUTES, NROUTES, &err) < 0) violation("engine_set_routes failed: %s", err.msg);
   MTU = mtu < 68 ? 68 : mtu > 65507 ? 65507 : mtu;
+  E->cfg.mtu = MTU;
+}
+
+/* A dual-stack node (ROUTES6): our IPv6 lease, routes with their IPv6 sides, and the underlay
+ * sockets the node has (bit 0 IPv4, bit 1 IPv6; none: IPv4), as engine_ctl.c opens them. */
+static void set_routes6(uint8_t mask, uint8_t underlays, uint16_t mtu) {
+  NROUTES = 0;
+  for (size_t i = 0; i < FUZZ_NFAMILY6; i++)
+    if (mask & (1u << i)) {
+      ROUTES[NROUTES] = FUZZ_ROUTE_FAMILY6_V4[i];
+      ROUTES6[NROUTES++] = FUZZ_ROUTE_FAMILY6[i];
+    }
+  int v4 = (underlays & 1) || !(underlays & 3), v6 = (underlays & 2) != 0;
+  H.dual = 1;
+  E->cfg.has6 = 1;
+  memcpy(E->cfg.local_net6, FUZZ_LOCAL6, 16);
+  E->cfg.local_prefix6 = FUZZ_LOCAL_PREFIX6;
+  E->udp.fd = v4 ? FAKE_UDP_FD : -1;
+  E->udp6.fd = FAKE_UDP6_FD;
+  E->udp6_on = v6;
+  felt_err err;
+  if (engine_set_routes6(E, ROUTES, ROUTES6, NROUTES, &err) < 0) violation("engine_set_routes6 failed: %s", err.msg);
+  MTU = mtu < 1280 ? 1280 : mtu > 65507 ? 65507 : mtu;
   E->cfg.mtu = MTU;
 }
 
@@ -524,11 +666,19 @@ static void run_encap(const uint8_t *data, size_t n, const enc_expect *ref) {
   H.last_icmp_type = H.last_icmp_code = -1;
 
   if (ref->present && ref->reason == DROP_NONE) {
-    H.win_dst[H.win_n] = n >= VNET_HDR_LEN + 20 ? rd32(data + VNET_HDR_LEN + 16) : 0;
-    H.win_peer[H.win_n++] = ref->peer;
+    if (H.dual) {
+      if (n >= VNET_HDR_LEN + 40) memcpy(H.win_dst[H.win_n], data + VNET_HDR_LEN + 24, 16);
+      else memset(H.win_dst[H.win_n], 0, 16);
+    } else {
+      map4(H.win_dst[H.win_n], n >= VNET_HDR_LEN + 20 ? rd32(data + VNET_HDR_LEN + 16) : 0);
+    }
+    memcpy(H.win_peer[H.win_n++], ref->peer, 16);
   }
+  H.cur_pkt = n > VNET_HDR_LEN ? data + VNET_HDR_LEN : NULL;
+  H.cur_len = n > VNET_HDR_LEN ? n - VNET_HDR_LEN : 0;
   memcpy(RBUF, data, n);
   engine_enc_packet(E->enc, RBUF, n);
+  H.cur_pkt = NULL;
 
   uint64_t iw = H.icmp_written - iw0, iwf = H.icmp_write_fail - iwf0;
   uint64_t icmp = E->enc_ctr.icmp_sent - icmp0, lim = E->enc_ctr.icmp_rate_limited - lim0;
@@ -563,40 +713,64 @@ static void run_encap(const uint8_t *data, size_t n, const enc_expect *ref) {
               ref->icmp & 255);
   }
   if (ref->icmp) H.icmp_expected++;
+  if (H.dual) {
+    H.v6_enc[got < 0 ? DROP_COUNT : got] += got_units;
+    H.v6_icmp += iw;
+  }
 }
 
-/* The sender of a DECAP record: as the model resolved it; without one (libFuzzer) a route's peer by
- * index, or a stranger (198.51.100.x). */
-static uint32_t rec_source(const dec_rec *r) {
-  if (r->expected) return r->src;
-  return r->peer < NROUTES ? ROUTES[r->peer].public_ip : (0xc6336400u | r->peer);
+/* The sender of a DECAP record (IPv4 mapped): as the model resolved it; without one (libFuzzer) a
+ * route's peer by index, or a stranger (198.51.100.x). */
+static void rec_source(const dec_rec *r, uint8_t out[16]) {
+  if (r->expected) memcpy(out, r->src, 16);
+  else map4(out, r->peer < NROUTES && ROUTES[r->peer].public_ip ? ROUTES[r->peer].public_ip : (0xc6336400u | r->peer));
+}
+
+static int is_mapped4(const uint8_t a[16]) {
+  static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return memcmp(a, pre, 12) == 0;
 }
 
 /* The engine's recvmmsg: the pending batch once, as the kernel would fill it, then EAGAIN. */
 static int fuzz_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags, struct timespec *timeout) {
   (void)flags;
   (void)timeout;
-  if (fd != FAKE_UDP_FD || H.phase != 2) {
+  int fam6 = fd == FAKE_UDP6_FD;
+  if ((fd != FAKE_UDP_FD && !fam6) || H.phase != 2) {
     violation("recvmmsg on fd %d outside decap", fd);
     errno = EBADF;
     return -1;
   }
-  if (!H.rx_recs) {
+  if (!H.rx_recs || H.rx_left[fam6] == 0) {
     errno = EAGAIN;
     return -1;
   }
-  int n = H.rx_n < (int)vlen ? H.rx_n : (int)vlen;
-  for (int i = 0; i < n; i++) {
-    const dec_rec *r = &H.rx_recs[i];
+  /* This socket's messages of the batch, in order (the IPv4 socket is drained first). */
+  int n = 0;
+  for (int k = 0; k < H.rx_total && n < (int)vlen; k++) {
+    const dec_rec *r = &H.rx_recs[k];
+    uint8_t src[16];
+    rec_source(r, src);
+    if (is_mapped4(src) == fam6) continue;
+    int i = n++;
     struct msghdr *m = &v[i].msg_hdr;
     size_t cap = m->msg_iov[0].iov_len, len = r->len < cap ? r->len : cap;
     memcpy(m->msg_iov[0].iov_base, r->data, len);
     H.msg_buf[i] = m->msg_iov[0].iov_base;
     H.msg_rec[i] = r;
-    H.msg_src[i] = rec_source(r);
-    struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(H.msg_src[i])}};
-    if (m->msg_name && m->msg_namelen >= sizeof from) memcpy(m->msg_name, &from, sizeof from);
-    m->msg_namelen = sizeof from;
+    H.msg_seg[i] = H.rec_seg[k];
+    H.msg_len[i] = H.rec_len[k];
+    memcpy(H.msg_src[i], src, 16);
+    if (fam6) {
+      struct sockaddr_in6 from = {.sin6_family = AF_INET6, .sin6_port = htons(PORT)};
+      memcpy(&from.sin6_addr, src, 16);
+      if (m->msg_name && m->msg_namelen >= sizeof from) memcpy(m->msg_name, &from, sizeof from);
+      m->msg_namelen = sizeof from;
+    } else {
+      struct sockaddr_in from = {.sin_family = AF_INET, .sin_port = htons(PORT), .sin_addr = {htonl(rd32(src + 12))}};
+      if (m->msg_name && m->msg_namelen >= sizeof from) memcpy(m->msg_name, &from, sizeof from);
+      m->msg_namelen = sizeof from;
+    }
     size_t room = m->msg_controllen;
     m->msg_controllen = 0;
     if (r->groseg && room >= CMSG_SPACE(sizeof(int))) {
@@ -612,7 +786,8 @@ static int fuzz_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags
     m->msg_flags = (r->flags & 1) || r->len > cap ? MSG_TRUNC : 0;
     v[i].msg_len = (unsigned)len;
   }
-  H.rx_recs = NULL;
+  H.rx_n = n;
+  H.rx_left[fam6] = 0;
   return n;
 }
 
@@ -622,15 +797,19 @@ static void run_decap_batch(const dec_rec *recs, int n) {
   H.phase = 2;
   uint64_t want[DROP_COUNT] = {0}, want_fwd = 0;
   int judged = 1; /* every message has the model's verdicts */
+  H.rx_left[0] = H.rx_left[1] = 0;
   for (int i = 0; i < n; i++) {
     const dec_rec *r = &recs[i];
+    uint8_t src[16];
+    rec_source(r, src);
+    H.rx_left[!is_mapped4(src)]++;
     H.dec_inputs++;
     size_t len = r->len > RX_BUF ? RX_BUF : r->len; /* recvmmsg cuts it (MSG_TRUNC) */
     /* A GRO message holds datagrams of seg bytes, the last one shorter (the checkers' layout). */
     size_t seg = r->groseg;
     if (seg == 0 || seg > len) seg = len ? len : 1;
-    H.msg_seg[i] = (uint32_t)seg;
-    H.msg_len[i] = (uint32_t)len;
+    H.rec_seg[i] = (uint32_t)seg;
+    H.rec_len[i] = (uint32_t)len;
     H.msg_rec[i] = NULL;
     H.dec_datagrams += len == 0 ? 1 : (len + seg - 1) / seg;
     if (!r->expected) {
@@ -649,11 +828,13 @@ static void run_decap_batch(const dec_rec *recs, int n) {
   memcpy(before, E->dec_ctr.drops, sizeof before);
   uint64_t pk0 = E->dec_ctr.packets, ws0 = H.written_segs;
   H.rx_recs = recs;
-  H.rx_n = n;
+  H.rx_total = n;
+  H.rx_n = 0;
   engine_dec_drain(E->dec);
   __atomic_store_n(&E->dec_seen, OFFLINE, __ATOMIC_SEQ_CST); /* as the loop's wait does */
-  if (H.rx_recs) violation("decap: the engine did not receive the batch");
+  if (H.rx_left[0] || H.rx_left[1]) violation("decap: the engine did not receive the batch");
   H.rx_recs = NULL;
+  H.rx_n = 0;
   if (!judged) {
     H.phase = 0;
     return;
@@ -670,6 +851,10 @@ static void run_decap_batch(const dec_rec *recs, int n) {
     violation("decap: %" PRIu64 " written + %" PRIu64 " tun-write-error, reference forwards %" PRIu64, pk, twe, want_fwd);
   if (pk != H.written_segs - ws0)
     violation("decap: counted %" PRIu64 " packets, %" PRIu64 " reached the TUN", pk, H.written_segs - ws0);
+  if (H.dual) {
+    for (int r = 0; r < DROP_COUNT; r++) H.v6_dec[r] += want[r];
+    H.v6_dec[DROP_COUNT] += want_fwd;
+  }
   H.phase = 0;
 }
 
@@ -713,12 +898,16 @@ void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
         const uint8_t *pkt = data + off;
         off += len;
         enc_expect x = {0};
-        if (off + 1 + REC_EXPECT_ENCAP_LEN <= size && data[off] == REC_EXPECT_ENCAP) {
+        int six = off < size && data[off] == REC_EXPECT_ENCAP6;
+        size_t xlen = six ? REC_EXPECT_ENCAP6_LEN : REC_EXPECT_ENCAP_LEN;
+        if (off + 1 + xlen <= size && (data[off] == REC_EXPECT_ENCAP || six)) {
           const uint8_t *q = data + off + 1;
           x = (enc_expect){.present = 1, .reason = q[0] == FUZZ_VERDICT_FORWARD ? DROP_NONE : q[0],
-                           .units = get_be(q + 1, 4), .icmp = q[5] == 0xff ? 0 : q[5] * 256 + q[6],
-                           .peer = get_be(q + 7, 4)};
-          off += 1 + REC_EXPECT_ENCAP_LEN;
+                           .units = get_be(q + 1, 4), .icmp = q[5] == 0xff ? 0 : q[5] * 256 + q[6]};
+          if (six) memcpy(x.peer, q + 7, 16);
+          else map4(x.peer, get_be(q + 7, 4));
+          if (six != H.dual) violation("encap: an expectation for the other node kind (dual-stack %d)", H.dual);
+          off += 1 + xlen;
           H.records++;
         }
         if (enc_count == ENC_BURST) {
@@ -742,13 +931,24 @@ void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
           uint32_t nv = get_be(data + off + 5, 4);
           if (nv <= size - off - 9) {
             r.expected = 1;
-            r.src = get_be(data + off + 1, 4);
+            map4(r.src, get_be(data + off + 1, 4));
             r.nverdicts = nv;
             r.verdicts = data + off + 9;
             off += 9 + nv;
             H.records++;
           }
+        } else if (off + 21 <= size && data[off] == REC_EXPECT_DECAP6) {
+          uint32_t nv = get_be(data + off + 17, 4);
+          if (nv <= size - off - 21) {
+            r.expected = 1;
+            memcpy(r.src, data + off + 1, 16);
+            r.nverdicts = nv;
+            r.verdicts = data + off + 21;
+            off += 21 + nv;
+            H.records++;
+          }
         }
+        if (r.expected && !H.dual && !is_mapped4(r.src)) violation("decap: an IPv6 sender for an IPv4-only node");
         recs[nrecs++] = r;
         if (nrecs == RX_MSGS) {
           run_decap_batch(recs, nrecs);
@@ -766,6 +966,11 @@ void fuzz_run_burst(const uint8_t *data, size_t size, uint64_t burst_index) {
       case REC_ROUTES:
         if (off + 4 > size) goto out;
         set_routes((uint16_t)get_be(data + off, 2), (uint16_t)get_be(data + off + 2, 2));
+        off += 4;
+        break;
+      case REC_ROUTES6:
+        if (off + 4 > size) goto out;
+        set_routes6(data[off], data[off + 1], (uint16_t)get_be(data + off + 2, 2));
         off += 4;
         break;
       case REC_GSO:
@@ -842,6 +1047,15 @@ void fuzz_print_summary(double secs) {
     if (dc->drops[r]) printf(", %s %" PRIu64, drop_reason_names[r], dc->drops[r]);
   printf("; GRO merged %" PRIu64 " segments into %" PRIu64 " super-packets\n", H.merged_segs, H.merged_writes);
   printf("  UDP datagrams delivered %" PRIu64 " in %" PRIu64 " sends\n", H.delivered, ec->udp_sends);
+  /* The dual-stack node's share (IPv6 inputs), per verdict: the model's, which the engine matched. */
+  for (int side = 0; side < 2; side++) {
+    const uint64_t *c = side ? H.v6_dec : H.v6_enc;
+    printf("  IPv6 %s: forward %" PRIu64, side ? "decap" : "encap", c[DROP_COUNT]);
+    for (int r = 0; r < DROP_COUNT; r++)
+      if (c[r]) printf(", %s %" PRIu64, drop_reason_names[r], c[r]);
+    if (side) printf("\n");
+    else printf("; ICMPv6 errors %" PRIu64 "\n", H.v6_icmp);
+  }
   printf("%s: %" PRIu64 " violations\n", H.violations ? "FAIL" : "OK", H.violations);
 }
 

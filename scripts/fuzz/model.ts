@@ -222,12 +222,18 @@ export function refDecap(buf: Uint8Array, start: number, len: number, sender: st
 export function refDecapMessage(
   buf: Uint8Array, start: number, len: number, groSeg: number, truncated: boolean, sender: string, rs: RouteSet,
 ): Verdict[] {
+  return splitMessage(len, groSeg, truncated, rs.peers.includes(sender), (off, n) => refDecap(buf, start + off, n, sender, rs));
+}
+
+/** A message's datagrams (see refDecapMessage), each judged by `one` (offset, length) when the
+ *  sender is known. */
+function splitMessage(len: number, groSeg: number, truncated: boolean, known: boolean, one: (off: number, n: number) => Verdict): Verdict[] {
   const seg = groSeg === 0 || groSeg > len ? len || 1 : groSeg;
   const datagrams = len === 0 ? 1 : Math.ceil(len / seg);
-  if (!rs.peers.includes(sender)) return new Array<Verdict>(datagrams).fill('unknown-peer');
+  if (!known) return new Array<Verdict>(datagrams).fill('unknown-peer');
   if (truncated) return ['oversize'];
   const out: Verdict[] = [];
-  for (let off = 0; off < len || out.length === 0; off += seg) out.push(refDecap(buf, start + off, Math.min(seg, len - off), sender, rs));
+  for (let off = 0; off < len || out.length === 0; off += seg) out.push(one(off, Math.min(seg, len - off)));
   return out;
 }
 
@@ -372,4 +378,37 @@ export function refDecap6(b: Uint8Array, start: number, len: number, sender: str
   if (!inSubnet6(rdAddr6(b, start + 24), LOCAL6.ip, LOCAL6.prefixLen)) return 'no-route';
   if (b[start + 7] === 0) return 'ttl-expired';
   return 'forward';
+}
+
+/** refDecapMessage for a dual-stack node: every datagram an IPv6 inner packet (refDecap6). */
+export function refDecapMessage6(
+  buf: Uint8Array, start: number, len: number, groSeg: number, truncated: boolean, sender: string, rs: RouteSet6,
+): Verdict[] {
+  const known = rs.peerRoutes(sender).length > 0;
+  return splitMessage(len, groSeg, truncated, known, (off, n) => {
+    if (n >= 20 && buf[start + off]! >> 4 === 4) throw new Error('IPv6 model: an IPv4 inner packet (the IPv4 rules judge those)');
+    return refDecap6(buf, start + off, n, sender, rs);
+  });
+}
+
+/** refEncapTunRead for a dual-stack node reading IPv6 packets behind a plain virtio header (no
+ *  offload requested: the native fuzz does not generate TSO6 reads). */
+export function refEncapTunRead6(buf: Uint8Array, rs: RouteSet6, mtu: number): RefTunRead & { to: string } {
+  if (buf.length < VNET_HDR_LEN) return { verdict: 'truncated', icmp: '', to: '', units: 1 };
+  if (buf.subarray(0, VNET_HDR_LEN).some((x) => x !== 0)) throw new Error('IPv6 model: only plain TUN reads (zero virtio header)');
+  if (buf.length >= VNET_HDR_LEN + 20 && buf[VNET_HDR_LEN]! >> 4 === 4) throw new Error('IPv6 model: an IPv4 packet (the IPv4 rules judge those)');
+  return { ...refEncap6(buf, VNET_HDR_LEN, buf.length - VNET_HDR_LEN, rs, mtu), units: 1 };
+}
+
+/** An address text (dotted, or formatIPv6Plain) as 16 bytes; IPv4 as ::ffff:a.b.c.d. */
+export function addr16(text: string): Uint8Array {
+  const out = new Uint8Array(16);
+  if (!text.includes(':')) {
+    out[10] = out[11] = 0xff;
+    wr32(out, 12, ipOf(text));
+    return out;
+  }
+  let v = parseIPv6Plain(text);
+  for (let i = 15; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
+  return out;
 }

@@ -2,9 +2,27 @@
 // (record format: native/fuzz/fuzz.h), so the C harness judges the engine by the same rules as
 // the js fuzzer instead of a copy of them: after each ENCAP record an EXPECT_ENCAP record, after
 // each DECAP record an EXPECT_DECAP record. The route set and MTU follow the ROUTES records, from
-// the same start (DEFAULT_MASK, 1472) as the harness, across bursts.
+// the same start (DEFAULT_MASK, 1472) as the harness, across bursts. After a ROUTES6 record the
+// node is dual-stack (the IPv6 rules, RouteSet6) and the expectations are EXPECT_ENCAP6 /
+// EXPECT_DECAP6, with 16-byte addresses, until the next ROUTES record.
+import { formatIPv4 } from '../../src/net/cidr.js';
 import { DROP_REASONS } from '../../src/datapath/types.js';
-import { DEFAULT_MASK, ipOf, rd16, rd32, refDecapMessage, refEncapTunRead, RouteSet, VNET_HDR_LEN, type Verdict } from './model.js';
+import {
+  addr16,
+  DEFAULT_MASK,
+  formatIPv6Plain,
+  ipOf,
+  rd16,
+  rd32,
+  refDecapMessage,
+  refDecapMessage6,
+  refEncapTunRead,
+  refEncapTunRead6,
+  RouteSet,
+  RouteSet6,
+  VNET_HDR_LEN,
+  type Verdict,
+} from './model.js';
 
 const REC_ENCAP = 0;
 const REC_DECAP = 1;
@@ -13,6 +31,9 @@ const REC_ROUTES = 3;
 const REC_GSO = 4;
 const REC_EXPECT_ENCAP = 5;
 const REC_EXPECT_DECAP = 6;
+const REC_ROUTES6 = 7;
+const REC_EXPECT_ENCAP6 = 8;
+const REC_EXPECT_DECAP6 = 9;
 const VERDICT_FORWARD = 0xff;
 /** A TUN read never returns more than the virtio header and the largest packet. */
 const MAX_READ = VNET_HDR_LEN + 65535;
@@ -30,6 +51,9 @@ const verdictByte = (v: Verdict): number => {
 export class VectorWriter {
   private routes = new RouteSet(DEFAULT_MASK);
   private mtu = 1472;
+  /** Set while the node is dual-stack (after ROUTES6), with its senders in peer-index order. */
+  private routes6: RouteSet6 | undefined;
+  private senders6: string[] = [];
 
   /** The burst with EXPECT records added, as pieces to write back to back. */
   annotate(b: Uint8Array): Uint8Array[] {
@@ -66,6 +90,10 @@ export class VectorWriter {
         off = start + len;
         flushTo(off);
         const got = Math.min(len, RX_BUF);
+        if (this.routes6) {
+          out.push(this.expectDecap6(b, start, got, groSeg, truncFlag || len > RX_BUF, peer, this.routes6));
+          continue;
+        }
         const sender = peer < this.routes.peers.length ? this.routes.peers[peer]! : `198.51.100.${peer}`;
         const verdicts = refDecapMessage(b, start, got, groSeg, truncFlag || len > RX_BUF, sender, this.routes);
         const x = new Uint8Array(9 + verdicts.length);
@@ -82,6 +110,23 @@ export class VectorWriter {
         this.routes = new RouteSet(rd16(b, off));
         const mtu = rd16(b, off + 2);
         this.mtu = Math.min(Math.max(mtu, 68), 65507);
+        this.routes6 = undefined;
+        off += 4;
+      } else if (kind === REC_ROUTES6) {
+        if (off + 4 > b.length) break;
+        const underlays = b[off + 1]!;
+        // No underlay at all is no node: the harness takes it as an IPv4 one, as here.
+        const rs = new RouteSet6(b[off]!, (underlays & 1) !== 0 || (underlays & 3) === 0, (underlays & 2) !== 0);
+        this.routes6 = rs;
+        this.senders6 = [
+          ...new Set(
+            rs.routes.flatMap((r) => [
+              rs.hasV4 && r.publicIP !== 0 ? formatIPv4(r.publicIP) : '',
+              rs.hasV6 && r.publicIPv6 !== undefined ? formatIPv6Plain(r.publicIPv6) : '',
+            ]),
+          ),
+        ].filter((x) => x !== '');
+        this.mtu = Math.min(Math.max(rd16(b, off + 2), 1280), 65507);
         off += 4;
       } else if (kind === REC_GSO) {
         if (off + 1 > b.length) break;
@@ -94,7 +139,36 @@ export class VectorWriter {
     return out;
   }
 
+  /** A stranger for peer index i >= the senders: IPv4 for even i (when the node has an IPv4 underlay). */
+  private sender6(i: number, rs: RouteSet6): string {
+    if (i < this.senders6.length) return this.senders6[i]!;
+    return rs.hasV4 && (i % 2 === 0 || !rs.hasV6) ? `198.51.100.${i}` : formatIPv6Plain((0xfd77n << 112n) | 0xff00n | BigInt(i));
+  }
+
+  private expectDecap6(b: Uint8Array, start: number, len: number, groSeg: number, truncated: boolean, peer: number, rs: RouteSet6): Uint8Array {
+    const sender = this.sender6(peer, rs);
+    const verdicts = refDecapMessage6(b, start, len, groSeg, truncated, sender, rs);
+    const x = new Uint8Array(21 + verdicts.length);
+    x[0] = REC_EXPECT_DECAP6;
+    x.set(addr16(sender), 1);
+    x.set(u32(verdicts.length), 17);
+    verdicts.forEach((v, i) => (x[21 + i] = verdictByte(v)));
+    return x;
+  }
+
   private expectEncap(read: Uint8Array): Uint8Array {
+    if (this.routes6) {
+      const ref = refEncapTunRead6(read, this.routes6, this.mtu);
+      const x = new Uint8Array(24);
+      x[0] = REC_EXPECT_ENCAP6;
+      x[1] = verdictByte(ref.verdict);
+      x.set(u32(ref.units), 2);
+      const [type, code] = ref.icmp ? ref.icmp.split('/').map(Number) : [0xff, 0xff];
+      x[6] = type!;
+      x[7] = code!;
+      if (ref.verdict === 'forward') x.set(addr16(ref.to), 8);
+      return x;
+    }
     const ref = refEncapTunRead(read, this.routes, this.mtu);
     const x = new Uint8Array(12);
     x[0] = REC_EXPECT_ENCAP;

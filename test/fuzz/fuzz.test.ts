@@ -113,6 +113,20 @@ describe('C fuzz harnesses (native/fuzz; needs cc with libasan/libubsan)', () =>
       expect(r.code, r.out).toBe(0);
       const inputs = Number(/native fuzz: (\d+) inputs/.exec(r.out)?.[1]);
       expect(inputs).toBeGreaterThanOrEqual(NATIVE_COUNT);
+      // The dual-stack node's IPv6 inputs reached every IPv6 verdict (as the js IPv6 phase does).
+      const v6 = (side: string): Record<string, number> => {
+        const line = new RegExp(`^  IPv6 ${side}: (.*)$`, 'm').exec(r.out)?.[1] ?? '';
+        return Object.fromEntries(line.split(/[,;] /).map((kv) => kv.split(/ (?=\d+$)/)).map(([k, n]) => [k, Number(n)]));
+      };
+      const enc6 = v6('encap');
+      const dec6 = v6('decap');
+      for (const v of ['forward', 'no-route', 'own-subnet', 'ttl-expired', 'oversize', 'malformed', 'truncated', 'not-ip', 'ext-header', 'no-underlay']) {
+        expect(enc6[v] ?? 0, `${binary} IPv6 encap ${v}`).toBeGreaterThan(0);
+      }
+      for (const v of ['forward', 'unknown-peer', 'spoofed-source', 'no-route', 'ttl-expired', 'truncated', 'ext-header']) {
+        expect(dec6[v] ?? 0, `${binary} IPv6 decap ${v}`).toBeGreaterThan(0);
+      }
+      expect(enc6['ICMPv6 errors'] ?? 0, `${binary} ICMPv6 errors`).toBeGreaterThan(0);
     }
   });
 });
