@@ -150,45 +150,30 @@ void gro_add(gro_batch *g, uint8_t *pkt, uint32_t len, void *owner) {
   }
 }
 
-/* finish_merged for TCP/IPv6: payload length, GSO_TCPV6. */
-static void finish_merged6(gro_item *it, uint8_t *vh) {
-  uint8_t *ip = it->pkt;
-  uint8_t *th = ip + IP6_HDR_LEN;
-  uint32_t tcp_len = it->total_len - IP6_HDR_LEN;
-  wr16(ip + 4, (uint16_t)tcp_len);
-  if (it->psh) th[13] |= 0x08;
-  csum_store(th + 16, csum_fold(csum_pseudo6(ip + 8, ip + 24, tcp_len, IPPROTO_TCP_)));
-  vnet_hdr h = {
-      .flags = VNET_F_NEEDS_CSUM,
-      .gso_type = VNET_GSO_TCPV6,
-      .hdr_len = it->hdr_len,
-      .gso_size = it->gso_size,
-      .csum_start = IP6_HDR_LEN,
-      .csum_offset = 16,
-  };
-  vnet_write(vh, &h);
-}
-
 /* Patches the first packet's headers for a merged item and fills its virtio header. */
 static void finish_merged(gro_item *it, uint8_t *vh) {
-  if (it->v6) {
-    finish_merged6(it, vh);
-    return;
-  }
   uint8_t *ip = it->pkt;
-  uint8_t *th = ip + IP_HDR_MIN;
-  wr16(ip + 2, (uint16_t)it->total_len);
-  ipv4_set_csum(ip);
+  unsigned l3 = it->v6 ? IP6_HDR_LEN : IP_HDR_MIN;
+  uint8_t *th = ip + l3;
+  uint16_t tcp_len = (uint16_t)(it->total_len - l3);
+  uint64_t pseudo;
+  if (it->v6) {
+    wr16(ip + 4, tcp_len);
+    pseudo = csum_pseudo6(ip + 8, ip + 24, tcp_len, IPPROTO_TCP_);
+  } else {
+    wr16(ip + 2, (uint16_t)it->total_len);
+    ipv4_set_csum(ip);
+    pseudo = csum_pseudo(ip + 12, ip + 16, IPPROTO_TCP_, tcp_len);
+  }
   if (it->psh) th[13] |= 0x08;
   /* NEEDS_CSUM: the field holds the folded, uncomplemented pseudo-header sum. */
-  uint16_t tcp_len = (uint16_t)(it->total_len - IP_HDR_MIN);
-  csum_store(th + 16, csum_fold(csum_pseudo(ip + 12, ip + 16, IPPROTO_TCP_, tcp_len)));
+  csum_store(th + 16, csum_fold(pseudo));
   vnet_hdr h = {
       .flags = VNET_F_NEEDS_CSUM,
-      .gso_type = VNET_GSO_TCPV4,
+      .gso_type = it->v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4,
       .hdr_len = it->hdr_len,
       .gso_size = it->gso_size,
-      .csum_start = IP_HDR_MIN,
+      .csum_start = (uint16_t)l3,
       .csum_offset = 16,
   };
   vnet_write(vh, &h);

@@ -176,11 +176,20 @@ int nl_route_del(const char *ifname, uint32_t network, uint8_t prefix_len, felt_
 
 static void fmt_ip6(const uint8_t ip[16], char out[INET6_ADDRSTRLEN]) { inet_ntop(AF_INET6, ip, out, INET6_ADDRSTRLEN); }
 
+/* The checks both IPv6 requests start with: formats the address into ip, returns the ifindex or 0. */
+static int prepare6(const char *what, const char *ifname, const uint8_t address[16], uint8_t prefix_len,
+                    char ip[INET6_ADDRSTRLEN], felt_err *err) {
+  fmt_ip6(address, ip);
+  if (prefix_len > 128) {
+    felt_errmsg(err, "%s %s/%u: invalid prefix length", what, ip, prefix_len);
+    return 0;
+  }
+  return ifindex_of(ifname, what, err);
+}
+
 int nl_addr_add6(const char *ifname, const uint8_t address[16], uint8_t prefix_len, felt_err *err) {
   char ip[INET6_ADDRSTRLEN];
-  fmt_ip6(address, ip);
-  if (prefix_len > 128) return felt_errmsg(err, "addrAdd6 %s/%u: invalid prefix length", ip, prefix_len);
-  int idx = ifindex_of(ifname, "addrAdd6", err);
+  int idx = prepare6("addrAdd6", ifname, address, prefix_len, ip, err);
   if (idx == 0) return -1;
   nl_req req;
   nl_init(&req, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct ifaddrmsg));
@@ -199,9 +208,7 @@ int nl_addr_add6(const char *ifname, const uint8_t address[16], uint8_t prefix_l
 
 int nl_route_add6(const char *ifname, const uint8_t network[16], uint8_t prefix_len, felt_err *err) {
   char ip[INET6_ADDRSTRLEN];
-  fmt_ip6(network, ip);
-  if (prefix_len > 128) return felt_errmsg(err, "routeAdd6 %s/%u: invalid prefix length", ip, prefix_len);
-  int idx = ifindex_of(ifname, "routeAdd6", err);
+  int idx = prepare6("routeAdd6", ifname, network, prefix_len, ip, err);
   if (idx == 0) return -1;
   uint8_t dst[16];
   for (int i = 0; i < 16; i++) {
