@@ -1,11 +1,14 @@
 // Shared pieces of the Kubernetes-mode tests: node objects as a cluster would hold them, a silent
-// logger, a net-conf.json file, and polling.
+// logger, a net-conf.json file, polling, and the masquerade traffic check.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
+import { expect } from 'vitest';
 import type { Logger } from '../../src/log.js';
 import type { JsonObject } from '../testbed/fake-apiserver.js';
+import type { Netns } from '../testbed/netns.js';
+import { sendOneDatagram, sourceReceiver, type UdpFamily } from '../support/udp-source.js';
 import { waitFor } from '../support/wait.js';
 
 export const PREFIX = 'flannel.alpha.coreos.com/';
@@ -57,4 +60,44 @@ export function netConf(config: unknown = { Network: '10.244.0.0/16', Backend: {
 /** Polls quickly: these waits are on a local fake API server. */
 export function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
   return waitFor(what, check, timeoutMs, 20);
+}
+
+export interface MasqScene {
+  family: UdpFamily;
+  pod: Netns;
+  outside: Netns;
+  remote: Netns;
+  podIP: string;
+  /** The node's address on the outside link: what masqueraded traffic carries. */
+  nodeIP: string;
+  outsideIP: string;
+  /** A pod on another node (inside the overlay network). */
+  remoteIP: string;
+}
+
+/** pod -> outside leaves with the node address only while `masq` is set up; pod -> pod keeps its source throughout. */
+export async function expectMasqTraffic(masq: { setup(): Promise<void>; teardown(): Promise<void> }, s: MasqScene): Promise<void> {
+  const out = await sourceReceiver(s.outside, s.family, s.outsideIP, 7777);
+  const rem = await sourceReceiver(s.remote, s.family, s.remoteIP, 7777).catch((e: unknown) => {
+    out.stop();
+    throw e;
+  });
+  const send = (to: string): Promise<void> => sendOneDatagram(s.pod, s.family, to, 7777);
+  try {
+    await send(s.outsideIP);
+    expect(await out.next()).toBe(s.podIP); // no rules yet: the pod address leaks out
+
+    await masq.setup();
+    await send(s.outsideIP);
+    expect(await out.next()).toBe(s.nodeIP); // masqueraded to the node's address
+    await send(s.remoteIP);
+    expect(await rem.next()).toBe(s.podIP); // inside the overlay: untouched
+
+    await masq.teardown();
+    await send(s.outsideIP);
+    expect(await out.next()).toBe(s.podIP);
+  } finally {
+    out.stop();
+    rem.stop();
+  }
 }

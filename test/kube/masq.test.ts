@@ -6,8 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FORWARD_CHAIN, IpMasq, MASQ_CHAIN, supportsRandomFully, type IpMasqOptions } from '../../src/masq.js';
 import { parseSubnet } from '../../src/net/cidr.js';
 import { Netns, run, runPrefix } from '../testbed/netns.js';
-import { sendOneDatagram, sourceReceiver, type SourceReceiver } from '../support/udp-source.js';
-import { quietLogger, until } from './helpers.js';
+import { expectMasqTraffic, quietLogger, until } from './helpers.js';
 
 const NETWORK = parseSubnet('10.244.0.0/16');
 const LOCAL = parseSubnet('10.244.1.0/24');
@@ -154,14 +153,6 @@ describe('IpMasq traffic (root, netns, iptables)', () => {
   let remote: Netns;
   let masq: IpMasq;
 
-  const receivers: SourceReceiver[] = [];
-  const receiver = async (ns: Netns, ip: string): Promise<SourceReceiver> => {
-    const r = await sourceReceiver(ns, 'udp4', ip, 7777);
-    receivers.push(r);
-    return r;
-  };
-  const send = (to: string): Promise<void> => sendOneDatagram(pod, 'udp4', to, 7777);
-
   beforeAll(async () => {
     for (const name of ['node', 'pod', 'out', 'rpod']) spaces.push(await Netns.create(`${prefix}-${name}`));
     [node, pod, outside, remote] = spaces as [Netns, Netns, Netns, Netns];
@@ -181,25 +172,10 @@ describe('IpMasq traffic (root, netns, iptables)', () => {
   });
   afterAll(async () => {
     await masq?.stop();
-    for (const r of receivers) r.stop();
     for (const ns of spaces.reverse()) await ns.delete();
   });
 
   it('pod -> outside leaves with the node address only when masquerading; pod -> pod keeps its source', async () => {
-    const out = await receiver(outside, '192.168.99.2');
-    const rem = await receiver(remote, '10.244.2.5');
-
-    await send('192.168.99.2');
-    expect(await out.next()).toBe('10.244.1.2'); // no rules yet: the pod address leaks out
-
-    await masq.setup();
-    await send('192.168.99.2');
-    expect(await out.next()).toBe('192.168.99.1'); // masqueraded to the node's address
-    await send('10.244.2.5');
-    expect(await rem.next()).toBe('10.244.1.2'); // inside the overlay: untouched
-
-    await masq.teardown();
-    await send('192.168.99.2');
-    expect(await out.next()).toBe('10.244.1.2');
+    await expectMasqTraffic(masq, { family: 'udp4', pod, outside, remote, podIP: '10.244.1.2', nodeIP: '192.168.99.1', outsideIP: '192.168.99.2', remoteIP: '10.244.2.5' });
   });
 });

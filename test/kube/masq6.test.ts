@@ -7,8 +7,7 @@ import { FORWARD_CHAIN, IpMasq, MASQ_CHAIN } from '../../src/masq.js';
 import { parseSubnet6 } from '../../src/net/ip6.js';
 import { parseSubnet } from '../../src/net/cidr.js';
 import { Netns, run, runPrefix } from '../testbed/netns.js';
-import { sendOneDatagram, sourceReceiver, type SourceReceiver } from '../support/udp-source.js';
-import { quietLogger } from './helpers.js';
+import { expectMasqTraffic, quietLogger } from './helpers.js';
 
 const NETWORK6 = parseSubnet6('fc00::/48');
 const LOCAL6 = parseSubnet6('fc00:0:0:1::/64');
@@ -33,14 +32,6 @@ describe('IpMasq IPv6 rules and traffic in network namespaces (root, netns, ip6t
   const rules = async (table: string, chain: string): Promise<string[]> =>
     (await node.exec(['ip6tables', '-w', '-t', table, '-S', chain], { check: false })).stdout.split('\n').filter((l) => l.startsWith('-A '));
 
-  const receivers: SourceReceiver[] = [];
-  const receiver = async (ns: Netns, ip: string): Promise<SourceReceiver> => {
-    const r = await sourceReceiver(ns, 'udp6', ip, 7777);
-    receivers.push(r);
-    return r;
-  };
-  const send = (to: string): Promise<void> => sendOneDatagram(pod, 'udp6', to, 7777);
-
   beforeAll(async () => {
     hostRulesBefore = await hostFeltRules();
     for (const name of ['node', 'pod', 'out', 'rpod']) spaces.push(await Netns.create(`${prefix}-${name}`));
@@ -61,7 +52,6 @@ describe('IpMasq IPv6 rules and traffic in network namespaces (root, netns, ip6t
     await node.sysctl('net.ipv6.conf.all.forwarding', '1');
   });
   afterAll(async () => {
-    for (const r of receivers) r.stop();
     for (const ns of spaces.reverse()) await ns.delete();
     expect(await hostFeltRules()).toBe(hostRulesBefore);
   });
@@ -91,20 +81,6 @@ describe('IpMasq IPv6 rules and traffic in network namespaces (root, netns, ip6t
 
   it('pod -> outside leaves with the node address only when masquerading; pod -> pod keeps its source', async () => {
     const m = new IpMasq({ network: NETWORK6, localSubnet: LOCAL6, masquerade: true, forwardRules: true, resyncSeconds: 3600, netns: node.name }, quietLogger());
-    const out = await receiver(outside, 'fd99::2');
-    const rem = await receiver(remote, 'fc00:0:0:2::5');
-
-    await send('fd99::2');
-    expect(await out.next()).toBe('fc00:0:0:1::2'); // no rules yet: the pod address leaks out
-
-    await m.setup();
-    await send('fd99::2');
-    expect(await out.next()).toBe('fd99::1'); // masqueraded to the node's address
-    await send('fc00:0:0:2::5');
-    expect(await rem.next()).toBe('fc00:0:0:1::2'); // inside the overlay: untouched
-
-    await m.teardown();
-    await send('fd99::2');
-    expect(await out.next()).toBe('fc00:0:0:1::2');
+    await expectMasqTraffic(m, { family: 'udp6', pod, outside, remote, podIP: 'fc00:0:0:1::2', nodeIP: 'fd99::1', outsideIP: 'fd99::2', remoteIP: 'fc00:0:0:2::5' });
   });
 });
