@@ -2,7 +2,7 @@
  * the lookup figure of bench/scale.ts, which compiles and runs this file. Not a fuzz harness; it
  * lives here because it links the same packet-path sources.
  *
- *   cc -O2 -std=gnu11 -D_GNU_SOURCE lookup_bench.c ../routes.c ../u32map.c ../err.c -o lookup_bench
+ *   cc -O2 -std=gnu11 -D_GNU_SOURCE lookup_bench.c ../routes.c ../u32map.c ../map6.c ../err.c -o lookup_bench
  *   ./lookup_bench [SIZES...]     (default 10 100 1000 5000)
  *
  * Prints one JSON array: [{"routes":N,"nsPerLookup":x,"hitRate":h}, ...]. Destinations: half in

@@ -16,6 +16,7 @@ import { agentEntry, startAgent, type AgentHandle, type Engine } from '../testbe
 import { repoRoot, tcpTransfer } from '../testbed/tcp.js';
 import { Testbed, type Pod, type TestbedNode, type UnderlayFamily } from '../testbed/testbed.js';
 import { knownSubnets, leasesDoc, podOf, waitFor } from './helpers.js';
+import { readJsonLines } from '../support/udp.js';
 
 const ENGINES: Engine[] = ['js', 'native'];
 const UNDERLAYS: UnderlayFamily[] = ['ipv4', 'ipv6'];
@@ -189,25 +190,7 @@ interface PeerRecord {
 async function startStockPeer(node: TestbedNode): Promise<{ records: () => PeerRecord[]; stop: () => void }> {
   const child: ChildProcess = node.ns.spawn([process.execPath, PEER_FIXTURE, node.underlayIP, '8285', STOCK_POD], { stdio: ['ignore', 'pipe', 'pipe'] });
   const records: PeerRecord[] = [];
-  let stderr = '';
-  let buf = '';
-  child.stderr!.setEncoding('utf8');
-  child.stderr!.on('data', (c: string) => (stderr += c));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const obj = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-        buf = buf.slice(nl + 1);
-        if ('listening' in obj) resolve();
-        else records.push(obj as unknown as PeerRecord);
-      }
-    });
-    child.once('exit', (code, signal) => reject(new Error(`stock peer on ${node.name} exited (${signal ?? code}): ${stderr.trim()}`)));
-  });
-  await ready;
+  await readJsonLines(child, `stock peer on ${node.name}`, (obj) => records.push(obj as unknown as PeerRecord));
   return { records: () => [...records], stop: () => void (child.exitCode === null && child.kill('SIGKILL')) };
 }
 

@@ -26,6 +26,31 @@ export async function sendGsoDatagrams(ns: Netns, bindIP: string, bindPort: numb
   if (r.code !== 0) throw new Error(`gso-send.py in ${ns.name} failed: ${r.stderr.trim() || r.stdout.trim()}`);
 }
 
+/**
+ * Reads a fixture child's stdout as JSON lines: resolves at its `{"listening":...}` line, hands
+ * every other line to `onRecord`, and rejects with its stderr if it exits before listening.
+ */
+export function readJsonLines(child: ChildProcess, what: string, onRecord: (obj: Record<string, unknown>) => void): Promise<void> {
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (c: string) => (stderr += c));
+  let buf = '';
+  return new Promise<void>((resolve, reject) => {
+    child.once('exit', (code, signal) => reject(new Error(`${what} exited (${signal ?? code}): ${stderr.trim()}`)));
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const obj = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        buf = buf.slice(nl + 1);
+        if ('listening' in obj) resolve();
+        else onRecord(obj);
+      }
+    });
+  });
+}
+
 export interface Received {
   from: string;
   port: number;
@@ -40,27 +65,7 @@ export class UdpListener {
   static async start(ns: Netns, ip: string, port: number): Promise<UdpListener> {
     const child = ns.spawn([process.execPath, UDP_TOOL, 'listen', ip, String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const listener = new UdpListener(child);
-    let stderr = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (c: string) => (stderr += c));
-    let buf = '';
-    let listening: (() => void) | undefined;
-    const ready = new Promise<void>((resolve, reject) => {
-      listening = resolve;
-      child.once('exit', (code, signal) => reject(new Error(`listener in ${ns.name} exited (${signal ?? code}): ${stderr.trim()}`)));
-    });
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const obj = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-        buf = buf.slice(nl + 1);
-        if ('listening' in obj) listening?.();
-        else listener.received.push(obj as unknown as Received);
-      }
-    });
-    await ready;
+    await readJsonLines(child, `listener in ${ns.name}`, (obj) => listener.received.push(obj as unknown as Received));
     return listener;
   }
 
