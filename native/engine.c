@@ -53,8 +53,9 @@ static uint64_t mono_ns(void) {
 
 static int is_stopping(const engine *e) { return __atomic_load_n(&e->stopping, __ATOMIC_ACQUIRE); }
 
-/* Blocks until fd or fd2 (-1: none) has `events` or the engine stops. Returns 0, or -1 when stopping. */
-static int wait_fds(engine *e, int fd, int fd2, short events, uint64_t *seen) {
+/* Blocks until fd or fd2 (-1: none) has `events` or the engine stops. Returns 0, or -1 when stopping;
+ * *ready (when given) gets bit 0 for fd and bit 1 for fd2 if they reported anything. */
+static int wait_fds(engine *e, int fd, int fd2, short events, uint64_t *seen, int *ready) {
   if (seen) __atomic_store_n(seen, OFFLINE, __ATOMIC_SEQ_CST);
   for (;;) {
     struct pollfd pfd[3] = {{.fd = e->wake_fd, .events = POLLIN}, {.fd = fd, .events = events}, {.fd = fd2, .events = events}};
@@ -62,10 +63,11 @@ static int wait_fds(engine *e, int fd, int fd2, short events, uint64_t *seen) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 || pfd[0].revents || is_stopping(e)) return -1;
     if ((pfd[1].revents | pfd[2].revents) & POLLNVAL) return -1;
+    if (ready) *ready = (pfd[1].revents ? 1 : 0) | (pfd[2].revents ? 2 : 0);
     return 0;
   }
 }
-static int wait_fd(engine *e, int fd, short events, uint64_t *seen) { return wait_fds(e, fd, -1, events, seen); }
+static int wait_fd(engine *e, int fd, short events, uint64_t *seen) { return wait_fds(e, fd, -1, events, seen, NULL); }
 
 /* Takes the current table after announcing the generation it is read at. */
 static const route_table *enter_table(engine *e, uint64_t *seen) {
@@ -558,18 +560,23 @@ static void dec_drain_socket(dec_thread *t, udp_batch *rx, int fd) {
   }
 }
 
-void engine_dec_drain(dec_thread *t) {
+/* Drains the sockets that reported something: bit 0 the IPv4 socket, bit 1 the IPv6 one (a quiet
+ * socket would only cost a recvmmsg returning EAGAIN on every wake-up). */
+static void dec_drain_ready(dec_thread *t, int ready) {
   engine *e = t->e;
   t->table = enter_table(e, &e->dec_seen);
   t->now_ms = now_ms();
-  if (e->udp.fd >= 0) dec_drain_socket(t, &t->rx, e->udp.fd);
-  if (e->udp6_on) dec_drain_socket(t, &t->rx6, e->udp6.fd);
+  if ((ready & 1) && e->udp.fd >= 0) dec_drain_socket(t, &t->rx, e->udp.fd);
+  if ((ready & 2) && e->udp6_on) dec_drain_socket(t, &t->rx6, e->udp6.fd);
 }
+
+void engine_dec_drain(dec_thread *t) { dec_drain_ready(t, 1 | 2); }
 
 void *engine_dec_main(void *arg) {
   dec_thread *t = arg;
   engine *e = t->e;
-  while (wait_fds(e, e->udp.fd, e->udp6_on ? e->udp6.fd : -1, POLLIN, &e->dec_seen) == 0) engine_dec_drain(t);
+  int ready = 0;
+  while (wait_fds(e, e->udp.fd, e->udp6_on ? e->udp6.fd : -1, POLLIN, &e->dec_seen, &ready) == 0) dec_drain_ready(t, ready);
   __atomic_store_n(&e->dec_seen, OFFLINE, __ATOMIC_SEQ_CST);
   return NULL;
 }
@@ -597,17 +604,17 @@ void *engine_duo_main(void *arg) {
       if (errno == EINTR) continue;
       break;
     }
-    int tun = 0, udp = 0;
+    int tun = 0, udp = 0; /* udp: bit 0 the IPv4 socket, bit 1 the IPv6 one */
     for (int i = 0; i < n; i++) {
       if (ev[i].data.u32 == 2 || (ev[i].events & (EPOLLERR | EPOLLHUP) && ev[i].data.u32 == 0)) ok = 0;
       else if (ev[i].data.u32 == 0) tun = 1;
-      else udp = 1;
+      else udp |= ev[i].data.u32 == 1 ? 1 : 2;
     }
     if (!ok || is_stopping(e)) break;
     /* Replies first: a reply waiting on the socket is the end of someone's round trip. What the
      * decap just wrote into the TUN device is often answered at once by the local kernel (ICMP
      * echo, TCP ACKs): that answer is already queued on the device, so read it without a wait. */
-    if (udp) engine_dec_drain(e->dec);
+    if (udp) dec_drain_ready(e->dec, udp);
     if (tun || udp) enc_drain(e->enc);
   }
   if (ep >= 0) close(ep);
