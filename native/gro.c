@@ -20,39 +20,35 @@ typedef struct {
   uint8_t flags;
 } tcp_info;
 
-/* Is pkt a TCP data segment we may merge (or merge into)? Fills ti. */
-static int tcp_mergeable(const uint8_t *pkt, uint32_t len, tcp_info *ti) {
-  if (pkt[9] != IPPROTO_TCP_ || ip_hlen(pkt) != IP_HDR_MIN) return 0;
-  if (rd16(pkt + 6) & (IP_MF | IP_OFFMASK)) return 0;
-  if (len < IP_HDR_MIN + 20) return 0;
-  const uint8_t *th = pkt + IP_HDR_MIN;
-  ti->ihl = IP_HDR_MIN;
+/* The TCP part of both families' checks: th is the TCP header, ihl bytes into a packet of len
+ * bytes, and pseudo the pseudo-header sum. Fills ti. */
+static int tcp_segment_mergeable(const uint8_t *th, uint32_t ihl, uint32_t len, uint64_t pseudo, tcp_info *ti) {
+  ti->ihl = ihl;
   ti->thl = (th[12] >> 4) * 4u;
-  if (ti->thl < 20 || IP_HDR_MIN + ti->thl > len) return 0;
-  ti->payload = len - IP_HDR_MIN - ti->thl;
+  if (ti->thl < 20 || ihl + ti->thl > len) return 0;
+  ti->payload = len - ihl - ti->thl;
   ti->flags = th[13];
   ti->seq = rd32(th + 4);
   if (ti->payload == 0) return 0;                       /* pure ACKs are never merged */
   if (ti->flags != 0x10 && ti->flags != 0x18) return 0; /* exactly ACK or ACK|PSH */
   /* The merged packet goes up as CHECKSUM_PARTIAL, unverified: verify each segment now. */
-  uint64_t sum = csum_pseudo(pkt + 12, pkt + 16, IPPROTO_TCP_, (uint16_t)(len - IP_HDR_MIN));
-  return csum_fold(csum_add(sum, th, len - IP_HDR_MIN)) == 0xffff;
+  return csum_fold(csum_add(pseudo, th, len - ihl)) == 0xffff;
+}
+
+/* Is pkt a TCP data segment we may merge (or merge into)? Fills ti. */
+static int tcp_mergeable(const uint8_t *pkt, uint32_t len, tcp_info *ti) {
+  if (pkt[9] != IPPROTO_TCP_ || ip_hlen(pkt) != IP_HDR_MIN) return 0;
+  if (rd16(pkt + 6) & (IP_MF | IP_OFFMASK)) return 0;
+  if (len < IP_HDR_MIN + 20) return 0;
+  uint64_t pseudo = csum_pseudo(pkt + 12, pkt + 16, IPPROTO_TCP_, (uint16_t)(len - IP_HDR_MIN));
+  return tcp_segment_mergeable(pkt + IP_HDR_MIN, IP_HDR_MIN, len, pseudo, ti);
 }
 
 /* The same for TCP/IPv6: the TCP header right after the fixed header (no extension headers). */
 static int tcp_mergeable6(const uint8_t *pkt, uint32_t len, tcp_info *ti) {
   if (pkt[6] != IPPROTO_TCP_ || len < IP6_HDR_LEN + 20) return 0;
-  const uint8_t *th = pkt + IP6_HDR_LEN;
-  ti->ihl = IP6_HDR_LEN;
-  ti->thl = (th[12] >> 4) * 4u;
-  if (ti->thl < 20 || IP6_HDR_LEN + ti->thl > len) return 0;
-  ti->payload = len - IP6_HDR_LEN - ti->thl;
-  ti->flags = th[13];
-  ti->seq = rd32(th + 4);
-  if (ti->payload == 0) return 0;
-  if (ti->flags != 0x10 && ti->flags != 0x18) return 0;
-  uint64_t sum = csum_pseudo6(pkt + 8, pkt + 24, len - IP6_HDR_LEN, IPPROTO_TCP_);
-  return csum_fold(csum_add(sum, th, len - IP6_HDR_LEN)) == 0xffff;
+  uint64_t pseudo = csum_pseudo6(pkt + 8, pkt + 24, len - IP6_HDR_LEN, IPPROTO_TCP_);
+  return tcp_segment_mergeable(pkt + IP6_HDR_LEN, IP6_HDR_LEN, len, pseudo, ti);
 }
 
 /* Can segment `pkt` (facts ti) be appended to item `it`? */
