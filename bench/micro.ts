@@ -85,7 +85,7 @@ function makeDestinations(routes: readonly Route[], seed: number): Uint32Array {
   const out = new Uint32Array(BATCH);
   for (let i = 0; i < BATCH; i++) {
     const r = routes[Math.floor(rnd() * routes.length)]!;
-    out[i] = (r.subnet.ip + 1 + Math.floor(rnd() * 254)) >>> 0;
+    out[i] = (r.subnet!.ip + 1 + Math.floor(rnd() * 254)) >>> 0;
   }
   return out;
 }
@@ -93,7 +93,7 @@ function makeDestinations(routes: readonly Route[], seed: number): Uint32Array {
 function makeLeases(n: number): Lease[] {
   return makeRoutes(n).map((r) => {
     const publicIP = formatIPv4(r.publicIP);
-    const key = `/coreos.com/network/subnets/${formatIPv4(r.subnet.ip)}-24`;
+    const key = `/coreos.com/network/subnets/${formatIPv4(r.subnet!.ip)}-24`;
     return { subnet: r.subnet, publicIP, source: { kind: 'etcd', key, modRevision: '1' }, attrs: { PublicIP: publicIP } };
   });
 }
@@ -212,7 +212,7 @@ async function nativeLookupHook(): Promise<NativeLookupBench | null> {
 
 function flatTable(routes: readonly Route[]): Uint32Array {
   const t = new Uint32Array(routes.length * 3);
-  routes.forEach((r, i) => t.set([r.subnet.ip, r.subnet.prefixLen, r.publicIP], i * 3));
+  routes.forEach((r, i) => t.set([r.subnet!.ip, r.subnet!.prefixLen, r.publicIP], i * 3));
   return t;
 }
 
@@ -396,8 +396,8 @@ async function main(): Promise<void> {
   const from = formatIPv4(peer.publicIP);
   for (const size of [84, 1472]) {
     // Encap: from our pod to a host in the peer's subnet; decap: from the peer's pod to ours.
-    const out = makePacket(size, (OWN_SUBNET.ip + 2) >>> 0, (peer.subnet.ip + 2) >>> 0);
-    const inn = makePacket(size, (peer.subnet.ip + 2) >>> 0, (OWN_SUBNET.ip + 2) >>> 0);
+    const out = makePacket(size, (OWN_SUBNET.ip + 2) >>> 0, (peer.subnet!.ip + 2) >>> 0);
+    const inn = makePacket(size, (peer.subnet!.ip + 2) >>> 0, (OWN_SUBNET.ip + 2) >>> 0);
     if (encapOne(out, table) < 0 || decapOne(inn, from, peers) < 0) throw new Error('micro: synthetic packets do not pass the checks');
     add({ id: `encap-${size}`, group: 'packet', name: `encap js, ${size} B packet`, size, opsPerIteration: BATCH }, () => {
       let acc = 0;
@@ -416,8 +416,8 @@ async function main(): Promise<void> {
   for (const family of [4, 6] as const) {
     const fwd = forwarderFor(makeRoutes6(5_000));
     const last = makeRoutes6(5_000)[4_999]!;
-    const enc = family === 4 ? makePacket(84, (OWN_SUBNET.ip + 2) >>> 0, (last.subnet.ip + 2) >>> 0) : makePacket6(84, OWN_SUBNET6 + 2n, last.subnet6!.ip + 2n);
-    const dec = family === 4 ? makePacket(84, (last.subnet.ip + 2) >>> 0, (OWN_SUBNET.ip + 2) >>> 0) : makePacket6(84, last.subnet6!.ip + 2n, OWN_SUBNET6 + 2n);
+    const enc = family === 4 ? makePacket(84, (OWN_SUBNET.ip + 2) >>> 0, (last.subnet!.ip + 2) >>> 0) : makePacket6(84, OWN_SUBNET6 + 2n, last.subnet6!.ip + 2n);
+    const dec = family === 4 ? makePacket(84, (last.subnet!.ip + 2) >>> 0, (OWN_SUBNET.ip + 2) >>> 0) : makePacket6(84, last.subnet6!.ip + 2n, OWN_SUBNET6 + 2n);
     const tunBatch = records(enc, 2, 64, (rec) => rec.writeUInt16BE(enc.length, 0));
     const udpBatch = records(dec, 8, 64, (rec) => {
       rec.writeUInt32BE(last.publicIP, 0);
@@ -451,13 +451,13 @@ async function main(): Promise<void> {
   add({ id: 'sync-5000-initial', group: 'sync', name: 'sync 5,000 leases, initial snapshot', size: 5_000, opsPerIteration: 1 }, () => {
     const lt = new LeaseTable();
     const changes = lt.apply(snapshot);
-    sink ^= changes.length ^ new RouteTable(lt.routes(OWN_SUBNET)).size;
+    sink ^= changes.length ^ new RouteTable(lt.routes({ subnet: OWN_SUBNET })).size;
   });
   const full = new LeaseTable();
   full.apply(snapshot);
   add({ id: 'sync-5000-relist', group: 'sync', name: 'sync 5,000 leases, unchanged relist', size: 5_000, opsPerIteration: 1 }, () => {
     const changes = full.apply(snapshot);
-    sink ^= changes.length ^ new RouteTable(full.routes(OWN_SUBNET)).size;
+    sink ^= changes.length ^ new RouteTable(full.routes({ subnet: OWN_SUBNET })).size;
   });
 
   process.stdout.write(`bench:micro: ${specs.size} benchmarks, ${timeMs} ms each${native ? '' : ' (the addon has no benchRouteLookup hook: C lookup skipped)'}\n`);

@@ -56,20 +56,23 @@ static napi_value js_tun_write(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* ---- linkSetup(name, {mtu, address, prefixLen, txQueueLen?}) ---- */
+/* ---- linkSetup(name, {mtu, address?, prefixLen?, txQueueLen?}): no address on an IPv6-only overlay ---- */
 static napi_value js_link_setup(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, argv, 2, 2) < 0) return NULL;
   char name[64];
-  uint32_t mtu, address, prefix_len, txqlen = 0;
+  uint32_t mtu, address = 0, prefix_len = 32, txqlen = 0;
+  bool with_address = false;
   if (get_string(env, argv[0], "name", name, sizeof name) < 0 ||
       get_prop_u32(env, argv[1], "mtu", 68, 65535, 0, &mtu) < 0 ||
-      get_prop_u32(env, argv[1], "address", 0, UINT32_MAX, 0, &address) < 0 ||
-      get_prop_u32(env, argv[1], "prefixLen", 0, 32, 0, &prefix_len) < 0 ||
+      get_opt_present(env, argv[1], "address", &with_address) < 0 ||
+      (with_address && (get_prop_u32(env, argv[1], "address", 0, UINT32_MAX, 0, &address) < 0 ||
+                        get_prop_u32(env, argv[1], "prefixLen", 0, 32, 0, &prefix_len) < 0)) ||
       get_prop_u32(env, argv[1], "txQueueLen", 1, UINT32_MAX, 1, &txqlen) < 0)
     return NULL;
   felt_err err;
-  if (nl_link_setup(name, mtu, txqlen, address, (uint8_t)prefix_len, &err) < 0) return throw_err(env, &err);
+  if (nl_link_setup(name, mtu, txqlen, with_address ? &address : NULL, (uint8_t)prefix_len, &err) < 0)
+    return throw_err(env, &err);
   return NULL;
 }
 

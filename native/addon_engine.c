@@ -82,11 +82,13 @@ static int get_opt_ip6(napi_env env, napi_value obj, const char *key, uint8_t ou
 static napi_value js_engine_start(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (get_args(env, info, argv, 1, 1) < 0) return NULL;
-  uint32_t tun_fd, mtu, local_net, local_prefix, bind_ip, port;
+  uint32_t tun_fd, mtu, local_net = 0, local_prefix = 0, bind_ip, port;
+  bool has4 = false; /* localNetwork absent: an IPv6-only overlay */
   if (get_prop_u32(env, argv[0], "tunFd", 0, INT32_MAX, false, &tun_fd) < 0 ||
       get_prop_u32(env, argv[0], "mtu", 68, 65535 - 28, false, &mtu) < 0 ||
-      get_prop_u32(env, argv[0], "localNetwork", 0, UINT32_MAX, false, &local_net) < 0 ||
-      get_prop_u32(env, argv[0], "localPrefixLen", 0, 32, false, &local_prefix) < 0 ||
+      get_opt_present(env, argv[0], "localNetwork", &has4) < 0 ||
+      (has4 && (get_prop_u32(env, argv[0], "localNetwork", 0, UINT32_MAX, false, &local_net) < 0 ||
+                get_prop_u32(env, argv[0], "localPrefixLen", 0, 32, false, &local_prefix) < 0)) ||
       get_prop_u32(env, argv[0], "bindIP", 0, UINT32_MAX, false, &bind_ip) < 0 ||
       get_prop_u32(env, argv[0], "port", 1, 65535, false, &port) < 0)
     return NULL;
@@ -108,6 +110,7 @@ static napi_value js_engine_start(napi_env env, napi_callback_info info) {
   engine_config cfg = {
       .tun_fd = (int)tun_fd,
       .mtu = mtu,
+      .has4 = has4,
       .local_net = local_net,
       .local_prefix = local_prefix,
       .bind_ip = bind_ip,

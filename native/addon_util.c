@@ -77,6 +77,17 @@ int get_opt_bool(napi_env env, napi_value obj, const char *key, bool *out) {
   return 0;
 }
 
+int get_opt_present(napi_env env, napi_value obj, const char *key, bool *out) {
+  napi_valuetype t;
+  napi_typeof(env, obj, &t);
+  if (t != napi_object) return type_error(env, "options", "an object");
+  napi_value v;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok) return -1;
+  napi_typeof(env, v, &t);
+  *out = t != napi_undefined;
+  return 0;
+}
+
 int get_bytes(napi_env env, napi_value v, const char *what, void **data, size_t *len) {
   bool is;
   if (napi_is_buffer(env, v, &is) == napi_ok && is) {

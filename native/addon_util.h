@@ -19,6 +19,8 @@ int get_prop_u32(napi_env env, napi_value obj, const char *key, uint32_t min, ui
                  uint32_t *out);
 /* obj[key] as a boolean when obj is an object with that key; otherwise *out is left unchanged. */
 int get_opt_bool(napi_env env, napi_value obj, const char *key, bool *out);
+/* *out = whether obj (an object) has key set to something other than undefined. */
+int get_opt_present(napi_env env, napi_value obj, const char *key, bool *out);
 /* A Buffer / TypedArray's bytes. */
 int get_bytes(napi_env env, napi_value v, const char *what, void **data, size_t *len);
 /* Throws err's message as a JS Error; returns NULL for `return throw_err(...)`. */

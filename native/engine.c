@@ -369,7 +369,8 @@ void engine_enc_packet(enc_thread *t, uint8_t *buf, size_t n) {
 
   uint32_t dst = ip_dst(pkt);
   if ((dst & e->local_mask) == e->cfg.local_net) {
-    enc_drop(t, DROP_OWN_SUBNET, NULL, nsegs); /* sending it to ourselves would loop */
+    /* Sending it to ourselves would loop; an IPv6-only overlay lands here with every IPv4 packet. */
+    enc_drop(t, e->cfg.has4 ? DROP_OWN_SUBNET : DROP_NOT_IP, NULL, nsegs);
     return;
   }
   rt_peer *rp = rt_lookup(t->table, dst);
@@ -513,7 +514,8 @@ static void dec_packet(dec_thread *t, const rt_peer *rp, uint8_t *p, size_t len)
     return;
   }
   if (!rt_peer_admits(t->table, rp, ip_src(p))) {
-    dec_drop(t, DROP_SPOOFED_SOURCE, rp->peer, 1);
+    /* On an IPv6-only overlay no peer has an IPv4 subnet: every IPv4 packet lands here. */
+    dec_drop(t, t->e->cfg.has4 ? DROP_SPOOFED_SOURCE : DROP_NOT_IP, rp->peer, 1);
     return;
   }
   if (p[8] == 0) {

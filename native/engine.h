@@ -15,7 +15,10 @@
 typedef struct {
   int tun_fd; /* opened with IFF_VNET_HDR, non-blocking; owned by the engine once started */
   uint32_t mtu;
-  uint32_t local_net; /* our lease; its .0 is the tunnel address (ICMP source) */
+  /* IPv4 pod traffic: our lease; its .0 is the tunnel address (ICMP source). has4 0 = an IPv6-only
+   * overlay (then has6): every IPv4 packet is dropped not-ip. */
+  int has4;
+  uint32_t local_net;
   uint32_t local_prefix;
   uint32_t bind_ip;   /* 0 with has_bind6: no IPv4 underlay (no IPv4 socket) */
   uint16_t port;
@@ -63,7 +66,7 @@ struct dec_thread;
 
 typedef struct engine {
   engine_config cfg;
-  uint32_t local_mask;
+  uint32_t local_mask; /* 0 without has4: every IPv4 destination takes the own-subnet branch, where it is not-ip */
   udp_sock udp;  /* IPv4 underlay socket; fd -1 when the node has none */
   udp_sock udp6; /* IPv6 underlay socket, when udp6_on */
   int udp6_on;

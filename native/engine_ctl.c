@@ -45,11 +45,14 @@ static void setup_offloads(engine *e) {
 engine *engine_start(const engine_config *cfg, felt_err *err) {
   if (cfg->local_prefix > 32) return felt_errmsg(err, "engineStart: invalid local prefix length"), NULL;
   if (cfg->mtu < 68 || cfg->mtu > 65535 - 28) return felt_errmsg(err, "engineStart: invalid MTU %u", cfg->mtu), NULL;
+  if (!cfg->has4 && !cfg->has6) return felt_errmsg(err, "engineStart: neither an IPv4 nor an IPv6 lease"), NULL;
   engine *e = calloc(1, sizeof *e);
   if (!e) return felt_errno(err, ENOMEM, "engineStart"), NULL;
   e->cfg = *cfg;
-  e->local_mask = prefix_mask(cfg->local_prefix);
-  e->cfg.local_net &= e->local_mask;
+  /* Without has4, mask and network 0 send every IPv4 packet into the own-subnet drop branch, where it
+   * is counted not-ip: the IPv4 path pays no extra test for the IPv6-only overlay. */
+  e->local_mask = cfg->has4 ? prefix_mask(cfg->local_prefix) : 0;
+  e->cfg.local_net = cfg->has4 ? cfg->local_net & e->local_mask : 0;
   e->wake_fd = -1;
   e->udp.fd = -1;
   e->udp6.fd = -1;

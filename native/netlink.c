@@ -98,7 +98,7 @@ static void fmt_ip(uint32_t ip, char out[16]) {
   snprintf(out, 16, "%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
 }
 
-int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, uint32_t address, uint8_t prefix_len,
+int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, const uint32_t *address, uint8_t prefix_len,
                   felt_err *err) {
   int idx = ifindex_of(ifname, "linkSetup", err);
   if (idx == 0) return -1;
@@ -114,19 +114,21 @@ int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, uint32_t ad
   if (txqlen > 0) nl_attr_u32(&req, IFLA_TXQLEN, txqlen);
   if ((rc = nl_transact(&req)) != 0) return felt_errno(err, rc, "RTM_NEWLINK %s mtu %u", ifname, mtu);
 
-  /* Address; REPLACE makes a repeated setup harmless. */
-  nl_init(&req, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct ifaddrmsg));
-  req.u.ifa.ifa_family = AF_INET;
-  req.u.ifa.ifa_prefixlen = prefix_len;
-  req.u.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
-  req.u.ifa.ifa_index = (uint32_t)idx;
-  uint32_t be = htonl(address);
-  nl_attr(&req, IFA_LOCAL, &be, 4);
-  nl_attr(&req, IFA_ADDRESS, &be, 4);
-  if ((rc = nl_transact(&req)) != 0) {
-    char ip[16];
-    fmt_ip(address, ip);
-    return felt_errno(err, rc, "RTM_NEWADDR %s/%u dev %s", ip, prefix_len, ifname);
+  /* Address (none on an IPv6-only overlay); REPLACE makes a repeated setup harmless. */
+  if (address != NULL) {
+    nl_init(&req, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, sizeof(struct ifaddrmsg));
+    req.u.ifa.ifa_family = AF_INET;
+    req.u.ifa.ifa_prefixlen = prefix_len;
+    req.u.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+    req.u.ifa.ifa_index = (uint32_t)idx;
+    uint32_t be = htonl(*address);
+    nl_attr(&req, IFA_LOCAL, &be, 4);
+    nl_attr(&req, IFA_ADDRESS, &be, 4);
+    if ((rc = nl_transact(&req)) != 0) {
+      char ip[16];
+      fmt_ip(*address, ip);
+      return felt_errno(err, rc, "RTM_NEWADDR %s/%u dev %s", ip, prefix_len, ifname);
+    }
   }
 
   nl_init(&req, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));

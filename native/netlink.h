@@ -7,8 +7,8 @@
 
 #include "err.h"
 
-/* Sets MTU (and txqueuelen when txqlen > 0), adds address/prefix_len, sets the link up. */
-int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, uint32_t address, uint8_t prefix_len,
+/* Sets MTU (and txqueuelen when txqlen > 0), adds *address/prefix_len (none when NULL), sets the link up. */
+int nl_link_setup(const char *ifname, uint32_t mtu, uint32_t txqlen, const uint32_t *address, uint8_t prefix_len,
                   felt_err *err);
 
 /* Adds `network/prefix_len dev ifname` to the main table; an existing route is not an error. */

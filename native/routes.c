@@ -165,6 +165,11 @@ static rt_peer *table_peer(route_table *t, const peer_id *id, peer_registry *reg
   return p;
 }
 
+/* Whether route i has an IPv4 subnet (every route of an IPv4-only table does). */
+static int has_subnet4(const route_spec6 *routes6, size_t i) {
+  return !routes6 || !(routes6[i].flags & ROUTE6_NO_SUBNET4);
+}
+
 route_table *rt_build(const route_spec *routes, size_t n, peer_registry *reg, felt_err *err) {
   return rt_build6(routes, NULL, n, reg, err);
 }
@@ -180,7 +185,7 @@ route_table *rt_build6(const route_spec *routes, const route_spec6 *routes6, siz
   if (!t || !winner) goto oom;
 
   for (size_t i = 0; i < n; i++) {
-    if (routes[i].prefix_len > 32) {
+    if (has_subnet4(routes6, i) && routes[i].prefix_len > 32) {
       felt_errmsg(err, "engineSetRoutes: route %zu has prefix length %u", i, routes[i].prefix_len);
       goto fail;
     }
@@ -192,7 +197,9 @@ route_table *rt_build6(const route_spec *routes, const route_spec6 *routes6, siz
   /* Later duplicates win: remember the last index per (prefix length, network); +1 so 0 means none. */
   for (size_t i = 0; i < n; i++) {
     uint32_t len = routes[i].prefix_len;
-    if (u32map_put(&dedup[len], routes[i].network & prefix_mask(len), (void *)(uintptr_t)(i + 1)) < 0) goto oom;
+    if (has_subnet4(routes6, i) &&
+        u32map_put(&dedup[len], routes[i].network & prefix_mask(len), (void *)(uintptr_t)(i + 1)) < 0)
+      goto oom;
     if (routes6 && (routes6[i].flags & ROUTE6_SUBNET)) {
       uint32_t l6 = routes6[i].prefix_len;
       if (map6_put(&dedup6[l6], key6_mask(words_key(routes6[i].net), l6), (void *)(uintptr_t)(i + 1)) < 0) goto oom;
@@ -201,7 +208,7 @@ route_table *rt_build6(const route_spec *routes, const route_spec6 *routes6, siz
   size_t nroutes = 0, nroutes6 = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t len = routes[i].prefix_len;
-    if ((uintptr_t)u32map_get(&dedup[len], routes[i].network & prefix_mask(len)) == i + 1) {
+    if (has_subnet4(routes6, i) && (uintptr_t)u32map_get(&dedup[len], routes[i].network & prefix_mask(len)) == i + 1) {
       winner[i] |= 1;
       nroutes++;
     }

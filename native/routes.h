@@ -25,6 +25,7 @@ typedef struct {
  * most significant first (host order each). */
 #define ROUTE6_SUBNET 1 /* net/prefix_len hold the peer's IPv6 subnet */
 #define ROUTE6_PUBLIC 2 /* pub holds the peer's IPv6 underlay address */
+#define ROUTE6_NO_SUBNET4 4 /* the peer has no IPv4 subnet (IPv6-only overlay): the triple's network is unused */
 typedef struct {
   uint32_t flags;
   uint32_t prefix_len;

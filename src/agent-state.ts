@@ -13,7 +13,8 @@ export interface AgentSnapshot {
     tunName: string;
     engine: 'native' | 'js';
     mtu: number;
-    network: string;
+    /** Network (EnableIPv4; absent on an IPv6-only overlay). */
+    network?: string;
     /** IPv6Network (EnableIPv6). */
     network6?: string;
     port: number;

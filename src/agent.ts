@@ -15,6 +15,7 @@ import { LeaseTable } from './lease/table.js';
 import { openLeaseStore } from './lease/open.js';
 import { chooseInterface, type UnderlayInterface } from './net/iface.js';
 import { formatSubnet, parseIPv4, subnetContains, type Subnet } from './net/cidr.js';
+import { leaseName, subnetText } from './lease/name.js';
 import { formatSubnet6, parseIPv6, subnet6Contains, subnet6Equals, type Subnet6 } from './net/ip6.js';
 import { readPreviousSubnets, writeSubnetEnv } from './subnetenv.js';
 import { NO_PUBLIC_IP, resolvePublicIPs } from './public-ips.js';
@@ -60,8 +61,8 @@ export class Agent implements AgentState {
   private readonly table = new LeaseTable(
     (lease) => this.leaseProblem(lease),
     ({ lease, reason }) => {
-      if (this.warned.first(`${formatSubnet(lease.subnet)} ${lease.publicIP} ${reason}`)) {
-        this.log.warn({ subnet: formatSubnet(lease.subnet), publicIP: lease.publicIP, reason, source: lease.source }, 'ignoring a lease that must not be routed');
+      if (this.warned.first(`${leaseName(lease)} ${lease.publicIP} ${reason}`)) {
+        this.log.warn({ subnet: leaseName(lease), publicIP: lease.publicIP, reason, source: lease.source }, 'ignoring a lease that must not be routed');
       }
     },
   );
@@ -101,7 +102,7 @@ export class Agent implements AgentState {
             tunName: this.settings.tunName,
             engine: this.settings.engine,
             mtu: this.tunMTU(),
-            network: formatSubnet(this.config.network),
+            ...(this.config.network ? { network: formatSubnet(this.config.network) } : {}),
             ...(this.config.ipv6 ? { network6: formatSubnet6(this.config.ipv6.network) } : {}),
             port: this.config.port,
           }
@@ -133,8 +134,7 @@ export class Agent implements AgentState {
       this.config = await this.startupStep(deadline, 'read the network config', () => store.getNetworkConfig());
       await this.choosePublicIPs(deadline, store, this.iface, this.config);
       this.log.info({
-        network: formatSubnet(this.config.network),
-        subnetLen: this.config.subnetLen,
+        ...(this.config.enableIPv4 ? { network: formatSubnet(this.config.network), subnetLen: this.config.subnetLen } : { enableIPv4: false }),
         ...(this.config.ipv6 ? { network6: formatSubnet6(this.config.ipv6.network), subnetLen6: this.config.ipv6.subnetLen } : {}),
         port: this.config.port,
         publicIP: this.publicIP,
@@ -145,7 +145,7 @@ export class Agent implements AgentState {
       const lease = await this.startupStep(deadline, 'acquire a subnet lease', () =>
         store.acquire(this.publicIP, { previousSubnet, previousSubnet6, publicIPv6: this.publicIPv6 }));
       this.log.info({
-        subnet: formatSubnet(lease.subnet),
+        subnet: subnetText(lease.subnet),
         subnet6: lease.ipv6Subnet && formatSubnet6(lease.ipv6Subnet),
         previous: previousSubnet && formatSubnet(previousSubnet),
       }, 'lease acquired');
@@ -153,7 +153,7 @@ export class Agent implements AgentState {
       this.startProbes();
       this.isReady = true;
       await store.completeLease();
-      this.log.info({ subnet: formatSubnet(lease.subnet), engine: this.settings.engine, tun: this.settings.tunName }, 'felt is up');
+      this.log.info({ subnet: leaseName(lease), engine: this.settings.engine, tun: this.settings.tunName }, 'felt is up');
     } catch (err) {
       await this.stop().catch(() => {});
       throw err;
@@ -261,12 +261,13 @@ export class Agent implements AgentState {
 
   private datapathConfig(lease: Lease): DatapathConfig {
     const network6 = this.config!.ipv6?.network;
+    const network = this.config!.network;
     const bindIPv6 = this.bindIPv6();
     return {
       tunName: this.settings.tunName,
       mtu: this.tunMTU(),
-      network: this.config!.network,
-      localSubnet: lease.subnet,
+      // Absent on an IPv6-only overlay: no IPv4 on the TUN.
+      ...(network && lease.subnet ? { network, localSubnet: lease.subnet } : {}),
       // 0: no IPv4 underlay address (an IPv6-only interface).
       bindIP: this.iface!.address ? parseIPv4(this.iface!.address) : 0,
       port: this.config!.port,
@@ -276,7 +277,6 @@ export class Agent implements AgentState {
   }
 
   private async startDatapath(lease: Lease): Promise<void> {
-    const subnet = lease.subnet;
     const engine = this.settings.engine;
     const datapath = await createDatapath(engine, this.datapathConfig(lease), this.log, { threads: this.settings.datapathThreads });
     try {
@@ -286,26 +286,30 @@ export class Agent implements AgentState {
       throw new StartupError(`could not start the ${engine} data path: ${(err as Error).message}`);
     }
     this.datapath = datapath;
-    datapath.setRoutes(this.table.routes(subnet, this.config?.ipv6 !== undefined));
+    datapath.setRoutes(this.table.routes(lease, this.config?.ipv6 !== undefined));
   }
 
-  /** Peer probes (src/probe/): from our TUN address through our own data path to every peer's. */
+  /**
+   * Peer probes (src/probe/): from our TUN address through our own data path to every peer's. They are
+   * IPv4 probes: an IPv6-only overlay has no IPv4 tunnel address to send them from, so none run there.
+   */
   private startProbes(): void {
     this.probes = startPeerProbes(this.settings.probes, {
-      local: () => (this.lease && this.datapath && this.config ? { address: this.lease.subnet.ip, mtu: this.tunMTU(), port: this.config.port } : undefined),
-      peers: () => this.table.all().filter((l) => !this.lease || !sameSubnet(l.subnet, this.lease.subnet)),
+      local: () => (this.lease?.subnet && this.datapath && this.config ? { address: this.lease.subnet.ip, mtu: this.tunMTU(), port: this.config.port } : undefined),
+      peers: () => this.table.all().filter((l) => !this.lease || leaseName(l) !== leaseName(this.lease)),
     }, this.log);
     this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });
   }
 
-  /** The iptables rules for the IPv4 network, and with EnableIPv6 the ip6tables ones for the IPv6 network. */
+  /** The iptables rules for the IPv4 network (EnableIPv4), and with EnableIPv6 the ip6tables ones for the IPv6 network. */
   private async startMasquerade(lease: Lease): Promise<void> {
     const { ipMasq, forwardRules: forward } = this.settings;
     if (!ipMasq && !forward) return;
     const { IpMasq } = await import('./masq.js');
     const six = this.config!.ipv6;
+    const network = this.config!.network;
     const families = [
-      { network: this.config!.network, localSubnet: lease.subnet },
+      ...(network && lease.subnet ? [{ network, localSubnet: lease.subnet }] : []),
       ...(six && lease.ipv6Subnet ? [{ network: six.network, localSubnet: lease.ipv6Subnet }] : []),
     ];
     const installed: Masquerade[] = [];
@@ -339,9 +343,10 @@ export class Agent implements AgentState {
 
   private async writeSubnetFile(lease: Lease): Promise<void> {
     const network6 = this.config!.ipv6?.network;
+    const network = this.config!.network;
     await writeSubnetEnv(this.settings.subnetFile, {
-      network: this.config!.network,
-      subnet: lease.subnet,
+      // flannel writes FLANNEL_NETWORK/FLANNEL_SUBNET only with EnableIPv4.
+      ...(network && lease.subnet ? { network, subnet: lease.subnet } : {}),
       ...(network6 && lease.ipv6Subnet ? { network6, subnet6: lease.ipv6Subnet } : {}),
       mtu: this.tunMTU(),
       ipMasq: this.settings.ipMasq,
@@ -354,10 +359,17 @@ export class Agent implements AgentState {
   private leaseProblem(lease: Lease): string | undefined {
     const config = this.config;
     if (!config) return undefined;
-    if (!subnetContains(config.network, lease.subnet)) return `is outside the network ${formatSubnet(config.network)}`;
-    // etcd leases all have SubnetLen bits (Kubernetes podCIDRs may differ, overlaps are still refused).
-    if (lease.source.kind === 'etcd' && lease.subnet.prefixLen !== config.subnetLen) {
-      return `is not a /${config.subnetLen} (SubnetLen)`;
+    if (config.enableIPv4) {
+      if (!lease.subnet) return 'has no IPv4 subnet (a lease of an IPv6-only overlay) but EnableIPv4 is set';
+      if (!subnetContains(config.network, lease.subnet)) return `is outside the network ${formatSubnet(config.network)}`;
+      // etcd leases all have SubnetLen bits (Kubernetes podCIDRs may differ, overlaps are still refused).
+      if (lease.source.kind === 'etcd' && lease.subnet.prefixLen !== config.subnetLen) {
+        return `is not a /${config.subnetLen} (SubnetLen)`;
+      }
+    } else if (lease.subnet) {
+      return 'has an IPv4 subnet but the network config has EnableIPv4=false (an IPv6-only overlay)';
+    } else if (!lease.ipv6Subnet) {
+      return 'has no IPv6 subnet, and the overlay is IPv6 only';
     }
     const six = config.ipv6;
     if (six && lease.ipv6Subnet) {
@@ -392,7 +404,7 @@ export class Agent implements AgentState {
       const l = change.lease;
       const fields = {
         event: change.type,
-        subnet: formatSubnet(l.subnet),
+        subnet: subnetText(l.subnet),
         publicIP: l.publicIP,
         ...(l.ipv6Subnet ? { subnet6: formatSubnet6(l.ipv6Subnet) } : {}),
         ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}),
@@ -410,10 +422,10 @@ export class Agent implements AgentState {
   /** Our lease as the store shows it: gone or taken over -> re-acquire; renewed -> keep its expiry. */
   private checkOwnLease(): void {
     if (!this.lease) return;
-    const own = this.table.get(this.lease.subnet);
+    const own = this.table.get(this.lease);
     // Compare with what our lease advertises (Kubernetes' public-ip-overwrite may differ from ours).
     if (!own || own.publicIP !== this.lease.publicIP || (own.publicIP === NO_PUBLIC_IP && own.publicIPv6 !== this.lease.publicIPv6)) {
-      this.log.error({ subnet: formatSubnet(this.lease.subnet), holder: own?.publicIP },
+      this.log.error({ subnet: leaseName(this.lease), holder: own?.publicIP },
         'OUR LEASE IS GONE from the store (deleted, expired or taken over): re-acquiring now');
       this.startReacquire();
     } else if (own.expiresAt !== undefined) {
@@ -422,7 +434,7 @@ export class Agent implements AgentState {
   }
 
   private pushRoutes(): void {
-    if (this.lease) this.datapath?.setRoutes(this.table.routes(this.lease.subnet, this.config?.ipv6 !== undefined));
+    if (this.lease) this.datapath?.setRoutes(this.table.routes(this.lease, this.config?.ipv6 !== undefined));
   }
 
   private startReacquire(): void {
@@ -443,10 +455,10 @@ export class Agent implements AgentState {
         previousSubnet6: previous.ipv6Subnet,
         publicIPv6: this.publicIPv6,
       });
-      if (sameSubnet(lease.subnet, previous.subnet)) {
-        this.log.warn({ subnet: formatSubnet(lease.subnet) }, 're-acquired our subnet');
+      if (sameSubnet(lease.subnet, previous.subnet) && sameSubnet6(lease.ipv6Subnet, previous.ipv6Subnet)) {
+        this.log.warn({ subnet: leaseName(lease) }, 're-acquired our subnet');
       } else {
-        this.log.error({ old: formatSubnet(previous.subnet), new: formatSubnet(lease.subnet) },
+        this.log.error({ old: leaseName(previous), new: leaseName(lease) },
           'our old subnet is taken: moved to a new subnet (pods on the old one must be restarted)');
       }
       await this.useLease(lease);
@@ -481,7 +493,7 @@ export class Agent implements AgentState {
     if (!this.lease || this.stopping || this.reacquiring) return;
     try {
       this.lease = await this.store!.renew(this.lease);
-      this.log.info({ subnet: formatSubnet(this.lease.subnet), expiresAt: this.lease.expiresAt && new Date(this.lease.expiresAt).toISOString() }, 'lease renewed');
+      this.log.info({ subnet: leaseName(this.lease), expiresAt: this.lease.expiresAt && new Date(this.lease.expiresAt).toISOString() }, 'lease renewed');
       this.scheduleRenewal();
     } catch (err) {
       if (err instanceof LeaseLostError) {
@@ -497,8 +509,8 @@ export class Agent implements AgentState {
   }
 }
 
-function sameSubnet(a: Subnet, b: Subnet): boolean {
-  return a.ip === b.ip && a.prefixLen === b.prefixLen;
+function sameSubnet(a: Subnet | undefined, b: Subnet | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefixLen === b.prefixLen;
 }
 
 function sameSubnet6(a: Subnet6 | undefined, b: Subnet6 | undefined): boolean {

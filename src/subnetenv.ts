@@ -6,9 +6,9 @@ import { formatIPv4, formatSubnet, parseSubnet, type Subnet } from './net/cidr.j
 import { formatIPv6, formatSubnet6, parseSubnet6, type Subnet6 } from './net/ip6.js';
 
 export interface SubnetEnv {
-  network: Subnet;
-  /** The node's lease; FLANNEL_SUBNET is its first host address with the lease's prefix length. */
-  subnet: Subnet;
+  /** Network and the node's IPv4 lease (EnableIPv4); FLANNEL_SUBNET is the lease's first host address. */
+  network?: Subnet;
+  subnet?: Subnet;
   /** IPv6Network and the node's IPv6 lease (EnableIPv6): FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET. */
   network6?: Subnet6;
   subnet6?: Subnet6;
@@ -16,8 +16,15 @@ export interface SubnetEnv {
   ipMasq: boolean;
 }
 
-/** flannel's WriteSubnetFile: IPv4 lines, then the IPv6 ones (first host of the subnet, as for IPv4), then MTU. */
+/**
+ * flannel's WriteSubnetFile: IPv4 lines (EnableIPv4 only: an IPv6-only overlay has none), then the IPv6
+ * ones (first host of the subnet, as for IPv4), then MTU.
+ */
 export function formatSubnetEnv(env: SubnetEnv): string {
+  const ipv4 =
+    env.network && env.subnet
+      ? [`FLANNEL_NETWORK=${formatSubnet(env.network)}`, `FLANNEL_SUBNET=${formatIPv4(env.subnet.ip + 1)}/${env.subnet.prefixLen}`]
+      : [];
   const ipv6 =
     env.network6 && env.subnet6
       ? [
@@ -26,8 +33,7 @@ export function formatSubnetEnv(env: SubnetEnv): string {
         ]
       : [];
   return [
-    `FLANNEL_NETWORK=${formatSubnet(env.network)}`,
-    `FLANNEL_SUBNET=${formatIPv4(env.subnet.ip + 1)}/${env.subnet.prefixLen}`,
+    ...ipv4,
     ...ipv6,
     `FLANNEL_MTU=${env.mtu}`,
     `FLANNEL_IPMASQ=${env.ipMasq}`,

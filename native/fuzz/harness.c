@@ -1007,7 +1007,7 @@ void fuzz_init(uint64_t seed, const char *save_dir) {
     fprintf(stderr, "out of memory\n");
     exit(2);
   }
-  E->cfg = (engine_config){.tun_fd = FAKE_TUN_FD, .mtu = 1472, .local_net = LOCAL_NET, .local_prefix = LOCAL_PREFIX,
+  E->cfg = (engine_config){.tun_fd = FAKE_TUN_FD, .mtu = 1472, .has4 = 1, .local_net = LOCAL_NET, .local_prefix = LOCAL_PREFIX,
                            .port = PORT, .udp_gso = 1, .tun_offload = 2};
   E->local_mask = prefix_mask(LOCAL_PREFIX);
   E->udp.fd = FAKE_UDP_FD;

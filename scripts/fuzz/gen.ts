@@ -74,7 +74,7 @@ export function pickDst(rng: Rng, rs: RouteSet): number {
   const k = rng.int(100);
   if (k < 55 && rs.routes.length > 0) {
     const r = rng.pick(rs.routes);
-    return hostIn(rng, r.subnet.ip, Math.max(8, r.subnet.prefixLen));
+    return hostIn(rng, r.subnet!.ip, Math.max(8, r.subnet!.prefixLen));
   }
   if (k < 65) return hostIn(rng, LOCAL.ip, LOCAL.prefixLen);
   if (k < 80) return (0x0afa0000 | rng.int(65536)) >>> 0;

@@ -97,8 +97,8 @@ export class RouteSet {
       publicIP: ipOf(peer),
     }));
     this.routes.forEach((r, i) => {
-      const dup = this.routes.slice(i + 1).some((o) => o.subnet.prefixLen === r.subnet.prefixLen && o.subnet.ip === r.subnet.ip);
-      if (!dup) this.winners.push({ net: r.subnet.ip, len: r.subnet.prefixLen, peer: r.publicIP });
+      const dup = this.routes.slice(i + 1).some((o) => o.subnet!.prefixLen === r.subnet!.prefixLen && o.subnet!.ip === r.subnet!.ip);
+      if (!dup) this.winners.push({ net: r.subnet!.ip, len: r.subnet!.prefixLen, peer: r.publicIP });
     });
     this.peers = [...new Set(this.winners.map((w) => formatIPv4(w.peer)))];
   }

@@ -18,9 +18,9 @@ export interface TunOpenOptions {
 
 export interface LinkSetupOptions {
   mtu: number;
-  /** Address to put on the link (unsigned 32-bit), e.g. the lease's .0. */
-  address: number;
-  prefixLen: number;
+  /** Address to put on the link (unsigned 32-bit), e.g. the lease's .0; none on an IPv6-only overlay. */
+  address?: number;
+  prefixLen?: number;
   /** TUN transmit queue length in packets; default left as the kernel's. */
   txQueueLen?: number;
 }
@@ -82,9 +82,9 @@ export interface FeltAddon {
 export interface NativeEngineConfig {
   tunFd: number;
   mtu: number;
-  /** Our lease (its .0 is the ICMP source address). */
-  localNetwork: number;
-  localPrefixLen: number;
+  /** Our IPv4 lease (its .0 is the ICMP source address); absent on an IPv6-only overlay (IPv4 is then not-ip). */
+  localNetwork?: number;
+  localPrefixLen?: number;
   bindIP: number;
   port: number;
   /** Use UDP GSO when the kernel has it (default true; false forces one datagram per send). */

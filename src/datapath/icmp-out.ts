@@ -23,7 +23,8 @@ export class IcmpOriginator {
     private readonly counters: EngineCounters,
     private readonly bucket = new TokenBucket(ICMP_RATE_PER_SECOND, ICMP_BURST),
   ) {
-    this.tunnelIP = config.localSubnet.ip >>> 0;
+    // 0 on an IPv6-only overlay: no IPv4 packet is ever answered there.
+    this.tunnelIP = (config.localSubnet?.ip ?? 0) >>> 0;
     this.tunnelIP6 = ipv6ToBytes(config.localSubnet6?.ip ?? 0n);
   }
 

@@ -64,7 +64,8 @@ interface Peer {
 }
 
 export interface ForwarderConfig {
-  localSubnet: Subnet;
+  /** This node's IPv4 lease; absent on an IPv6-only overlay, where IPv4 packets are `not-ip`. */
+  localSubnet?: Subnet;
   /** Tunnel MTU (the TUN's): larger packets are dropped `oversize`. */
   mtu: number;
   /** This node's IPv6 lease; without it IPv6 packets are `not-ip`. */
@@ -262,6 +263,13 @@ export class JsForwarder {
    */
   private encap(buf: Buffer, start: number, length: number): void {
     const c = this.counters;
+    const local = this.config.localSubnet;
+    if (local === undefined) {
+      // An IPv6-only overlay (localSubnet6 is then set): any other family is one this cluster does not carry.
+      if (length > 0 && buf[start]! >> 4 === 6) this.encap6(buf, start, length);
+      else c.dropEncap(length > 0 ? 'not-ip' : 'truncated');
+      return;
+    }
     const verdict = validateIPv4(buf, start, length, false);
     if (verdict !== 'ok') {
       if (verdict === 'not-ip' && buf[start]! >> 4 === 6 && this.local6 !== undefined) this.encap6(buf, start, length);
@@ -269,7 +277,7 @@ export class JsForwarder {
       return;
     }
     const dst = readU32(buf, start + IP_OFF.dst);
-    if (subnetContainsIP(this.config.localSubnet, dst)) {
+    if (subnetContainsIP(local, dst)) {
       // Our own subnet never leaves through the tunnel: sending it to ourselves would loop.
       c.dropEncap('own-subnet');
       return;
@@ -350,6 +358,11 @@ export class JsForwarder {
    */
   private admitDecap(buf: Buffer, start: number, length: number, peer: Peer): number {
     const counters = peer.counters;
+    if (this.config.localSubnet === undefined) {
+      // An IPv6-only overlay: as on encap, only IPv6 inner packets are carried.
+      if (length > 0 && buf[start]! >> 4 === 6) return this.admitDecap6(buf, start, length, peer);
+      return this.decapDrop(length > 0 ? 'not-ip' : 'truncated', counters);
+    }
     const verdict = validateIPv4(buf, start, length, true);
     if (verdict !== 'ok') {
       if (verdict === 'not-ip' && buf[start]! >> 4 === 6 && this.local6 !== undefined) return this.admitDecap6(buf, start, length, peer);

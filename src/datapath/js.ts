@@ -181,7 +181,7 @@ export class JsDatapath implements Datapath {
       : {};
     const underlay6 = this.udp6 ? { bindIPv6: formatIPv6(bindIPv6!), udpGso6: this.gso6, udpGro6: this.udp6.gro } : {};
     this.log?.info(
-      { tun: this.tun.name, mtu, network: formatSubnet(network), subnet: formatSubnet(localSubnet), port, udpGso: this.gso, udpGro: this.udp?.gro, tunTso: this.tunTso, ...v6, ...underlay6 },
+      { tun: this.tun.name, mtu, ...(network && localSubnet ? { network: formatSubnet(network), subnet: formatSubnet(localSubnet) } : {}), port, udpGso: this.gso, udpGro: this.udp?.gro, tunTso: this.tunTso, ...v6, ...underlay6 },
       'js datapath started',
     );
   }

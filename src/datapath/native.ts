@@ -42,12 +42,15 @@ const ENGINE_FUNCTIONS = [
   'engineDropReasons',
 ] as const;
 
-/** [network, prefixLen, publicIP] triples, the form engineSetRoutes takes. */
+/**
+ * [network, prefixLen, publicIP] triples, the form engineSetRoutes takes; a route with no IPv4 subnet
+ * (IPv6-only overlay) has network and prefixLen 0 and is flagged in encodeRoutes6.
+ */
 export function encodeRoutes(routes: readonly Route[]): Uint32Array {
   const out = new Uint32Array(routes.length * 3);
   routes.forEach((r, i) => {
-    out[i * 3] = r.subnet.ip >>> 0;
-    out[i * 3 + 1] = r.subnet.prefixLen;
+    out[i * 3] = (r.subnet?.ip ?? 0) >>> 0;
+    out[i * 3 + 1] = r.subnet?.prefixLen ?? 0;
     out[i * 3 + 2] = r.publicIP >>> 0;
   });
   return out;
@@ -60,14 +63,15 @@ function words6(ip: bigint, out: Uint32Array, at: number): void {
 
 /**
  * Each route's IPv6 side, 10 words per route beside encodeRoutes' triples: [flags (1 = subnet6,
- * 2 = publicIPv6), prefixLen6, subnet6 (4 words), publicIPv6 (4 words)]; undefined when no route
- * has either (an IPv4-only table).
+ * 2 = publicIPv6, 4 = no IPv4 subnet), prefixLen6, subnet6 (4 words), publicIPv6 (4 words)];
+ * undefined when no route has either (an IPv4-only table).
  */
 export function encodeRoutes6(routes: readonly Route[]): Uint32Array | undefined {
   if (!routes.some((r) => r.subnet6 !== undefined || r.publicIPv6 !== undefined)) return undefined;
   const out = new Uint32Array(routes.length * 10);
   routes.forEach((r, i) => {
     const at = i * 10;
+    if (!r.subnet) out[at] |= 4;
     if (r.subnet6) {
       out[at] |= 1;
       out[at + 1] = r.subnet6.prefixLen;
@@ -143,8 +147,7 @@ export class NativeDatapath implements Datapath {
       this.handle = addon.engineStart({
         tunFd: this.tun.fd,
         mtu,
-        localNetwork: localSubnet.ip,
-        localPrefixLen: localSubnet.prefixLen,
+        ...(localSubnet ? { localNetwork: localSubnet.ip, localPrefixLen: localSubnet.prefixLen } : {}),
         bindIP,
         port,
         udpGso: this.options.udpGso ?? true,
@@ -167,8 +170,7 @@ export class NativeDatapath implements Datapath {
       {
         tun: this.tun.name,
         mtu,
-        network: formatSubnet(network),
-        subnet: formatSubnet(localSubnet),
+        ...(network && localSubnet ? { network: formatSubnet(network), subnet: formatSubnet(localSubnet) } : {}),
         ...(localSubnet6 ? { subnet6: formatSubnet6(localSubnet6) } : {}),
         port,
         features: this.stats().features,

@@ -21,7 +21,9 @@ export interface TablePeer {
 }
 
 /** A route as the IPv4 lookup returns it: normalized, with the peer that holds it. */
+/** An IPv4 route of the table: always has its subnet. */
 export interface TableRoute extends Route {
+  readonly subnet: Subnet;
   readonly peer: TablePeer;
 }
 
@@ -95,7 +97,7 @@ export class RouteTable {
     const winner4 = new Map<string, number>();
     const winner6 = new Map<string, number>();
     routes.forEach((r, i) => {
-      winner4.set(`${r.subnet.prefixLen}/${(r.subnet.ip & prefixMask(r.subnet.prefixLen)) >>> 0}`, i);
+      if (r.subnet) winner4.set(`${r.subnet.prefixLen}/${(r.subnet.ip & prefixMask(r.subnet.prefixLen)) >>> 0}`, i);
       if (r.subnet6) winner6.set(subnet6ToKey({ ip: toBigPrefix(r.subnet6.ip, r.subnet6.prefixLen), prefixLen: r.subnet6.prefixLen }), i);
     });
     const keep4 = new Set(winner4.values());
@@ -119,7 +121,7 @@ export class RouteTable {
       } else if (peer.publicIPv6 === undefined) {
         peer.publicIPv6 = route.publicIPv6;
       }
-      if (keep4.has(i)) {
+      if (keep4.has(i) && route.subnet) {
         const mask = prefixMask(route.subnet.prefixLen);
         const subnet = { ip: (route.subnet.ip & mask) >>> 0, prefixLen: route.subnet.prefixLen };
         let level = levels.get(subnet.prefixLen);

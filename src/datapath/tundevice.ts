@@ -1,6 +1,6 @@
 // Host-side set-up of the TUN device, the same for both engines: MTU, `<lease .0>/32`, link up,
 // the one route `<network> dev <tun>`, and two per-device sysctls. With an IPv6 network also
-// `<lease6 network address>/128` and `<network6> dev <tun>`.
+// `<lease6 network address>/128` and `<network6> dev <tun>`; an IPv6-only overlay has only those.
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { FeltAddon } from './addon.js';
@@ -22,8 +22,10 @@ export function configureTun(
   } else {
     setDeviceSysctl(`ipv6/conf/${tunName}/disable_ipv6`, log, 'the device cannot carry IPv6', '0');
   }
-  addon.linkSetup(tunName, { mtu: config.mtu, address: config.localSubnet.ip, prefixLen: 32, txQueueLen });
-  addon.routeAdd(tunName, config.network.ip, config.network.prefixLen);
+  const { network, localSubnet } = config;
+  // An IPv6-only overlay: no IPv4 address or route, so the host never sends IPv4 into the tunnel.
+  addon.linkSetup(tunName, { mtu: config.mtu, ...(localSubnet ? { address: localSubnet.ip, prefixLen: 32 } : {}), txQueueLen });
+  if (network) addon.routeAdd(tunName, network.ip, network.prefixLen);
   if (network6 && localSubnet6) {
     // The IPv6 tunnel address (the lease's network address) is the source of our ICMPv6 errors.
     addon.addrAdd6(tunName, ipv6ToBytes(localSubnet6.ip), 128);

@@ -13,7 +13,7 @@ export const DROP_REASONS = [
   'truncated', // shorter than its headers claim
   'ttl-expired', // TTL ran out (ICMP time-exceeded sent back on encap)
   'oversize', // larger than the tunnel MTU (ICMP frag-needed when DF set) or the receive buffer
-  'not-ip', // IP version neither 4 nor 6, or a family this cluster does not carry (IPv6 without EnableIPv6)
+  'not-ip', // IP version neither 4 nor 6, or a family this cluster does not carry (IPv6 without EnableIPv6, IPv4 without EnableIPv4)
   'send-error', // the UDP send failed
   'tun-write-error', // writing into the TUN failed
   'own-subnet', // encap: destination is in our own subnet (would loop)
@@ -30,7 +30,8 @@ export type DropCounters = Record<DropReason, number>;
  * has no IPv6 subnet (a stock flannel-UDP node) is never sent IPv6 pod traffic.
  */
 export interface Route {
-  subnet: Subnet;
+  /** The peer's IPv4 pod subnet; absent on an IPv6-only overlay (the route then has subnet6). */
+  subnet?: Subnet;
   /** Underlay IPv4 address of the peer (unsigned 32-bit); 0 when it has none. */
   publicIP: number;
   /** The peer's IPv6 pod subnet, when its lease has one. */
@@ -79,10 +80,13 @@ export interface DatapathConfig {
   tunName: string;
   /** TUN MTU = underlay MTU - 28 (IPv4 underlay) or - 48 (IPv6 underlay in use). */
   mtu: number;
-  /** The whole overlay network (route `<network> dev <tun>`). */
-  network: Subnet;
-  /** This node's lease subnet; its .0 goes on the TUN as a /32. */
-  localSubnet: Subnet;
+  /**
+   * The whole IPv4 overlay network (route `<network> dev <tun>`) and this node's IPv4 lease subnet (its .0
+   * goes on the TUN as a /32): set together, with EnableIPv4. Absent on an IPv6-only overlay: no IPv4
+   * address or route on the TUN, and IPv4 packets read from it are dropped as `not-ip`.
+   */
+  network?: Subnet;
+  localSubnet?: Subnet;
   /** IPv4 underlay address the UDP socket binds to (the interface address, as flannel); 0 = no IPv4 underlay. */
   bindIP: number;
   /** UDP port, shared by all nodes (8285 default). */

@@ -57,10 +57,10 @@ function header(v: LeasesView): string {
       : badge(`${s.backend} disconnected`, 'bad', s.lastError ?? undefined),
   );
   const title = n
-    ? `<span class="subnet">${e(n.subnet)}</span><span class="sep">·</span>${e(n.publicIP)}`
+    ? `<span class="subnet">${e(n.subnet ?? n.subnet6 ?? '-')}</span><span class="sep">·</span>${e(n.publicIP)}`
     : '<span class="subnet">no lease yet</span>';
   const facts = n
-    ? [`network ${n.network}`, ...(n.network6 ? [`IPv6 network ${n.network6}`] : []), ...(n.subnet6 ? [`IPv6 subnet ${n.subnet6}`] : []), ...(n.publicIPv6 ? [`public IPv6 ${n.publicIPv6}`] : []), `tun ${n.tunName}`, `MTU ${n.mtu}`, `UDP port ${n.port}`, n.expiresInSeconds !== null ? `lease expires in ${formatDuration(n.expiresInSeconds)}` : 'lease never expires']
+    ? [n.network ? `network ${n.network}` : 'IPv6-only overlay', ...(n.network6 ? [`IPv6 network ${n.network6}`] : []), ...(n.subnet6 ? [`IPv6 subnet ${n.subnet6}`] : []), ...(n.publicIPv6 ? [`public IPv6 ${n.publicIPv6}`] : []), `tun ${n.tunName}`, `MTU ${n.mtu}`, `UDP port ${n.port}`, n.expiresInSeconds !== null ? `lease expires in ${formatDuration(n.expiresInSeconds)}` : 'lease never expires']
     : [];
   if (v.uptimeSeconds !== null) facts.push(`up ${formatDuration(v.uptimeSeconds)}`);
   return `<header>
@@ -81,7 +81,7 @@ function banners(v: LeasesView): string {
   if (v.ready === false) out.push('<div class="banner warn"><b>Not ready:</b> no lease held yet or the data path is not running.</div>');
   const unreachable = v.leases.filter((l) => l.probe?.state === 'unreachable');
   if (unreachable.length > 0) {
-    const list = unreachable.slice(0, 5).map((l) => `${l.subnet} (${l.publicIP})`).join(', ');
+    const list = unreachable.slice(0, 5).map((l) => `${l.subnet ?? l.subnet6 ?? '-'} (${l.publicIP})`).join(', ');
     out.push(`<div class="banner bad"><b>${unreachable.length} peer${unreachable.length === 1 ? '' : 's'} unreachable</b> through the overlay: ${e(list)}${unreachable.length > 5 ? ', …' : ''}. Run <code>felt doctor</code> on this node for the likely cause.</div>`);
   }
   const expired = v.leases.filter((l) => l.expiryState === 'expired').length;
@@ -206,8 +206,9 @@ function leaseRow(l: LeaseView, probes: boolean): string {
     .filter(Boolean)
     .join(' ');
   const tag = l.self ? '<span class="tag">this node</span>' : '';
-  return `<tr data-subnet="${e(l.subnet)}" data-public-ip="${e(l.publicIP)}"${classes ? ` class="${classes}"` : ''}>
-  <td class="mono subnet">${e(l.subnet)}${tag}${l.subnet6 ? `<div class="sub">${e(l.subnet6)}</div>` : ''}</td>
+  // A lease of an IPv6-only overlay has no IPv4 subnet: "-", its IPv6 subnet below as for dual-stack.
+  return `<tr data-subnet="${e(l.subnet ?? l.subnet6 ?? '-')}" data-public-ip="${e(l.publicIP)}"${classes ? ` class="${classes}"` : ''}>
+  <td class="mono subnet">${e(l.subnet ?? '-')}${tag}${l.subnet6 ? `<div class="sub">${e(l.subnet6)}</div>` : ''}</td>
   <td class="mono">${e(l.publicIP)}${l.publicIPv6 ? `<div class="sub">${e(l.publicIPv6)}</div>` : ''}</td>
   ${expiresCell(l)}
   <td class="source">${sourceCell(l)}</td>
@@ -341,7 +342,7 @@ const FAVICON =
 
 /** The whole page. Everything from the agent or the store is escaped. */
 export function renderLeasesPage(v: LeasesView): string {
-  const title = v.node ? `felt · ${v.node.subnet} · leases` : 'felt · leases';
+  const title = v.node ? `felt · ${v.node.subnet ?? v.node.subnet6 ?? '-'} · leases` : 'felt · leases';
   return `<!doctype html>
 <html lang="en">
 <head>

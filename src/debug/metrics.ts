@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AgentSnapshot, AgentState } from '../agent-state.js';
 import { DROP_REASONS } from '../datapath/types.js';
-import { formatSubnet } from '../net/cidr.js';
+import { leaseName } from '../lease/name.js';
 import { formatSubnet6 } from '../net/ip6.js';
 
 type Labels = Record<string, string>;
@@ -112,7 +112,8 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
     return engine ? [[{ engine }, 1]] : [];
   });
   gauge('felt_node_info', "This node's lease and tunnel (value is always 1).", ['subnet', 'public_ip', 'tun', 'network'], (s) =>
-    s.self ? [[{ subnet: formatSubnet(s.self.lease.subnet), public_ip: s.self.publicIP, tun: s.self.tunName, network: s.self.network }, 1]] : [],
+    // An IPv6-only overlay names leases by their IPv6 subnet and has no IPv4 network (network "").
+    s.self ? [[{ subnet: leaseName(s.self.lease), public_ip: s.self.publicIP, tun: s.self.tunName, network: s.self.network ?? '' }, 1]] : [],
   );
 
   // Data path totals.
@@ -167,9 +168,9 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
   // Leases.
   gauge('felt_leases', 'Subnet leases currently known (ours included).', [], (s) => [[{}, s.leases.length]]);
   gauge('felt_lease_info', 'One series per known lease (value is always 1); self="true" marks our own.', ['subnet', 'public_ip', 'self'], (s) => {
-    const own = s.self ? formatSubnet(s.self.lease.subnet) : undefined;
+    const own = s.self ? leaseName(s.self.lease) : undefined;
     return s.leases.map((l) => {
-      const subnet = formatSubnet(l.subnet);
+      const subnet = leaseName(l);
       return [{ subnet, public_ip: l.publicIP, self: String(subnet === own) }, 1];
     });
   });
@@ -177,10 +178,10 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
   gauge('felt_lease_ipv6_info', 'One series per lease with an IPv6 half (value is always 1): its IPv6 subnet and PublicIPv6.', ['subnet', 'subnet6', 'public_ipv6'], (s) =>
     s.leases
       .filter((l) => l.ipv6Subnet || l.publicIPv6)
-      .map((l) => [{ subnet: formatSubnet(l.subnet), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '' }, 1]),
+      .map((l) => [{ subnet: leaseName(l), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '' }, 1]),
   );
   gauge('felt_lease_expiry_timestamp_seconds', 'Unix time at which a lease expires unless renewed (absent when it has no expiry).', ['subnet', 'public_ip'], (s) =>
-    s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: formatSubnet(l.subnet), public_ip: l.publicIP }, l.expiresAt! / 1000]),
+    s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: leaseName(l), public_ip: l.publicIP }, l.expiresAt! / 1000]),
   );
   counter('felt_lease_events_total', 'Lease events applied to the table, by type (added, removed, snapshot, reacquired = own lease taken again).', ['type'], (s) => [
     [{ type: 'added' }, s.leaseEvents.added],

@@ -71,11 +71,12 @@ function summaryLines(v: LeasesView): string[] {
     const n = v.node;
     rows.push([
       'node',
-      `${n.subnet} public ${n.publicIP}  tun ${n.tunName} mtu ${n.mtu} port ${n.port}  engine ${n.engine}` +
+      `${n.subnet ?? n.subnet6 ?? '-'} public ${n.publicIP}  tun ${n.tunName} mtu ${n.mtu} port ${n.port}  engine ${n.engine}` +
         (v.ready !== null ? `  ${v.ready ? 'ready' : 'NOT READY'}` : '') +
         (v.uptimeSeconds !== null ? `  up ${formatDuration(v.uptimeSeconds)}` : ''),
     ]);
-    rows.push(['network', n.network]);
+    // An IPv6-only overlay has no IPv4 network: its IPv6 one is on the ipv6 line.
+    rows.push(['network', n.network ?? 'none (IPv6-only overlay)']);
     // Dual-stack only: an IPv4-only node's summary stays as it was.
     if (n.subnet6 !== null || n.publicIPv6 !== null) {
       rows.push(['ipv6', `${n.subnet6 ?? 'no IPv6 subnet'} public ${n.publicIPv6 ?? 'none'}${n.network6 ? `  network ${n.network6}` : ''}`]);
@@ -134,7 +135,7 @@ export function formatLeaseTable(v: LeasesView): string {
   header.push('SOURCE');
   const rows = [header];
   for (const l of v.leases) {
-    const row = [l.self ? '*' : '', l.subnet, l.publicIP, ...(withIPv6 ? [l.subnet6 ?? '-', l.publicIPv6 ?? '-'] : []), expiresText(l)];
+    const row = [l.self ? '*' : '', l.subnet ?? '-', l.publicIP, ...(withIPv6 ? [l.subnet6 ?? '-', l.publicIPv6 ?? '-'] : []), expiresText(l)];
     if (withProbes) row.push(l.self ? 'self' : probeText(l.probe ?? null), l.self ? '' : pathMtuText(l.probe ?? null));
     if (withPath) row.push(...peerCells(l.datapath));
     row.push(sourceText(l.source));

@@ -6,6 +6,7 @@ import type { DirectionCounters, DropCounters, PeerStats } from '../datapath/typ
 import { DROP_REASONS } from '../datapath/types.js';
 import type { Lease, StoreStatus } from '../lease/types.js';
 import { formatSubnet } from '../net/cidr.js';
+import { leaseName } from '../lease/name.js';
 import { formatSubnet6 } from '../net/ip6.js';
 import { peerProbeView, probesView, type PeerProbeView, type ProbesView } from '../probe/view.js';
 
@@ -33,7 +34,8 @@ export interface PeerView {
 }
 
 export interface LeaseView {
-  subnet: string;
+  /** The IPv4 subnet; null on a lease of an IPv6-only overlay (which has subnet6). */
+  subnet: string | null;
   publicIP: string;
   /** The lease's IPv6 subnet (dual-stack); null when it has none. */
   subnet6: string | null;
@@ -83,7 +85,8 @@ export interface StoreView {
 }
 
 export interface NodeView {
-  subnet: string;
+  /** Our IPv4 subnet and the Network; null on an IPv6-only overlay. */
+  subnet: string | null;
   publicIP: string;
   /** Our IPv6 subnet, PublicIPv6 and the IPv6Network (EnableIPv6); null when none. */
   subnet6: string | null;
@@ -92,7 +95,7 @@ export interface NodeView {
   tunName: string;
   engine: string;
   mtu: number;
-  network: string;
+  network: string | null;
   port: number;
   expiresAt: string | null;
   expiresInSeconds: number | null;
@@ -192,7 +195,7 @@ export function peerStatsKey(lease: Pick<Lease, 'publicIP' | 'publicIPv6'>): str
 
 function isSelf(lease: Lease, snap: AgentSnapshot): boolean {
   const own = snap.self?.lease;
-  return !!own && own.subnet.ip === lease.subnet.ip && own.subnet.prefixLen === lease.subnet.prefixLen;
+  return !!own && leaseName(own) === leaseName(lease);
 }
 
 /**
@@ -209,10 +212,10 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
     leasedIPs.add(statsKey);
     const secondsLeft = lease.expiresAt !== undefined ? secondsBetween(lease.expiresAt, now) : null;
     const peer = peers[statsKey];
-    const probed = snap.probes?.peers[formatSubnet(lease.subnet)];
+    const probed = lease.subnet && snap.probes?.peers[formatSubnet(lease.subnet)];
     const probeOf = probed && probed.publicIP === lease.publicIP ? probed : undefined;
     return {
-      subnet: formatSubnet(lease.subnet),
+      subnet: lease.subnet ? formatSubnet(lease.subnet) : null,
       publicIP: lease.publicIP,
       subnet6: lease.ipv6Subnet ? formatSubnet6(lease.ipv6Subnet) : null,
       publicIPv6: lease.publicIPv6 ?? null,
@@ -252,7 +255,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
   if (snap.self) {
     const s = snap.self;
     node = {
-      subnet: formatSubnet(s.lease.subnet),
+      subnet: s.lease.subnet ? formatSubnet(s.lease.subnet) : null,
       publicIP: s.publicIP,
       subnet6: s.lease.ipv6Subnet ? formatSubnet6(s.lease.ipv6Subnet) : null,
       publicIPv6: s.publicIPv6 ?? null,
@@ -260,7 +263,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
       tunName: s.tunName,
       engine: s.engine,
       mtu: s.mtu,
-      network: s.network,
+      network: s.network ?? null,
       port: s.port,
       expiresAt: iso(s.lease.expiresAt),
       expiresInSeconds: s.lease.expiresAt !== undefined ? secondsBetween(s.lease.expiresAt, now) : null,

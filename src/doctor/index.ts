@@ -8,7 +8,8 @@ import { createLogger } from '../log.js';
 import { openLeaseStore } from '../lease/open.js';
 import { storeSettings } from '../settings.js';
 import { agentTarget, fromAgent, oneLine } from '../leases-cmd.js';
-import { formatSubnet, parseSubnet, type Subnet } from '../net/cidr.js';
+import { parseSubnet, type Subnet } from '../net/cidr.js';
+import { leaseName } from '../lease/name.js';
 import type { DoctorContext } from './context.js';
 import {
   checkAgent, checkForward, checkIpForward, checkOwnLease, checkRoutes, checkRpFilter, checkStore,
@@ -19,6 +20,9 @@ import { checkIPv6Tunnel } from './ipv6.js';
 import { parseSubnet6, type Subnet6 } from '../net/ip6.js';
 import { formatReport, reportJSON } from './report.js';
 import { exitCodeOf, type CheckResult, type DoctorReport } from './types.js';
+
+/** Why the IPv4 tunnel checks and the (IPv4) peer probes are skipped on an IPv6-only overlay. */
+const IPV6_ONLY_NOTE = 'IPv6-only overlay (EnableIPv4 false): IPv4 checks do not apply; the IPv6 tunnel check covers the TUN';
 
 /** flanneld's default endpoints, used when the agent is down and none were given. */
 const DEFAULT_ETCD = 'http://127.0.0.1:4001,http://127.0.0.1:2379';
@@ -115,21 +119,25 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
   if (n) {
     ctx.tunName = n.tunName;
     ctx.node = {
-      subnet: parseSubnet(n.subnet), publicIP: n.publicIP, mtu: n.mtu, network: parseSubnet(n.network), port: n.port,
+      // Both null on an IPv6-only overlay.
+      ...(n.subnet ? { subnet: parseSubnet(n.subnet) } : {}), publicIP: n.publicIP, mtu: n.mtu,
+      ...(n.network ? { network: parseSubnet(n.network) } : {}), port: n.port,
       ...ipv6Of(n.network6 ?? undefined, n.subnet6 ?? undefined),
     };
   } else {
     const env = ctx.subnetEnv;
-    const own = networkOf(env?.FLANNEL_SUBNET);
-    const subnet = own;
-    const lease = subnet && ctx.store?.leases.find((l) => l.subnet.ip === subnet.ip && l.subnet.prefixLen === subnet.prefixLen);
+    const subnet = networkOf(env?.FLANNEL_SUBNET);
+    const six = ipv6Of(env?.FLANNEL_IPV6_NETWORK, env?.FLANNEL_IPV6_SUBNET);
+    // An IPv6-only overlay's subnet.env has no FLANNEL_SUBNET: its lease is found by the IPv6 subnet.
+    const own = subnet || six.subnet6 ? leaseName({ subnet, ipv6Subnet: six.subnet6 }) : undefined;
+    const lease = own === undefined ? undefined : ctx.store?.leases.find((l) => leaseName(l) === own);
     ctx.node = {
       subnet,
       publicIP: lease?.publicIP,
       mtu: env?.FLANNEL_MTU ? Number(env.FLANNEL_MTU) : undefined,
       network: networkOf(env?.FLANNEL_NETWORK) ?? ctx.store?.config?.network,
       port: ctx.store?.config?.port ?? 8285,
-      ...ipv6Of(env?.FLANNEL_IPV6_NETWORK, env?.FLANNEL_IPV6_SUBNET),
+      ...six,
     };
   }
   return ctx;
@@ -147,10 +155,12 @@ function peerLeases(ctx: DoctorContext): PeerLease[] {
 
 function allPeerLeases(ctx: DoctorContext, isOwn: (s: Subnet) => boolean): PeerLease[] {
   if (ctx.view) {
-    return ctx.view.leases.filter((l) => !l.self).map((l) => ({ subnet: parseSubnet(l.subnet), publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }))
+    return ctx.view.leases.filter((l): l is typeof l & { subnet: string } => !l.self && l.subnet !== null)
+      .map((l) => ({ subnet: parseSubnet(l.subnet), publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }))
       .filter((l) => !isOwn(l.subnet));
   }
-  return (ctx.store?.leases ?? []).filter((l) => !isOwn(l.subnet)).map((l) => ({
+  // The doctor's peer checks are IPv4: leases without an IPv4 subnet (IPv6-only overlay) are not peers here.
+  return (ctx.store?.leases ?? []).flatMap((l) => (l.subnet && !isOwn(l.subnet) ? [{ ...l, subnet: l.subnet }] : [])).map((l) => ({
     subnet: l.subnet, publicIP: l.publicIP,
     expiresInSeconds: l.expiresAt === undefined ? null : Math.round((l.expiresAt - Date.now()) / 1000),
   }));
@@ -166,11 +176,15 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
       return { id, title, verdict: 'error', summary: `check failed: ${oneLine(err)}` };
     }
   };
+  // An IPv6-only overlay (a lease with only an IPv6 subnet): the IPv4 tunnel checks do not apply.
+  const ipv6Only = !ctx.node.subnet && ctx.node.subnet6 !== undefined;
+  const ipv4 = (id: string, title: string, fn: () => CheckResult | Promise<CheckResult>): Promise<CheckResult> =>
+    ipv6Only ? Promise.resolve({ id, title, verdict: 'skip', summary: IPV6_ONLY_NOTE }) : guard(id, title, fn);
   checks.push(await guard('tun-device', '/dev/net/tun', () => checkTunDevice()));
   checks.push(await guard('agent', 'agent', () => checkAgent(ctx)));
-  checks.push(await guard('tun-interface', 'tun interface', () => checkTunInterface(ctx)));
+  checks.push(await ipv4('tun-interface', 'tun interface', () => checkTunInterface(ctx)));
   let shadowed = new Map<string, string>();
-  checks.push(await guard('routes', 'routes', () => {
+  checks.push(await ipv4('routes', 'routes', () => {
     const r = checkRoutes(ctx, peers);
     shadowed = r.shadowed;
     return r.result;
@@ -179,25 +193,26 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
   // Dual-stack nodes only: an IPv4-only node's report is unchanged.
   const ipv6 = await guard('ipv6', 'IPv6 tunnel', () => checkIPv6Tunnel(ctx) ?? { id: 'ipv6', title: 'IPv6 tunnel', verdict: 'skip', summary: '' });
   if (ipv6.verdict !== 'skip') checks.push(ipv6);
-  checks.push(await guard('rp-filter', 'rp_filter', () => checkRpFilter(ctx, peers)));
-  checks.push(await guard('forward', 'FORWARD chain', () => checkForward(ctx, peers)));
+  checks.push(await ipv4('rp-filter', 'rp_filter', () => checkRpFilter(ctx, peers)));
+  checks.push(await ipv4('forward', 'FORWARD chain', () => checkForward(ctx, peers)));
   let bindAddress: string | undefined;
   checks.push(await guard('udp-port', `UDP ${ctx.node.port}`, () => {
     const r = checkUdpPort(ctx);
     bindAddress = r.bindAddress;
     return r.result;
   }));
-  checks.push(await guard('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
+  checks.push(await ipv4('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
   checks.push(await guard('own-lease', 'own lease', () => checkOwnLease(ctx)));
   checks.push(await guard('store', 'lease store', () => checkStore(ctx)));
   try {
-    checks.push(...(await checkPeers(ctx, peers, shadowed)));
+    if (ipv6Only) checks.push({ id: 'peers', title: 'peers', verdict: 'skip', summary: IPV6_ONLY_NOTE });
+    else checks.push(...(await checkPeers(ctx, peers, shadowed)));
   } catch (err) {
     checks.push({ id: 'peers', title: 'peers', verdict: 'error', summary: `check failed: ${oneLine(err)}` });
   }
   return {
     exitCode: exitCodeOf(checks),
-    node: { subnet: ctx.node.subnet ? formatSubnet(ctx.node.subnet) : null, publicIP: ctx.node.publicIP ?? null, agent: ctx.agentLabel },
+    node: { subnet: ctx.node.subnet || ctx.node.subnet6 ? leaseName({ subnet: ctx.node.subnet, ipv6Subnet: ctx.node.subnet6 }) : null, publicIP: ctx.node.publicIP ?? null, agent: ctx.agentLabel },
     checks,
     generatedAt: new Date().toISOString(),
   };

@@ -9,6 +9,7 @@ import { EXPIRING_SECONDS } from '../debug/view.js';
 import { formatDuration } from '../debug/format.js';
 import { ENCAP_OVERHEAD_BYTES } from './constants.js';
 import { formatIPv4, formatSubnet, parseIPv4, prefixMask, subnetContainsIP, type Subnet } from '../net/cidr.js';
+import { leaseName } from '../lease/name.js';
 import { isRouteError, routeGet } from '../probe/socket.js';
 import type { DoctorContext } from './context.js';
 import { forwardOutcome, parseFilterTable, type Flow } from './forward.js';
@@ -440,15 +441,16 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
 /** Our own lease: in the store, naming our PublicIP, far from expiry. */
 export function checkOwnLease(ctx: DoctorContext): CheckResult {
   const base = { id: 'own-lease', title: 'own lease' };
-  const own = ctx.node.subnet;
+  // An IPv6-only overlay's lease has only an IPv6 subnet: it is named (and found) by that.
+  const own = ctx.node.subnet || ctx.node.subnet6 ? { subnet: ctx.node.subnet, ipv6Subnet: ctx.node.subnet6 } : undefined;
   if (!own) {
     return {
       ...base, verdict: ctx.view || ctx.store ? 'fail' : 'error', summary: 'this node holds no lease (none in the agent, none in subnet.env)',
       cause: 'without a lease no other node routes to this node\'s pods', fix: 'start the agent and read its log (network config, subnet exhaustion)',
     };
   }
-  const key = formatSubnet(own);
-  const fromStore = ctx.store?.leases.find((l) => l.subnet.ip === own.ip && l.subnet.prefixLen === own.prefixLen);
+  const key = leaseName(own);
+  const fromStore = ctx.store?.leases.find((l) => leaseName(l) === key);
   const fromAgent = ctx.view?.leases.find((l) => l.self);
   if (ctx.store && !fromStore) {
     return {

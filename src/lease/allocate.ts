@@ -4,12 +4,12 @@
 // https://github.com/flannel-io/flannel/blob/master/pkg/subnet/etcd/local_manager.go).
 import { makeSubnet, prefixMask, subnetContains, subnetLast, subnetSize, type Subnet } from '../net/cidr.js';
 import { makeSubnet6, prefixMask6, type Subnet6 } from '../net/ip6.js';
-import type { NetworkConfig } from './types.js';
+import type { IPv4Overlay, NetworkConfig } from './types.js';
 
 /** flannel collects at most this many free candidates before picking one. */
 export const MAX_CANDIDATES = 100;
 
-type SubnetBounds = Pick<NetworkConfig, 'network' | 'subnetLen' | 'subnetMin' | 'subnetMax'>;
+type SubnetBounds = Omit<IPv4Overlay, 'enableIPv4'>;
 
 /** True when a lease subnet fits the config: right length, inside Network and [SubnetMin, SubnetMax]. */
 export function isCompatible(subnet: Subnet, config: SubnetBounds): boolean {
@@ -19,6 +19,15 @@ export function isCompatible(subnet: Subnet, config: SubnetBounds): boolean {
     subnet.ip >= config.subnetMin &&
     subnet.ip <= config.subnetMax
   );
+}
+
+/**
+ * isCompatible for a lease's optional IPv4 subnet (as isCompatible6 for the IPv6 one): with EnableIPv4 it
+ * must have one that fits; on an IPv6-only overlay it must have none.
+ */
+export function isCompatible4(subnet: Subnet | undefined, config: NetworkConfig): boolean {
+  if (!config.enableIPv4) return subnet === undefined;
+  return subnet !== undefined && isCompatible(subnet, config);
 }
 
 /** How many subnets [SubnetMin, SubnetMax] holds (for error messages). */

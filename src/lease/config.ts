@@ -46,8 +46,12 @@ export function parseNetworkConfig(json: unknown, options: ParseNetworkConfigOpt
   const enableIPv4 = optionalBool(fields.get('enableipv4'), 'EnableIPv4') ?? true;
   const enableIPv6 = optionalBool(fields.get('enableipv6'), 'EnableIPv6') ?? false;
   if (!enableIPv4) {
-    // An IPv6-only overlay would need leases, keys and routes without an IPv4 subnet.
-    throw new ConfigError('network config: EnableIPv4=false (an IPv6-only overlay) is not supported: felt needs EnableIPv4 for now');
+    // An IPv6-only overlay: flannel checks Network and the IPv4 subnet keys only with EnableIPv4.
+    if (!enableIPv6) {
+      throw new ConfigError('network config: EnableIPv4 and EnableIPv6 are both false: at least one IP family must be enabled');
+    }
+    const ipv6 = parseIPv6Config(fields, applyDefaults);
+    return { enableIPv4, enableIPv6, ipv6, ...parseBackend(fields.get('backend')), raw: json };
   }
 
   const networkText = fields.get('network');

@@ -5,19 +5,22 @@ import { formatSubnet, parseIPv4, subnetsOverlap, type Subnet } from '../net/cid
 import { formatSubnet6, parseIPv6, subnet6Equals, subnets6Overlap, type Subnet6 } from '../net/ip6.js';
 import type { Route } from '../datapath/types.js';
 import type { Lease, LeaseEvent, LeaseUpdate } from './types.js';
+import { leaseName, type LeaseSubnets } from './name.js';
 
-function keyOf(subnet: Subnet): string {
-  return formatSubnet(subnet);
-}
+/** Leases are keyed by their IPv4 subnet, or by their IPv6 subnet when they have none (IPv6-only overlay). */
+const keyOf = leaseName;
 
 function sameLease(a: Lease, b: Lease): boolean {
   return (
     a.publicIP === b.publicIP &&
-    a.subnet.ip === b.subnet.ip &&
-    a.subnet.prefixLen === b.subnet.prefixLen &&
+    sameSubnet(a.subnet, b.subnet) &&
     a.publicIPv6 === b.publicIPv6 &&
     sameSubnet6(a.ipv6Subnet, b.ipv6Subnet)
   );
+}
+
+function sameSubnet(a: Subnet | undefined, b: Subnet | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.ip === b.ip && a.prefixLen === b.prefixLen;
 }
 
 function sameSubnet6(a: Subnet6 | undefined, b: Subnet6 | undefined): boolean {
@@ -57,7 +60,7 @@ export class LeaseTable {
   apply(update: LeaseUpdate): LeaseEvent[] {
     const changes: LeaseEvent[] = [];
     if (update.kind === 'snapshot') {
-      const listed = new Set(update.leases.map((lease) => keyOf(lease.subnet)));
+      const listed = new Set(update.leases.map(keyOf));
       for (const [key, lease] of this.leases) {
         if (!listed.has(key)) {
           this.remove(key);
@@ -69,7 +72,7 @@ export class LeaseTable {
       for (const event of update.events) {
         if (event.type === 'added') this.put(event.lease, changes);
         else {
-          const key = keyOf(event.lease.subnet);
+          const key = keyOf(event.lease);
           const known = this.leases.get(key);
           if (known) {
             this.remove(key);
@@ -82,7 +85,7 @@ export class LeaseTable {
   }
 
   private put(lease: Lease, changes: LeaseEvent[]): void {
-    const key = keyOf(lease.subnet);
+    const key = keyOf(lease);
     const known = this.leases.get(key);
     // A renewal is not checked again, unless its IPv6 half changed.
     const fresh = !known || !sameSubnet6(known.ipv6Subnet, lease.ipv6Subnet);
@@ -93,7 +96,7 @@ export class LeaseTable {
     }
     if (known) this.remove(key);
     this.leases.set(key, lease);
-    this.prefixLens.set(lease.subnet.prefixLen, (this.prefixLens.get(lease.subnet.prefixLen) ?? 0) + 1);
+    if (lease.subnet) this.prefixLens.set(lease.subnet.prefixLen, (this.prefixLens.get(lease.subnet.prefixLen) ?? 0) + 1);
     if (lease.ipv6Subnet) {
       this.subnets6.set(formatSubnet6(lease.ipv6Subnet), key);
       this.prefixLens6.set(lease.ipv6Subnet.prefixLen, (this.prefixLens6.get(lease.ipv6Subnet.prefixLen) ?? 0) + 1);
@@ -105,7 +108,7 @@ export class LeaseTable {
     const lease = this.leases.get(key);
     if (!lease) return;
     this.leases.delete(key);
-    decrement(this.prefixLens, lease.subnet.prefixLen);
+    if (lease.subnet) decrement(this.prefixLens, lease.subnet.prefixLen);
     if (lease.ipv6Subnet) {
       this.subnets6.delete(formatSubnet6(lease.ipv6Subnet));
       decrement(this.prefixLens6, lease.ipv6Subnet.prefixLen);
@@ -129,23 +132,26 @@ export class LeaseTable {
 
   /** The lease already known that overlaps this new one (the older lease keeps its subnet). */
   private overlapWith(lease: Lease): string | undefined {
-    const onlyLen = this.prefixLens.size === 0 || (this.prefixLens.size === 1 && this.prefixLens.has(lease.subnet.prefixLen));
+    const subnet = lease.subnet;
+    if (!subnet) return undefined;
+    const onlyLen = this.prefixLens.size === 0 || (this.prefixLens.size === 1 && this.prefixLens.has(subnet.prefixLen));
     if (onlyLen) return undefined; // distinct subnets of one length never overlap
     for (const other of this.leases.values()) {
-      if (subnetsOverlap(other.subnet, lease.subnet)) {
+      if (other.subnet && subnetsOverlap(other.subnet, subnet)) {
         return `overlaps the lease ${formatSubnet(other.subnet)} of ${other.publicIP}`;
       }
     }
     return undefined;
   }
 
-  get(subnet: Subnet): Lease | undefined {
-    return this.leases.get(keyOf(subnet));
+  /** The lease holding the same subnets' key (its IPv4 subnet, else its IPv6 subnet). */
+  get(subnets: LeaseSubnets): Lease | undefined {
+    return this.leases.get(keyOf(subnets));
   }
 
-  /** Every lease, sorted by subnet address. */
+  /** Every lease, sorted by IPv4 subnet address (by IPv6 subnet on an IPv6-only overlay). */
   all(): Lease[] {
-    return [...this.leases.values()].sort((a, b) => a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen);
+    return [...this.leases.values()].sort(byAddress);
   }
 
   get size(): number {
@@ -156,10 +162,11 @@ export class LeaseTable {
    * Data-path routes: every lease except our own subnet. With `ipv6` (EnableIPv6) routes carry the
    * lease's IPv6 subnet and PublicIPv6; an IPv4-only cluster never routes IPv6.
    */
-  routes(own?: Subnet, ipv6 = false): Route[] {
+  routes(own?: LeaseSubnets, ipv6 = false): Route[] {
     const routes: Route[] = [];
-    for (const lease of this.leases.values()) {
-      if (own && lease.subnet.ip === own.ip && lease.subnet.prefixLen === own.prefixLen) continue;
+    const ownKey = own && keyOf(own);
+    for (const [key, lease] of this.leases) {
+      if (key === ownKey) continue;
       let publicIP: number;
       let publicIPv6: bigint | undefined;
       try {
@@ -168,13 +175,22 @@ export class LeaseTable {
       } catch {
         continue; // the store validates PublicIP; never let one bad value break the table
       }
-      const route: Route = { subnet: lease.subnet, publicIP };
+      const route: Route = lease.subnet ? { subnet: lease.subnet, publicIP } : { publicIP };
       if (ipv6 && lease.ipv6Subnet) route.subnet6 = lease.ipv6Subnet;
+      if (!route.subnet && !route.subnet6) continue; // an IPv6-only lease in a cluster without IPv6: nothing to route
       if (publicIPv6 !== undefined) route.publicIPv6 = publicIPv6;
       routes.push(route);
     }
     return routes;
   }
+}
+
+function byAddress(a: Lease, b: Lease): number {
+  if (a.subnet && b.subnet) return a.subnet.ip - b.subnet.ip || a.subnet.prefixLen - b.subnet.prefixLen;
+  if (a.subnet || b.subnet) return a.subnet ? -1 : 1;
+  const x = a.ipv6Subnet?.ip ?? 0n;
+  const y = b.ipv6Subnet?.ip ?? 0n;
+  return x < y ? -1 : x > y ? 1 : (a.ipv6Subnet?.prefixLen ?? 0) - (b.ipv6Subnet?.prefixLen ?? 0);
 }
 
 function decrement(counts: Map<number, number>, len: number): void {

@@ -31,16 +31,33 @@ export function isPermanent(err: unknown): err is PermanentError {
   return err instanceof PermanentError;
 }
 
-/** Network configuration after flannel's defaults and checks are applied. */
-export interface NetworkConfig {
+/** The IPv4 overlay of a config with EnableIPv4: Network and the IPv4 subnet bounds after flannel's defaults. */
+export interface IPv4Overlay {
+  enableIPv4: true;
   network: Subnet;
   subnetLen: number;
   subnetMin: number;
   subnetMax: number;
+}
+
+/**
+ * EnableIPv4 false: an IPv6-only overlay (EnableIPv6 is then set). No Network, no IPv4 subnets: leases
+ * carry only an IPv6 subnet (flannel's etcd key "0.0.0.0-0&<ipv6>-<len>").
+ */
+export interface NoIPv4Overlay {
+  enableIPv4: false;
+  network?: undefined;
+  subnetLen?: undefined;
+  subnetMin?: undefined;
+  subnetMax?: undefined;
+}
+
+/** Network configuration after flannel's defaults and checks are applied. */
+export type NetworkConfig = NetworkConfigCommon & (IPv4Overlay | NoIPv4Overlay);
+
+export interface NetworkConfigCommon {
   /** Lower-cased backend type; a missing Backend means "udp". */
   backendType: string;
-  /** EnableIPv4 (default true). felt carries IPv4 pod traffic only when set. */
-  enableIPv4: boolean;
   /** EnableIPv6 (default false): IPv6 pod traffic, with the IPv6* fields below. */
   enableIPv6: boolean;
   /** IPv6Network, IPv6SubnetLen, IPv6SubnetMin/Max after flannel's defaults; set iff enableIPv6. */
@@ -53,7 +70,8 @@ export interface NetworkConfig {
 
 /** A subnet lease: one node's subnet and the address its peers send to. */
 export interface Lease {
-  subnet: Subnet;
+  /** The node's IPv4 pod subnet; absent on a lease of an IPv6-only overlay (which then has ipv6Subnet). */
+  subnet?: Subnet;
   /** Dotted IPv4 address of the node's underlay interface (its identity in flannel). */
   publicIP: string;
   /** The node's IPv6 pod subnet (dual-stack keys "10.244.1.0-24&fc00::-64"); absent on IPv4-only leases. */

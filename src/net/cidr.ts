@@ -117,6 +117,9 @@ export function subnetFromKey(key: string): Subnet | undefined {
   return parseSubnetKey(key)?.subnet;
 }
 
+/** Go's zero IP4Net: the IPv4 half of the key of a lease that has no IPv4 subnet. */
+export const NO_SUBNET: Subnet = Object.freeze({ ip: 0, prefixLen: 0 });
+
 /**
  * flannel's ParseSubnetKey: "10.244.1.0-24" or dual-stack "10.244.1.0-24&fc00:0:0:1::-64" (the last path
  * element of a key). Undefined for anything malformed, including host bits set in either half.
@@ -135,7 +138,11 @@ export function parseSubnetKey(key: string): { subnet: Subnet; subnet6?: Subnet6
   }
 }
 
-/** flannel's MakeSubnetKey: the IPv4 key, plus "&<ipv6>-<len>" when the lease has an IPv6 subnet. */
-export function makeSubnetKey(subnet: Subnet, subnet6?: Subnet6): string {
-  return subnet6 ? `${subnetToKey(subnet)}&${subnet6ToKey(subnet6)}` : subnetToKey(subnet);
+/**
+ * flannel's MakeSubnetKey: the IPv4 key, plus "&<ipv6>-<len>" when the lease has an IPv6 subnet. A lease
+ * with no IPv4 subnet (IPv6-only overlay) gets Go's zero IP4Net as its IPv4 half: "0.0.0.0-0&<ipv6>-<len>".
+ */
+export function makeSubnetKey(subnet: Subnet | undefined, subnet6?: Subnet6): string {
+  const v4 = subnetToKey(subnet ?? NO_SUBNET);
+  return subnet6 ? `${v4}&${subnet6ToKey(subnet6)}` : v4;
 }

@@ -36,6 +36,7 @@ export interface ProberContext {
   /** Our TUN address, the TUN MTU and the tunnel port; undefined while there is no data path. */
   local(): { address: number; mtu: number; port: number } | undefined;
   /** The peer leases (ours excluded). */
+  /** The peers to probe (IPv4 probes: leases without an IPv4 subnet, on an IPv6-only overlay, are skipped). */
   peers(): Lease[];
 }
 
@@ -152,7 +153,9 @@ export class PeerProber {
   private syncPeers(): void {
     const seen = new Set<string>();
     for (const lease of this.ctx.peers()) {
-      const key = formatSubnet(lease.subnet);
+      const subnet = lease.subnet;
+      if (subnet === undefined) continue;
+      const key = formatSubnet(subnet);
       seen.add(key);
       let publicIP: number;
       try {
@@ -164,7 +167,7 @@ export class PeerProber {
       if (existing && existing.publicIP === publicIP) continue;
       if (existing) this.forget(key, existing);
       const state: PeerState = {
-        target: lease.subnet.ip >>> 0,
+        target: subnet.ip >>> 0,
         publicIP,
         rounds: 0,
         rtts: [],
@@ -174,7 +177,7 @@ export class PeerProber {
         status: {
           subnet: key,
           publicIP: lease.publicIP,
-          target: formatIPv4(lease.subnet.ip),
+          target: formatIPv4(subnet.ip),
           state: 'unknown',
           consecutiveFailures: 0,
           windowSent: 0,

@@ -110,7 +110,7 @@ for (const engine of ENGINES) {
       for (const l of [own, peer]) {
         expect(l.source.kind).toBe('etcd');
         if (l.source.kind !== 'etcd') continue;
-        expect(l.source.key).toBe(`${tb.etcdPrefix}/subnets/${l.subnet.replace('/', '-')}`);
+        expect(l.source.key).toBe(`${tb.etcdPrefix}/subnets/${l.subnet!.replace('/', '-')}`);
         expect(Number(l.source.modRevision)).toBeGreaterThan(0);
         expect(l.source.etcdLeaseId).toMatch(/^\w+$/);
         expect(l.expiresInSeconds).toBeGreaterThan(0);

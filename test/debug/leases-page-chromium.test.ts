@@ -25,7 +25,7 @@ function demoSnapshot() {
   const snap = sampleSnapshot();
   const now = Date.now();
   snap.leases.splice(3, 0, etcdLease('10.244.6.0/24', '192.168.77.16', 18 * HOUR, '21', '694d9a2b1c3e0016'));
-  snap.leases.sort((a, b) => a.subnet.ip - b.subnet.ip);
+  snap.leases.sort((a, b) => a.subnet!.ip - b.subnet!.ip);
   snap.datapath!.peers['192.168.77.16'] = peer('192.168.77.16', {
     tx: { packets: 48_211, bytes: 61_402_112 },
     rx: { packets: 45_907, bytes: 3_207_451 },
@@ -79,7 +79,7 @@ describe('leases page in headless chromium (needs /usr/bin/chromium)', () => {
     const rows = page.locator('#leases tbody tr');
     expect(await rows.count()).toBe(state.snap.leases.length);
     for (const lease of state.snap.leases) {
-      const subnet = `${lease.subnet.ip >>> 24}.${(lease.subnet.ip >>> 16) & 255}.${(lease.subnet.ip >>> 8) & 255}.${lease.subnet.ip & 255}/${lease.subnet.prefixLen}`;
+      const subnet = `${lease.subnet!.ip >>> 24}.${(lease.subnet!.ip >>> 16) & 255}.${(lease.subnet!.ip >>> 8) & 255}.${lease.subnet!.ip & 255}/${lease.subnet!.prefixLen}`;
       const row = page.locator(`#leases tr[data-subnet="${subnet}"]`);
       expect(await row.isVisible(), subnet).toBe(true);
       expect(await row.locator('td').first().innerText(), subnet).toContain(subnet);

@@ -304,7 +304,7 @@ describe('ConfigMap', () => {
     const cfg = parseNetworkConfigText(cm.data['net-conf.json'], { applySubnetDefaults: false });
     expect(cfg.backendType).toBe('udp');
     expect(cfg.port).toBe(8285);
-    expect(formatSubnet(cfg.network)).toBe('10.244.0.0/16');
+    expect(formatSubnet(cfg.network!)).toBe('10.244.0.0/16');
   });
 
   it('cni-conf.json is a conflist for the flannel CNI plugin (plus portmap)', () => {

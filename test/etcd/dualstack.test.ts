@@ -29,7 +29,7 @@ describe('dual-stack leases (needs the etcd binary)', () => {
     const prefix = await freshPrefix(DUAL);
     const { store } = newStore(prefix, { random: first });
     const lease = await store.acquire('192.168.77.2', { publicIPv6: 'FD00:0::2' });
-    expect(formatSubnet(lease.subnet)).toBe('10.244.1.0/24');
+    expect(formatSubnet(lease.subnet!)).toBe('10.244.1.0/24');
     expect(lease.ipv6Subnet && formatSubnet6(lease.ipv6Subnet)).toBe('fc00:0:0:1::/64');
     expect(lease.publicIPv6).toBe('fd00::2');
     const key = `${prefix}/subnets/10.244.1.0-24&fc00:0:0:1::-64`;
@@ -68,7 +68,7 @@ describe('dual-stack leases (needs the etcd binary)', () => {
     expect(warnings().map((w) => w.msg)).toEqual(['skipping malformed subnet lease: PublicIPv6 is not null or an IPv6 address']);
 
     const mine = await store.acquire('192.168.77.11', { publicIPv6: 'fd00::11' });
-    expect(formatSubnet(mine.subnet)).toBe('10.244.3.0/24');
+    expect(formatSubnet(mine.subnet!)).toBe('10.244.3.0/24');
     expect(formatSubnet6(mine.ipv6Subnet!)).toBe('fc00:0:0:3::/64');
   });
 
@@ -105,22 +105,22 @@ describe('dual-stack leases (needs the etcd binary)', () => {
       previousSubnet: parseSubnet('10.244.9.0/24'),
       previousSubnet6: parseSubnet6('fc00:0:0:9::/64'),
     });
-    expect([formatSubnet(lease.subnet), formatSubnet6(lease.ipv6Subnet!)]).toEqual(['10.244.9.0/24', 'fc00:0:0:9::/64']);
+    expect([formatSubnet(lease.subnet!), formatSubnet6(lease.ipv6Subnet!)]).toEqual(['10.244.9.0/24', 'fc00:0:0:9::/64']);
 
     const other = await newStore(prefix, { random: first }).store.acquire('192.168.77.3', {
       previousSubnet: parseSubnet('10.244.10.0/24'),
       previousSubnet6: parseSubnet6('fc00:1::/64'), // outside IPv6Network
     });
-    expect(formatSubnet(other.subnet)).toBe('10.244.1.0/24');
+    expect(formatSubnet(other.subnet!)).toBe('10.244.1.0/24');
   });
 
   it('nodes without an IPv4 underlay address (PublicIP 0.0.0.0) are told apart by PublicIPv6', async () => {
     const prefix = await freshPrefix(DUAL);
     const a = await newStore(prefix).store.acquire('0.0.0.0', { publicIPv6: 'fd00::a' });
     const b = await newStore(prefix).store.acquire('0.0.0.0', { publicIPv6: 'fd00::b' });
-    expect(formatSubnet(a.subnet)).not.toBe(formatSubnet(b.subnet));
+    expect(formatSubnet(a.subnet!)).not.toBe(formatSubnet(b.subnet!));
     const again = await newStore(prefix).store.acquire('0.0.0.0', { publicIPv6: 'fd00::b' });
-    expect(formatSubnet(again.subnet)).toBe(formatSubnet(b.subnet));
+    expect(formatSubnet(again.subnet!)).toBe(formatSubnet(b.subnet!));
     expect(Object.keys(await subnetKeys(prefix))).toHaveLength(2);
   });
 

@@ -34,12 +34,12 @@ export class Collector {
     this.updates.push(update);
     if (update.kind === 'snapshot') {
       this.table.clear();
-      for (const l of update.leases) this.table.set(formatSubnet(l.subnet), l);
+      for (const l of update.leases) this.table.set(formatSubnet(l.subnet!), l);
       return;
     }
     for (const e of update.events) {
-      if (e.type === 'added') this.table.set(formatSubnet(e.lease.subnet), e.lease);
-      else this.table.delete(formatSubnet(e.lease.subnet));
+      if (e.type === 'added') this.table.set(formatSubnet(e.lease.subnet!), e.lease);
+      else this.table.delete(formatSubnet(e.lease.subnet!));
     }
   };
 
@@ -50,7 +50,7 @@ export class Collector {
   events(): Array<{ type: string; subnet: string; publicIP: string }> {
     return this.updates.flatMap((u) =>
       u.kind === 'events'
-        ? u.events.map((e) => ({ type: e.type, subnet: formatSubnet(e.lease.subnet), publicIP: e.lease.publicIP }))
+        ? u.events.map((e) => ({ type: e.type, subnet: formatSubnet(e.lease.subnet!), publicIP: e.lease.publicIP }))
         : [],
     );
   }

@@ -74,7 +74,7 @@ describe('EtcdLeaseStore at 5,000 leases (needs the etcd binary)', () => {
       expect(c.table.size).toBe(COUNT);
       const lease = await store.acquire('192.168.77.2');
       await waitFor('own lease event', () => c.table.size === COUNT + 1);
-      expect(lease.subnet.ip).toBeGreaterThan((10 << 24) + COUNT * 256);
+      expect(lease.subnet!.ip).toBeGreaterThan((10 << 24) + COUNT * 256);
       await w.stop();
     } finally {
       await store.close();

@@ -14,7 +14,7 @@ describe('EtcdLeaseStore config (needs the etcd binary)', () => {
   it('reads and validates <prefix>/config', async () => {
     const prefix = await freshPrefix({ Network: '10.5.0.0/16', SubnetLen: 26, Backend: { Type: 'UDP', Port: 9999 } });
     const config = await newStore(prefix).store.getNetworkConfig();
-    expect(formatSubnet(config.network)).toBe('10.5.0.0/16');
+    expect(formatSubnet(config.network!)).toBe('10.5.0.0/16');
     expect(config).toMatchObject({ subnetLen: 26, backendType: 'udp', port: 9999 });
   });
 
@@ -37,10 +37,10 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     const { store } = newStore(prefix, { ttlSeconds: 120 });
     const lease = await store.acquire('192.168.77.2');
 
-    const key = `${prefix}/subnets/${formatSubnet(lease.subnet).replace('/', '-')}`;
+    const key = `${prefix}/subnets/${formatSubnet(lease.subnet!).replace('/', '-')}`;
     expect(key).toMatch(/\/subnets\/10\.244\.\d{1,3}\.0-24$/);
-    expect(lease.subnet.prefixLen).toBe(24);
-    expect(formatSubnet(lease.subnet)).not.toBe('10.244.0.0/24'); // the first subnet is skipped
+    expect(lease.subnet!.prefixLen).toBe(24);
+    expect(formatSubnet(lease.subnet!)).not.toBe('10.244.0.0/24'); // the first subnet is skipped
     expect(lease.publicIP).toBe('192.168.77.2');
     expect(lease.source).toMatchObject({ kind: 'etcd', key });
 
@@ -68,7 +68,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
 
     const second = newStore(prefix).store;
     const after = await second.acquire('192.168.77.3');
-    expect(formatSubnet(after.subnet)).toBe(formatSubnet(before.subnet));
+    expect(formatSubnet(after.subnet!)).toBe(formatSubnet(before.subnet!));
     // Re-put on a fresh etcd lease.
     const info = await keyInfo(after.source.kind === 'etcd' ? after.source.key : '');
     expect(info?.lease).not.toBe(before.source.kind === 'etcd' ? before.source.etcdLeaseId : '');
@@ -80,43 +80,43 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     const prefix = await freshPrefix({ Network: '10.244.0.0/16', SubnetMin: '10.244.10.0', SubnetMax: '10.244.20.0' });
     await t.etcd.put(`${prefix}/subnets/10.244.99.0-24`).value('{"PublicIP":"192.168.77.4","PublicIPv6":null}');
     const lease = await newStore(prefix).store.acquire('192.168.77.4');
-    expect(lease.subnet.ip).toBeGreaterThanOrEqual(parseSubnet('10.244.10.0/24').ip);
-    expect(lease.subnet.ip).toBeLessThanOrEqual(parseSubnet('10.244.20.0/24').ip);
-    expect(Object.keys(await subnetKeys(prefix))).toEqual([formatSubnet(lease.subnet).replace('/', '-')]);
+    expect(lease.subnet!.ip).toBeGreaterThanOrEqual(parseSubnet('10.244.10.0/24').ip);
+    expect(lease.subnet!.ip).toBeLessThanOrEqual(parseSubnet('10.244.20.0/24').ip);
+    expect(Object.keys(await subnetKeys(prefix))).toEqual([formatSubnet(lease.subnet!).replace('/', '-')]);
   });
 
   it('honours previousSubnet when it is free', async () => {
     const prefix = await freshPrefix();
     const lease = await newStore(prefix).store.acquire('192.168.77.5', { previousSubnet: parseSubnet('10.244.77.0/24') });
-    expect(formatSubnet(lease.subnet)).toBe('10.244.77.0/24');
+    expect(formatSubnet(lease.subnet!)).toBe('10.244.77.0/24');
   });
 
   it('does not take previousSubnet when another node holds it', async () => {
     const prefix = await freshPrefix();
     const holder = await newStore(prefix).store.acquire('192.168.77.6', { previousSubnet: parseSubnet('10.244.78.0/24') });
-    expect(formatSubnet(holder.subnet)).toBe('10.244.78.0/24');
+    expect(formatSubnet(holder.subnet!)).toBe('10.244.78.0/24');
 
     const other = await newStore(prefix).store.acquire('192.168.77.7', { previousSubnet: parseSubnet('10.244.78.0/24') });
-    expect(formatSubnet(other.subnet)).not.toBe('10.244.78.0/24');
+    expect(formatSubnet(other.subnet!)).not.toBe('10.244.78.0/24');
     expect((await subnetKeys(prefix))['10.244.78.0-24']).toBe('{"PublicIP":"192.168.77.6","PublicIPv6":null}');
   });
 
   it('ignores an incompatible previousSubnet', async () => {
     const prefix = await freshPrefix();
     const lease = await newStore(prefix).store.acquire('192.168.77.8', { previousSubnet: parseSubnet('10.99.1.0/24') });
-    expect(formatSubnet(lease.subnet)).toMatch(/^10\.244\./);
+    expect(formatSubnet(lease.subnet!)).toMatch(/^10\.244\./);
   });
 
   it('10 concurrent acquirers get 10 distinct subnets', async () => {
     const prefix = await freshPrefix();
     const stores = Array.from({ length: 10 }, () => newStore(prefix).store);
     const leases = await Promise.all(stores.map((s, i) => s.acquire(`192.168.77.${20 + i}`)));
-    const subnets = leases.map((l) => formatSubnet(l.subnet));
+    const subnets = leases.map((l) => formatSubnet(l.subnet!));
     expect(new Set(subnets).size).toBe(10);
     const keys = await subnetKeys(prefix);
     expect(Object.keys(keys)).toHaveLength(10);
     leases.forEach((l, i) => {
-      expect(keys[formatSubnet(l.subnet).replace('/', '-')]).toBe(`{"PublicIP":"192.168.77.${20 + i}","PublicIPv6":null}`);
+      expect(keys[formatSubnet(l.subnet!).replace('/', '-')]).toBe(`{"PublicIP":"192.168.77.${20 + i}","PublicIPv6":null}`);
     });
   });
 
@@ -126,9 +126,9 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     // random() = 0: every store always picks the lowest free subnet, so they collide every round.
     const stores = Array.from({ length: 10 }, () => newStore(prefix, { random: () => 0 }));
     const leases = await Promise.all(stores.map(({ store }, i) => store.acquire(`192.168.77.${40 + i}`)));
-    expect(new Set(leases.map((l) => formatSubnet(l.subnet))).size).toBe(10);
+    expect(new Set(leases.map((l) => formatSubnet(l.subnet!))).size).toBe(10);
     // They took the 10 lowest subnets.
-    expect(leases.map((l) => l.subnet.ip - parseSubnet('10.244.0.0/24').ip).sort((a, b) => a - b)).toEqual(
+    expect(leases.map((l) => l.subnet!.ip - parseSubnet('10.244.0.0/24').ip).sort((a, b) => a - b)).toEqual(
       Array.from({ length: 10 }, (_, i) => (i + 1) * 256),
     );
     expect(stores.some(({ lines }) => lines.some((l) => /took that subnet first/.test(l.msg)))).toBe(true);
@@ -140,7 +140,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     const prefix = await freshPrefix({ Network: '10.9.0.0/28', SubnetLen: 30, SubnetMin: '10.9.0.4', SubnetMax: '10.9.0.8' });
     const stores = Array.from({ length: 3 }, () => newStore(prefix).store);
     const results = await Promise.allSettled(stores.map((s, i) => s.acquire(`192.168.77.${60 + i}`)));
-    const ok = results.filter((r): r is PromiseFulfilledResult<Lease> => r.status === 'fulfilled').map((r) => formatSubnet(r.value.subnet));
+    const ok = results.filter((r): r is PromiseFulfilledResult<Lease> => r.status === 'fulfilled').map((r) => formatSubnet(r.value.subnet!));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     expect(ok.sort()).toEqual(['10.9.0.4/30', '10.9.0.8/30']);
     expect(failed).toHaveLength(1);
@@ -157,7 +157,7 @@ describe('EtcdLeaseStore acquire (needs the etcd binary)', () => {
     cleanups.push(() => store.close());
     const lease = await store.acquire('192.168.77.70');
     const { leases } = await store.list();
-    expect(leases.map((l) => formatSubnet(l.subnet))).toEqual([formatSubnet(lease.subnet)]);
+    expect(leases.map((l) => formatSubnet(l.subnet!))).toEqual([formatSubnet(lease.subnet!)]);
     // Default TTL: 24 h, as flannel.
     const id = lease.source.kind === 'etcd' ? lease.source.etcdLeaseId! : '';
     expect((await t.etcd.leaseClient.leaseTimeToLive({ ID: id })).grantedTTL).toBe(String(24 * 3600));
@@ -177,15 +177,15 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
     const { leases } = await store.list();
     const byIP = Object.fromEntries(leases.map((l) => [l.publicIP, l]));
     expect(Object.keys(byIP).sort()).toEqual(['192.168.77.80', '192.168.77.81', '192.168.77.82']);
-    expect(formatSubnet(byIP['192.168.77.80']!.subnet)).toBe('10.244.80.0/24');
+    expect(formatSubnet(byIP['192.168.77.80']!.subnet!)).toBe('10.244.80.0/24');
     expect(byIP['192.168.77.80']!.attrs).toMatchObject({ BackendType: 'vxlan', BackendData: { VNI: 1 } });
     expect(byIP['192.168.77.80']!.expiresAt).toBeGreaterThan(Date.now());
-    expect(formatSubnet(byIP['192.168.77.82']!.subnet)).toBe('10.244.82.0/24');
+    expect(formatSubnet(byIP['192.168.77.82']!.subnet!)).toBe('10.244.82.0/24');
     expect(warnings()).toEqual([]);
 
     // A felt node with the same PublicIP (its identity) takes the key over and writes the stock UDP value.
     const taken = await store.acquire('192.168.77.81');
-    expect(formatSubnet(taken.subnet)).toBe('10.244.81.0/24');
+    expect(formatSubnet(taken.subnet!)).toBe('10.244.81.0/24');
     expect((await keyInfo(`${prefix}/subnets/10.244.81.0-24`))?.value).toBe('{"PublicIP":"192.168.77.81","PublicIPv6":null}');
   });
 
@@ -195,10 +195,10 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
     await t.etcd.put(key).value('{"PublicIP":"192.168.77.90"}');
     const { store } = newStore(prefix);
     const lease = await store.acquire('192.168.77.90');
-    expect(formatSubnet(lease.subnet)).toBe('10.244.90.0/24');
+    expect(formatSubnet(lease.subnet!)).toBe('10.244.90.0/24');
     expect(lease.expiresAt).toBeUndefined();
     const renewed = await store.renew(lease);
-    expect(formatSubnet(renewed.subnet)).toBe('10.244.90.0/24');
+    expect(formatSubnet(renewed.subnet!)).toBe('10.244.90.0/24');
     expect(await keyInfo(key)).toEqual({ value: '{"PublicIP":"192.168.77.90"}', lease: '0' });
   });
 
@@ -219,14 +219,14 @@ describe('EtcdLeaseStore values written by others (needs the etcd binary)', () =
 
     const { store, warnings } = newStore(prefix);
     const first = await store.list();
-    expect(first.leases.map((l) => formatSubnet(l.subnet))).toEqual(['10.9.0.36/30']);
+    expect(first.leases.map((l) => formatSubnet(l.subnet!))).toEqual(['10.9.0.36/30']);
     expect(warnings()).toHaveLength(Object.keys(bad).length);
     expect(warnings().every((w) => /^skipping malformed subnet lease: /.test(w.msg) && typeof w.key === 'string')).toBe(true);
     await store.list();
     expect(warnings()).toHaveLength(Object.keys(bad).length); // once per key and revision
 
     // The subnet under the bad JSON is not handed out: only 10.9.0.8/30 is left, then none.
-    expect(formatSubnet((await store.acquire('192.168.77.50')).subnet)).toBe('10.9.0.8/30');
+    expect(formatSubnet((await store.acquire('192.168.77.50')).subnet!)).toBe('10.9.0.8/30');
     await expect(newStore(prefix).store.acquire('192.168.77.51')).rejects.toThrow(/out of subnets/);
 
     // A rewrite (new revision) of a bad key warns again.
@@ -249,7 +249,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     });
 
     const renewed = await store.renew(lease);
-    expect(formatSubnet(renewed.subnet)).toBe(formatSubnet(lease.subnet));
+    expect(formatSubnet(renewed.subnet!)).toBe(formatSubnet(lease.subnet!));
     expect(renewed.expiresAt!).toBeGreaterThan(lease.expiresAt!);
     const newId = renewed.source.kind === 'etcd' ? renewed.source.etcdLeaseId! : '';
     expect(newId).not.toBe(oldId);
@@ -298,7 +298,7 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
     await t.etcd.delete().key(key);
     const renewed = await store.renew(lease);
-    expect(formatSubnet(renewed.subnet)).toBe(formatSubnet(lease.subnet));
+    expect(formatSubnet(renewed.subnet!)).toBe(formatSubnet(lease.subnet!));
     expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.102","PublicIPv6":null}');
   });
 
@@ -310,11 +310,11 @@ describe('EtcdLeaseStore renew (needs the etcd binary)', () => {
     const key = lease.source.kind === 'etcd' ? lease.source.key : '';
     await t.etcd.delete().key(key);
     const stolen = await b.acquire('192.168.77.104', { previousSubnet: lease.subnet });
-    expect(formatSubnet(stolen.subnet)).toBe(formatSubnet(lease.subnet));
+    expect(formatSubnet(stolen.subnet!)).toBe(formatSubnet(lease.subnet!));
 
     const err = await a.renew(lease).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LeaseLostError);
-    expect((err as Error).message).toBe(`renew: subnet ${formatSubnet(lease.subnet)} is now held by 192.168.77.104`);
+    expect((err as Error).message).toBe(`renew: subnet ${formatSubnet(lease.subnet!)} is now held by 192.168.77.104`);
     expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.104","PublicIPv6":null}');
     expect(a.status()).toMatchObject({ renewals: 0, renewalFailures: 1 });
   });

@@ -31,11 +31,11 @@ describe('EtcdLeaseStore list and watch (needs the etcd binary)', () => {
     const watcher = store.watch(c.onUpdate);
     cleanups.push(() => watcher.stop());
     await waitFor('snapshot', () => c.snapshots().length === 1);
-    expect(c.view()).toEqual({ [formatSubnet(existing.subnet)]: '192.168.77.120' });
+    expect(c.view()).toEqual({ [formatSubnet(existing.subnet!)]: '192.168.77.120' });
 
     const short = newStore(prefix, { ttlSeconds: 2 }).store;
     const added = await short.acquire('192.168.77.121');
-    await waitFor('added event', () => c.events().some((e) => e.type === 'added' && e.subnet === formatSubnet(added.subnet)));
+    await waitFor('added event', () => c.events().some((e) => e.type === 'added' && e.subnet === formatSubnet(added.subnet!)));
     const addedEvent = c.updates.find((u) => u.kind === 'events')!;
     expect(addedEvent.kind === 'events' && addedEvent.events[0]!.lease.expiresAt).toBeGreaterThan(Date.now() - 5000);
 

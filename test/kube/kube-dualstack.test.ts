@@ -44,7 +44,7 @@ describe('KubeLeaseStore dual-stack', () => {
   it('takes both podCIDRs and writes public-ipv6 and backend-v6-data beside the IPv4 annotations', async () => {
     api.addNode(bareNode('n1', ['10.244.1.0/24', 'fc00:0:0:1::/64']));
     const lease = await store(dual.path).acquire('192.168.77.11', { publicIPv6: 'FD00::11' });
-    expect(formatSubnet(lease.subnet)).toBe('10.244.1.0/24');
+    expect(formatSubnet(lease.subnet!)).toBe('10.244.1.0/24');
     expect(formatSubnet6(lease.ipv6Subnet!)).toBe('fc00:0:0:1::/64');
     expect(lease.publicIPv6).toBe('fd00::11');
     expect(annotations('n1')).toEqual({

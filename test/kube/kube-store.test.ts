@@ -47,9 +47,9 @@ function watchAll(s: KubeLeaseStore): { updates: LeaseUpdate[]; watcher: Watcher
   return { updates, watcher };
 }
 
-const subnets = (leases: Lease[]): string[] => leases.map((l) => formatSubnet(l.subnet)).sort();
+const subnets = (leases: Lease[]): string[] => leases.map((l) => formatSubnet(l.subnet!)).sort();
 const events = (updates: LeaseUpdate[]) =>
-  updates.flatMap((u) => (u.kind === 'events' ? u.events.map((e) => `${e.type} ${formatSubnet(e.lease.subnet)} ${e.lease.publicIP}`) : []));
+  updates.flatMap((u) => (u.kind === 'events' ? u.events.map((e) => `${e.type} ${formatSubnet(e.lease.subnet!)} ${e.lease.publicIP}`) : []));
 
 beforeAll(() => {
   conf = netConf();
@@ -82,7 +82,7 @@ describe('annotation prefix (flannel rules)', () => {
 describe('configuration', () => {
   it('reads net-conf.json without applying SubnetLen defaults', async () => {
     const cfg = await store().getNetworkConfig();
-    expect(formatSubnet(cfg.network)).toBe('10.244.0.0/16');
+    expect(formatSubnet(cfg.network!)).toBe('10.244.0.0/16');
     expect(cfg.backendType).toBe('udp');
     expect(cfg.port).toBe(8285);
     expect(cfg.subnetLen).toBe(0);
@@ -111,7 +111,7 @@ describe('configuration', () => {
       return path;
     };
     const ok = store({ apiUrl: undefined, kubeconfigFile: kubeconfig('s3cret') });
-    expect(formatSubnet((await ok.acquire('192.168.77.11')).subnet)).toBe('10.244.1.0/24');
+    expect(formatSubnet((await ok.acquire('192.168.77.11')).subnet!)).toBe('10.244.1.0/24');
     const bad = store({ apiUrl: undefined, kubeconfigFile: kubeconfig('wrong') });
     // Permanent: the agent's start-up loop must not retry a credentials problem.
     const err = await bad.acquire('192.168.77.11').catch((e: unknown) => e);
@@ -130,7 +130,7 @@ describe('node name', () => {
     api.addPod({ metadata: { name: 'felt-abcde', namespace: 'kube-flannel' }, spec: { nodeName: 'worker-7' } });
     const s = store({ env: { POD_NAME: 'felt-abcde', POD_NAMESPACE: 'kube-flannel' } });
     expect(await s.nodeName()).toBe('worker-7');
-    expect(formatSubnet((await s.acquire('192.168.77.17')).subnet)).toBe('10.244.7.0/24');
+    expect(formatSubnet((await s.acquire('192.168.77.17')).subnet!)).toBe('10.244.7.0/24');
   });
   it('fails clearly when neither is available, or the pod does not exist', async () => {
     await expect(store({ env: {} }).nodeName()).rejects.toThrow(/set NODE_NAME.*POD_NAME and POD_NAMESPACE/);
@@ -144,14 +144,14 @@ describe('acquire', () => {
     delete (node.spec as JsonObject).podCIDRs;
     api.addNode(node);
     const lease = await store().acquire('192.168.77.11');
-    expect(formatSubnet(lease.subnet)).toBe('10.244.1.0/24');
+    expect(formatSubnet(lease.subnet!)).toBe('10.244.1.0/24');
     expect(lease.publicIP).toBe('192.168.77.11');
     expect(lease.expiresAt).toBeUndefined();
     expect(lease.source).toMatchObject({ kind: 'kube', node: 'n1' });
   });
   it('takes the IPv4 entry of a dual-stack spec.podCIDRs', async () => {
     api.addNode(bareNode('n1', ['fd00:10:244:1::/64', '10.244.9.0/24']));
-    expect(formatSubnet((await store().acquire('192.168.77.11')).subnet)).toBe('10.244.9.0/24');
+    expect(formatSubnet((await store().acquire('192.168.77.11')).subnet!)).toBe('10.244.9.0/24');
   });
   it('fails with flannel\'s message when no pod CIDR is assigned (after retrying)', async () => {
     api.addNode(bareNode('n1'));
@@ -166,7 +166,7 @@ describe('acquire', () => {
     const pending = s.acquire('192.168.77.11');
     await until('a GET of the node', () => api.requests.some((r) => r.url === '/api/v1/nodes/n1'));
     api.updateNode('n1', { spec: { podCIDR: '10.244.4.0/24', podCIDRs: ['10.244.4.0/24'] } });
-    expect(formatSubnet((await pending).subnet)).toBe('10.244.4.0/24');
+    expect(formatSubnet((await pending).subnet!)).toBe('10.244.4.0/24');
   });
   it('rejects a pod CIDR outside the configured Network', async () => {
     api.addNode(bareNode('n1', '10.99.1.0/24'));

@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { countSubnets, freeSubnets, isCompatible, MAX_CANDIDATES, pickFreeSubnet } from '../../src/lease/allocate.js';
 import { parseNetworkConfig } from '../../src/lease/config.js';
+import type { IPv4Overlay, NetworkConfig } from '../../src/lease/types.js';
 import { formatSubnet, parseSubnet } from '../../src/net/cidr.js';
 
-const net16 = parseNetworkConfig({ Network: '10.244.0.0/16' });
+/** An IPv4 config (these functions take the IPv4 overlay's bounds). */
+function v4(json: unknown): NetworkConfig & IPv4Overlay {
+  const config = parseNetworkConfig(json);
+  if (!config.enableIPv4) throw new Error('expected an IPv4 config');
+  return config;
+}
+
+const net16 = v4({ Network: '10.244.0.0/16' });
 const fmt = (subnets: Array<{ ip: number; prefixLen: number }>) => subnets.map(formatSubnet);
 const subnets = (...cidrs: string[]) => cidrs.map((c) => parseSubnet(c, true));
 
@@ -18,7 +26,7 @@ describe('isCompatible', () => {
     expect(isCompatible(parseSubnet('10.244.4.0/23'), net16)).toBe(false);
     expect(isCompatible(parseSubnet('10.244.4.0/25'), net16)).toBe(false);
     expect(isCompatible(parseSubnet('10.245.1.0/24'), net16)).toBe(false);
-    const narrow = parseNetworkConfig({ Network: '10.0.0.0/8', SubnetLen: 20, SubnetMin: '10.10.0.0', SubnetMax: '10.99.0.0' });
+    const narrow = v4({ Network: '10.0.0.0/8', SubnetLen: 20, SubnetMin: '10.10.0.0', SubnetMax: '10.99.0.0' });
     expect(isCompatible(parseSubnet('10.10.0.0/20'), narrow)).toBe(true);
     expect(isCompatible(parseSubnet('10.99.0.0/20'), narrow)).toBe(true);
     expect(isCompatible(parseSubnet('10.9.240.0/20'), narrow)).toBe(false);
@@ -50,19 +58,19 @@ describe('freeSubnets', () => {
   });
 
   it('stays inside SubnetMax, even at the top of the address space', () => {
-    const top = parseNetworkConfig({ Network: '255.255.255.0/24' });
+    const top = v4({ Network: '255.255.255.0/24' });
     expect(fmt(freeSubnets(top, []))).toEqual(['255.255.255.64/26', '255.255.255.128/26', '255.255.255.192/26']);
   });
 
   it('returns nothing when every subnet is taken', () => {
-    const tiny = parseNetworkConfig({ Network: '10.9.0.0/28' }); // /30s: .4 .8 .12
+    const tiny = v4({ Network: '10.9.0.0/28' }); // /30s: .4 .8 .12
     expect(countSubnets(tiny)).toBe(3);
     expect(freeSubnets(tiny, subnets('10.9.0.4/30', '10.9.0.8/30', '10.9.0.12/30'))).toEqual([]);
     expect(freeSubnets(tiny, subnets('10.9.0.0/28'))).toEqual([]);
   });
 
   it('handles 5,000 taken subnets', () => {
-    const wide = parseNetworkConfig({ Network: '10.0.0.0/8' });
+    const wide = v4({ Network: '10.0.0.0/8' });
     const taken = Array.from({ length: 5000 }, (_, i) => ({ ip: (10 << 24) + (i + 1) * 256, prefixLen: 24 }));
     const free = freeSubnets(wide, taken);
     expect(free).toHaveLength(100);
@@ -83,7 +91,7 @@ describe('pickFreeSubnet', () => {
   });
 
   it('returns undefined when nothing is free', () => {
-    const tiny = parseNetworkConfig({ Network: '10.9.0.0/28' });
+    const tiny = v4({ Network: '10.9.0.0/28' });
     expect(pickFreeSubnet(tiny, subnets('10.9.0.0/28'))).toBeUndefined();
   });
 

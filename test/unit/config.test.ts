@@ -4,10 +4,10 @@ import { formatIPv4, formatSubnet } from '../../src/net/cidr.js';
 import type { NetworkConfig } from '../../src/lease/types.js';
 
 const summary = (c: NetworkConfig) => ({
-  network: formatSubnet(c.network),
+  network: formatSubnet(c.network!),
   subnetLen: c.subnetLen,
-  subnetMin: formatIPv4(c.subnetMin),
-  subnetMax: formatIPv4(c.subnetMax),
+  subnetMin: formatIPv4(c.subnetMin!),
+  subnetMax: formatIPv4(c.subnetMax!),
   backendType: c.backendType,
   port: c.port,
 });
@@ -79,7 +79,7 @@ describe('parseNetworkConfig: flannel defaults', () => {
   });
 
   it('masks host bits in Network, as flannel does', () => {
-    expect(formatSubnet(parseNetworkConfig({ Network: '10.244.7.9/16' }).network)).toBe('10.244.0.0/16');
+    expect(formatSubnet(parseNetworkConfig({ Network: '10.244.7.9/16' }).network!)).toBe('10.244.0.0/16');
   });
 
   it('keeps the raw JSON', () => {
@@ -116,7 +116,7 @@ describe('parseNetworkConfig: errors name the key', () => {
     ['Port 0', { Network: '10.0.0.0/16', Backend: { Port: 0 } }, /Backend\.Port must be an integer 1\.\.65535, got 0/],
     ['Port too big', { Network: '10.0.0.0/16', Backend: { Port: 65536 } }, /Backend\.Port must be an integer 1\.\.65535/],
     ['Port a string', { Network: '10.0.0.0/16', Backend: { Port: '8285' } }, /Backend\.Port/],
-    ['EnableIPv4 false', { Network: '10.0.0.0/16', EnableIPv4: false }, /EnableIPv4=false \(an IPv6-only overlay\) is not supported/],
+    ['EnableIPv4 false', { Network: '10.0.0.0/16', EnableIPv4: false }, /EnableIPv4 and EnableIPv6 are both false/],
   ];
   for (const [name, json, message] of cases) {
     it(name, () => {

@@ -57,7 +57,8 @@ describe('parseNetworkConfig: IPv6 (flannel defaults)', () => {
 
 describe('parseNetworkConfig: IPv6 errors are one-line ConfigErrors', () => {
   const cases: Array<[string, unknown, RegExp]> = [
-    ['EnableIPv4 false (IPv6-only)', { EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' }, /EnableIPv4=false \(an IPv6-only overlay\) is not supported: felt needs EnableIPv4 for now/],
+    ['EnableIPv4 false without EnableIPv6', { EnableIPv4: false, Network: '10.0.0.0/16' }, /EnableIPv4 and EnableIPv6 are both false/],
+    ['EnableIPv4 false without IPv6Network', { EnableIPv4: false, EnableIPv6: true }, /please define a correct IPv6Network parameter/],
     ['EnableIPv6 not a bool', { ...base, EnableIPv6: 'true' }, /EnableIPv6 must be true or false/],
     ['IPv6Network missing', base, /please define a correct IPv6Network parameter/],
     ['IPv6Network ::/0', { ...base, IPv6Network: '::/0' }, /please define a correct IPv6Network parameter/],

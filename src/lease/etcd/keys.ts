@@ -2,9 +2,10 @@
 //   <prefix>/config                  network config JSON
 //   <prefix>/subnets/<a.b.c.d>-<len>  {"PublicIP":"<ip>","PublicIPv6":null}, attached to a TTL'd etcd lease
 //   <prefix>/subnets/<a.b.c.d>-<len>&<ipv6>-<len>  the same with an IPv6 subnet (dual-stack), PublicIPv6 "<ipv6>" or null
+//   <prefix>/subnets/0.0.0.0-0&<ipv6>-<len>  a lease with only an IPv6 subnet (IPv6-only overlay, EnableIPv4 false)
 // Turning keys and values into leases and back; nothing here talks to etcd.
 import type { IKeyValue } from 'etcd3';
-import { formatIPv4, parseIPv4, parseSubnetKey, type Subnet } from '../../net/cidr.js';
+import { formatIPv4, NO_SUBNET, parseIPv4, parseSubnetKey, type Subnet } from '../../net/cidr.js';
 import { formatIPv6, parseIPv6, type Subnet6 } from '../../net/ip6.js';
 import type { Lease } from '../types.js';
 
@@ -21,14 +22,27 @@ export function leaseValue(publicIP: string, publicIPv6?: string): string {
 /** A key under <prefix>/subnets/ after parsing: a lease, or why it is not one. */
 export type ParsedKv = { ok: true; lease: Lease } | { ok: false; subnet?: Subnet; subnet6?: Subnet6; reason: string };
 
+/**
+ * The subnets a key names. The zero IPv4 half of "0.0.0.0-0&<ipv6>-<len>" means "no IPv4 subnet"; a bare
+ * "0.0.0.0-0" stays the (unroutable) lease 0.0.0.0/0 it always was, which the agent refuses.
+ */
+function keySubnets(name: string): { subnet?: Subnet; subnet6?: Subnet6 } | undefined {
+  const parsed = name.includes('/') ? undefined : parseSubnetKey(name);
+  if (!parsed) return undefined;
+  const { subnet, subnet6 } = parsed;
+  if (!subnet6) return { subnet };
+  const noIPv4 = subnet.ip === NO_SUBNET.ip && subnet.prefixLen === NO_SUBNET.prefixLen;
+  return noIPv4 ? { subnet6 } : { subnet, subnet6 };
+}
+
 /** Parses one key/value under `subnetsPrefix` (`<prefix>/subnets/`). */
 export function parseLeaseKv(kv: IKeyValue, subnetsPrefix: string): ParsedKv {
   const key = kv.key.toString('utf8');
   const name = key.slice(subnetsPrefix.length);
-  const parsedKey = name.includes('/') ? undefined : parseSubnetKey(name);
+  const parsedKey = keySubnets(name);
   if (!parsedKey) return { ok: false, reason: 'key is not <a.b.c.d>-<len> or <a.b.c.d>-<len>&<ipv6>-<len>' };
   const { subnet, subnet6 } = parsedKey;
-  const taken = { subnet, ...(subnet6 ? { subnet6 } : {}) };
+  const taken = { ...(subnet ? { subnet } : {}), ...(subnet6 ? { subnet6 } : {}) };
   let attrs: unknown;
   try {
     attrs = JSON.parse(kv.value.toString('utf8'));
@@ -61,7 +75,7 @@ export function parseLeaseKv(kv: IKeyValue, subnetsPrefix: string): ParsedKv {
   return {
     ok: true,
     lease: {
-      subnet,
+      ...(subnet ? { subnet } : {}),
       publicIP,
       ...(subnet6 ? { ipv6Subnet: subnet6 } : {}),
       ...(publicIPv6 !== undefined ? { publicIPv6 } : {}),

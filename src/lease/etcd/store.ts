@@ -7,10 +7,11 @@
 import { Etcd3, isRecoverableError, type IKeyValue } from 'etcd3';
 import type { Logger } from 'pino';
 import { LoggedOnce } from '../../log.js';
-import { formatIPv4, formatSubnet, makeSubnetKey, parseIPv4, subnetsOverlap, type Subnet } from '../../net/cidr.js';
+import { formatIPv4, makeSubnetKey, parseIPv4, subnetsOverlap, type Subnet } from '../../net/cidr.js';
 import { formatIPv6, formatSubnet6, parseIPv6, subnets6Overlap, type Subnet6 } from '../../net/ip6.js';
 import { errorText } from '../../retry.js';
-import { countSubnets, countSubnets6, isCompatible, isCompatible6, pickFreeSubnet, pickFreeSubnet6 } from '../allocate.js';
+import { countSubnets, countSubnets6, isCompatible4, isCompatible6, pickFreeSubnet, pickFreeSubnet6 } from '../allocate.js';
+import { leaseName, subnetText } from '../name.js';
 import { parseNetworkConfigText } from '../config.js';
 import {
   ConfigError,
@@ -144,9 +145,11 @@ export class EtcdLeaseStore implements LeaseStore {
     if (!config.ipv6) ipv6 = undefined;
     const me = { publicIP: ip, publicIPv6: ipv6 };
     const value = leaseValue(ip, ipv6);
-    const previous = options.previousSubnet;
-    // flannel reuses the previous IPv6 subnet only together with the IPv4 one, and only if it fits the config.
+    // flannel reuses the previous IPv6 subnet only together with the IPv4 one, and only if it fits the config;
+    // on an IPv6-only overlay the IPv6 subnet alone.
+    const previous = config.enableIPv4 ? options.previousSubnet : undefined;
     const previous6 = config.ipv6 ? options.previousSubnet6 : undefined;
+    const hadPrevious = config.enableIPv4 ? previous !== undefined : previous6 !== undefined;
 
     for (let attempt = 1; attempt <= MAX_ACQUIRE_ATTEMPTS; attempt++) {
       const { leases, occupied } = await this.listKeys();
@@ -155,52 +158,52 @@ export class EtcdLeaseStore implements LeaseStore {
       let mine: Lease | undefined;
       for (const l of leases) {
         if (!sameHolder(l, me)) continue;
-        if (!isCompatible(l.subnet, config) || !isCompatible6(l.ipv6Subnet, config.ipv6)) {
-          this.log.info({ subnet: formatSubnet(l.subnet) }, 'deleting our lease: incompatible with the network config');
+        if (!isCompatible4(l.subnet, config) || !isCompatible6(l.ipv6Subnet, config.ipv6)) {
+          this.log.info({ subnet: leaseName(l) }, 'deleting our lease: incompatible with the network config');
           await this.deleteIfUnchanged(l);
         } else if (mine) {
-          this.log.warn({ subnet: formatSubnet(l.subnet), using: formatSubnet(mine.subnet) }, 'another lease also names our PublicIP; ignoring it');
+          this.log.warn({ subnet: leaseName(l), using: leaseName(mine) }, 'another lease also names our PublicIP; ignoring it');
         } else {
           mine = l;
         }
       }
       if (mine) {
         if (isReservation(mine)) {
-          this.log.info({ subnet: formatSubnet(mine.subnet) }, 'using the reservation for our PublicIP');
+          this.log.info({ subnet: leaseName(mine) }, 'using the reservation for our PublicIP');
           return mine;
         }
         const reused = await this.writeLease(mine.subnet, mine.ipv6Subnet, value, { modRevision: etcdSource(mine)?.modRevision ?? '0' });
         if (reused) {
-          this.log.info({ subnet: formatSubnet(mine.subnet), publicIP: ip }, 'found a lease for our PublicIP, reusing it');
+          this.log.info({ subnet: leaseName(mine), publicIP: ip }, 'found a lease for our PublicIP, reusing it');
           return reused;
         }
         continue; // it changed under us: look again
       }
 
-      const taken = [...leases.map((l) => l.subnet), ...occupied.map((o) => o.subnet)];
+      const taken = [...leases.flatMap((l) => l.subnet ?? []), ...occupied.flatMap((o) => o.subnet ?? [])];
       const taken6 = [...leases.flatMap((l) => l.ipv6Subnet ?? []), ...occupied.flatMap((o) => o.subnet6 ?? [])];
       // 2. The subnet we had before (subnet.env), if it fits and nobody holds it now.
       if (
-        previous &&
-        isCompatible(previous, config) &&
+        hadPrevious &&
+        isCompatible4(previous, config) &&
         isCompatible6(previous6, config.ipv6) &&
-        !taken.some((t) => subnetsOverlap(t, previous)) &&
+        !(previous && taken.some((t) => subnetsOverlap(t, previous))) &&
         !(previous6 && taken6.some((t) => subnets6Overlap(t, previous6)))
       ) {
         const created = await this.createLease(previous, previous6, value);
         if (created) {
-          this.log.info({ subnet: formatSubnet(previous) }, 'took back our previous subnet');
+          this.log.info({ subnet: leaseName({ subnet: previous, ipv6Subnet: previous6 }) }, 'took back our previous subnet');
           return created;
         }
         continue;
       }
-      if (previous && attempt === 1) {
-        this.log.info({ subnet: formatSubnet(previous) }, 'previous subnet is taken or incompatible; allocating another');
+      if (hadPrevious && attempt === 1) {
+        this.log.info({ subnet: leaseName({ subnet: previous, ipv6Subnet: previous6 }) }, 'previous subnet is taken or incompatible; allocating another');
       }
 
       // 3. A random free one.
-      const pick = pickFreeSubnet(config, taken, this.random);
-      if (!pick) {
+      const pick = config.enableIPv4 ? pickFreeSubnet(config, taken, this.random) : undefined;
+      if (config.enableIPv4 && !pick) {
         throw new SubnetsExhaustedError(
           `out of subnets: all ${countSubnets(config)} /${config.subnetLen} subnets between SubnetMin ` +
             `${formatIPv4(config.subnetMin)} and SubnetMax ${formatIPv4(config.subnetMax)} are leased`,
@@ -215,10 +218,10 @@ export class EtcdLeaseStore implements LeaseStore {
       }
       const created = await this.createLease(pick, pick6, value);
       if (created) {
-        this.log.info({ subnet: formatSubnet(pick), ...(pick6 ? { subnet6: formatSubnet6(pick6) } : {}) }, 'allocated a new subnet');
+        this.log.info({ subnet: subnetText(pick), ...(pick6 ? { subnet6: formatSubnet6(pick6) } : {}) }, 'allocated a new subnet');
         return created;
       }
-      this.log.info({ subnet: formatSubnet(pick), attempt }, 'another node took that subnet first; retrying');
+      this.log.info({ subnet: leaseName({ subnet: pick, ipv6Subnet: pick6 }), attempt }, 'another node took that subnet first; retrying');
     }
     throw new Error(`acquire: no subnet after ${MAX_ACQUIRE_ATTEMPTS} attempts: other nodes won every race`);
   }
@@ -314,17 +317,17 @@ export class EtcdLeaseStore implements LeaseStore {
   }
 
   /** Every key under <prefix>/subnets/: valid leases (no expiry yet), and subnets of malformed values. */
-  private async listKeys(): Promise<{ leases: Lease[]; occupied: Array<{ subnet: Subnet; subnet6?: Subnet6 }>; revision: string }> {
+  private async listKeys(): Promise<{ leases: Lease[]; occupied: Array<{ subnet?: Subnet; subnet6?: Subnet6 }>; revision: string }> {
     const prefix = Buffer.from(this.subnetsPrefix);
     const res = await this.call('list leases', (o) =>
       this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, o),
     );
     const leases: Lease[] = [];
-    const occupied: Array<{ subnet: Subnet; subnet6?: Subnet6 }> = [];
+    const occupied: Array<{ subnet?: Subnet; subnet6?: Subnet6 }> = [];
     for (const kv of res.kvs) {
       const parsed = this.parseKv(kv);
       if (parsed.ok) leases.push(parsed.lease);
-      else if (parsed.subnet) occupied.push({ subnet: parsed.subnet, ...(parsed.subnet6 ? { subnet6: parsed.subnet6 } : {}) });
+      else if (parsed.subnet || parsed.subnet6) occupied.push({ ...(parsed.subnet ? { subnet: parsed.subnet } : {}), ...(parsed.subnet6 ? { subnet6: parsed.subnet6 } : {}) });
     }
     return { leases, occupied, revision: res.header.revision };
   }
@@ -341,7 +344,7 @@ export class EtcdLeaseStore implements LeaseStore {
     return parsed;
   }
 
-  private subnetKey(subnet: Subnet, subnet6: Subnet6 | undefined): string {
+  private subnetKey(subnet: Subnet | undefined, subnet6: Subnet6 | undefined): string {
     return this.subnetsPrefix + makeSubnetKey(subnet, subnet6);
   }
 
@@ -370,7 +373,7 @@ export class EtcdLeaseStore implements LeaseStore {
    * lease, when the guard fails.
    */
   private async writeLease(
-    subnet: Subnet,
+    subnet: Subnet | undefined,
     subnet6: Subnet6 | undefined,
     value: string,
     guard: { create: true } | { modRevision: string },
@@ -401,7 +404,7 @@ export class EtcdLeaseStore implements LeaseStore {
     }
     const attrs = JSON.parse(value) as { PublicIP: string; PublicIPv6: string | null };
     return {
-      subnet,
+      ...(subnet ? { subnet } : {}),
       publicIP: attrs.PublicIP,
       ...(subnet6 ? { ipv6Subnet: subnet6 } : {}),
       ...(attrs.PublicIPv6 !== null ? { publicIPv6: attrs.PublicIPv6 } : {}),
@@ -411,7 +414,7 @@ export class EtcdLeaseStore implements LeaseStore {
     };
   }
 
-  private createLease(subnet: Subnet, subnet6: Subnet6 | undefined, value: string): Promise<Lease | undefined> {
+  private createLease(subnet: Subnet | undefined, subnet6: Subnet6 | undefined, value: string): Promise<Lease | undefined> {
     return this.writeLease(subnet, subnet6, value, { create: true });
   }
 
@@ -446,14 +449,14 @@ export class EtcdLeaseStore implements LeaseStore {
     let renewed: Lease | undefined;
     if (!current) {
       renewed = await this.createLease(lease.subnet, lease.ipv6Subnet, value);
-      if (renewed) this.log.warn({ subnet: formatSubnet(lease.subnet) }, 'our lease had expired; re-created it');
+      if (renewed) this.log.warn({ subnet: leaseName(lease) }, 'our lease had expired; re-created it');
     } else if (current.ok && sameHolder(current.lease, lease) && current.lease.source.kind === 'etcd') {
       renewed = await this.writeLease(lease.subnet, lease.ipv6Subnet, value, { modRevision: current.lease.source.modRevision });
     } else {
       const holder = current.ok ? current.lease.publicIP : 'a malformed value';
-      throw new LeaseLostError(`renew: subnet ${formatSubnet(lease.subnet)} is now held by ${holder}`);
+      throw new LeaseLostError(`renew: subnet ${leaseName(lease)} is now held by ${holder}`);
     }
-    if (!renewed) throw new Error(`renew: ${formatSubnet(lease.subnet)} changed while renewing; try again`);
+    if (!renewed) throw new Error(`renew: ${leaseName(lease)} changed while renewing; try again`);
     const newId = etcdSource(renewed)?.etcdLeaseId;
     if (oldId && oldId !== newId && this.granted.has(oldId)) {
       // The key now rides on the new lease; the old one would linger for a whole TTL otherwise.
@@ -462,7 +465,7 @@ export class EtcdLeaseStore implements LeaseStore {
     return renewed;
   }
 
-  private async readKey(subnet: Subnet, subnet6: Subnet6 | undefined): Promise<ParsedKv | undefined> {
+  private async readKey(subnet: Subnet | undefined, subnet6: Subnet6 | undefined): Promise<ParsedKv | undefined> {
     const res = await this.call('read lease', (o) =>
       this.client.kv.range({ key: Buffer.from(this.subnetKey(subnet, subnet6)) }, o),
     );

@@ -1,8 +1,10 @@
 // flannel's node annotations (https://github.com/flannel-io/flannel/blob/master/pkg/subnet/kube/annotations.go)
 // and the Node fields felt reads: which nodes are peers, and the lease each one stands for.
-import { formatSubnet, isIPv4, parseSubnet, type Subnet } from '../../net/cidr.js';
+import { isIPv4, parseSubnet, type Subnet } from '../../net/cidr.js';
 import { formatIPv6, formatSubnet6, isIPv6, parseIPv6, parseSubnet6, type Subnet6 } from '../../net/ip6.js';
 import type { Lease } from '../types.js';
+import { subnetText } from '../name.js';
+import { NO_PUBLIC_IP } from '../../public-ips.js';
 
 /** The annotation keys under a normalised prefix. */
 export interface KubeAnnotations {
@@ -120,13 +122,17 @@ function jsonAnnotation(raw: string | undefined): unknown {
  * A peer lease from a node, or why it is not one. Only managed nodes with a podCIDR qualify. With
  * `ipv6` (EnableIPv6) the lease also carries the node's IPv6 pod CIDR and public-ipv6; a node
  * without them (a stock flannel UDP node: flannel keeps UDP leases IPv4-only) stays an IPv4 peer.
+ * With `ipv4` false (an IPv6-only overlay) the lease has only the IPv6 pod CIDR, and a node without
+ * an IPv4 public-ip (flannel writes "0.0.0.0" or nothing there) gets PublicIP 0.0.0.0.
  */
-export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false): { lease?: Lease; reason?: string } {
+export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false, ipv4 = true): { lease?: Lease; reason?: string } {
   const ann = node.metadata.annotations ?? {};
   if (ann[keys.subnetKubeManaged] !== 'true') return { reason: 'not managed (no kube-subnet-manager annotation)' };
-  const subnet = nodePodCIDR(node);
-  if (!subnet) return { reason: 'no IPv4 pod CIDR' };
-  const publicIP = ann[keys.publicIP];
+  const subnet = ipv4 ? nodePodCIDR(node) : undefined;
+  if (ipv4 && !subnet) return { reason: 'no IPv4 pod CIDR' };
+  if (!ipv4 && !nodePodCIDR6(node)) return { reason: 'no IPv6 pod CIDR' };
+  const rawIP = ann[keys.publicIP];
+  const publicIP = !ipv4 && (rawIP === undefined || rawIP === '') ? NO_PUBLIC_IP : rawIP;
   if (publicIP === undefined || !isIPv4(publicIP)) return { reason: `public-ip annotation ${JSON.stringify(publicIP ?? null)} is not an IPv4 address` };
   const attrs: Record<string, unknown> = { PublicIP: publicIP, BackendType: ann[keys.backendType] ?? '', BackendData: jsonAnnotation(ann[keys.backendData]) };
   let six: { ipv6Subnet?: Subnet6; publicIPv6?: string } = {};
@@ -143,7 +149,7 @@ export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false)
   }
   return {
     lease: {
-      subnet,
+      ...(subnet ? { subnet } : {}),
       publicIP,
       ...six,
       source: { kind: 'kube', node: node.metadata.name, resourceVersion: node.metadata.resourceVersion },
@@ -154,7 +160,7 @@ export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false)
 
 /** What makes two leases of one node different for the data path (flannel's update filter). */
 export function leaseKey(l: Lease): string {
-  const v4 = `${formatSubnet(l.subnet)}|${l.publicIP}|${String(l.attrs.BackendType)}|${JSON.stringify(l.attrs.BackendData)}`;
+  const v4 = `${subnetText(l.subnet)}|${l.publicIP}|${String(l.attrs.BackendType)}|${JSON.stringify(l.attrs.BackendData)}`;
   if (!l.ipv6Subnet && l.publicIPv6 === undefined) return v4;
   return `${v4}|${l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : ''}|${l.publicIPv6 ?? ''}|${JSON.stringify(l.attrs.BackendV6Data ?? null)}`;
 }

@@ -171,9 +171,10 @@ export class KubeLeaseStore implements LeaseStore {
     if (!isIPv4(publicIP)) throw new PermanentError(`acquire: public IP "${publicIP}" is not an IPv4 address`);
     const config = await this.getNetworkConfig();
     const name = await this.nodeName();
-    const node = await this.waitForPodCIDR(name, config.ipv6 !== undefined);
-    const subnet = nodePodCIDR(node)!;
-    if (!subnetContains(config.network, subnet)) {
+    const node = await this.waitForPodCIDR(name, config.enableIPv4, config.ipv6 !== undefined);
+    // An IPv6-only overlay (EnableIPv4 false) leaves the IPv4 pod CIDR, if any, alone.
+    const subnet = config.enableIPv4 ? nodePodCIDR(node)! : undefined;
+    if (config.enableIPv4 && subnet && !subnetContains(config.network, subnet)) {
       throw new PermanentError(
         `node "${name}" pod cidr ${formatSubnet(subnet)} is not inside the network ${formatSubnet(config.network)} of ${this.options.netConfigPath}`,
       );
@@ -184,7 +185,7 @@ export class KubeLeaseStore implements LeaseStore {
         `node "${name}" IPv6 pod cidr ${formatSubnet6(subnet6)} is not inside the IPv6 network ${formatSubnet6(config.ipv6.network)} of ${this.options.netConfigPath}`,
       );
     }
-    if (options.previousSubnet && formatSubnet(options.previousSubnet) !== formatSubnet(subnet)) {
+    if (subnet && options.previousSubnet && formatSubnet(options.previousSubnet) !== formatSubnet(subnet)) {
       this.log.info({ previous: formatSubnet(options.previousSubnet), subnet: formatSubnet(subnet) }, 'the node pod CIDR differs from the subnet in the subnet file');
     }
 
@@ -228,7 +229,7 @@ export class KubeLeaseStore implements LeaseStore {
       current = asNode(patched) ?? current;
       this.log.info({ node: name, annotations: changes }, 'node annotations updated');
     }
-    const lease = nodeToLease(current, this.annotations, config.ipv6 !== undefined).lease;
+    const lease = nodeToLease(current, this.annotations, config.ipv6 !== undefined, config.enableIPv4).lease;
     if (!lease) throw new Error(`node "${name}": annotations did not take effect`);
     return lease;
   }
@@ -305,7 +306,7 @@ export class KubeLeaseStore implements LeaseStore {
   // ---- internals ---------------------------------------------------------------------------
 
   private peerLease(node: KubeNode): Lease | undefined {
-    const { lease, reason } = nodeToLease(node, this.annotations, this.config?.ipv6 !== undefined);
+    const { lease, reason } = nodeToLease(node, this.annotations, this.config?.ipv6 !== undefined, this.config?.enableIPv4 ?? true);
     const managed = node.metadata.annotations?.[this.annotations.subnetKubeManaged] === 'true';
     if (!lease && managed && reason) {
       if (this.warned.first(`${node.metadata.name}|${reason}`)) this.log.warn({ node: node.metadata.name, reason }, 'managed node ignored');
@@ -326,8 +327,8 @@ export class KubeLeaseStore implements LeaseStore {
     return { leases, revision: String(body.metadata.resourceVersion ?? '') };
   }
 
-  /** Polls the node until it exists with an IPv4 podCIDR, and an IPv6 one with `ipv6` (bounded, like flannel's 30 s). */
-  private async waitForPodCIDR(name: string, ipv6: boolean): Promise<KubeNode> {
+  /** Polls the node until it exists with an IPv4 podCIDR (with `ipv4`) and an IPv6 one (with `ipv6`); bounded, like flannel's 30 s. */
+  private async waitForPodCIDR(name: string, ipv4: boolean, ipv6: boolean): Promise<KubeNode> {
     const step = async (): Promise<KubeNode> => {
       let node: KubeNode;
       try {
@@ -337,7 +338,7 @@ export class KubeLeaseStore implements LeaseStore {
         if (apiError(err)?.code === 404) throw new Error(`node "${name}" not found`);
         throw err;
       }
-      if (!nodePodCIDR(node)) throw new Error(`node "${name}" pod cidr not assigned`);
+      if (ipv4 && !nodePodCIDR(node)) throw new Error(`node "${name}" pod cidr not assigned`);
       if (ipv6 && !nodePodCIDR6(node)) throw new Error(`node "${name}" IPv6 pod cidr not assigned`);
       return node;
     };

@@ -2,7 +2,7 @@
 // the list's resourceVersion with bookmarks; relist on 410 Gone; back off on failures; re-deliver
 // the cached set as a snapshot every resync period.
 import type { Logger } from '../../log.js';
-import { formatSubnet } from '../../net/cidr.js';
+import { leaseName } from '../name.js';
 import { Backoff, errorText, sleep } from '../../retry.js';
 import type { Lease, LeaseEvent, LeaseUpdate, StoreStatus, Watcher } from '../types.js';
 import { asNode, isObj, leaseKey, type KubeNode, type Obj } from './annotations.js';
@@ -173,7 +173,7 @@ export class KubeWatch implements Watcher {
     const before = this.cache.get(name);
     const after = type === 'DELETED' ? undefined : this.ctx.peerLease(node);
     const events: LeaseEvent[] = [];
-    if (before && (!after || formatSubnet(before.subnet) !== formatSubnet(after.subnet))) {
+    if (before && (!after || leaseName(before) !== leaseName(after))) {
       events.push({ type: 'removed', lease: before });
     }
     if (after && (!before || leaseKey(before) !== leaseKey(after))) events.push({ type: 'added', lease: after });
