@@ -272,6 +272,37 @@ static void test_routes6(void) {
   map6_free(&m);
 }
 
+/* An IPv6-only overlay: routes flagged ROUTE6_NO_SUBNET4 put nothing in the IPv4 table, whatever
+ * their (unused) IPv4 triple holds. */
+static void test_routes_v6only(void) {
+  peer_registry reg;
+  memset(&reg, 0, sizeof reg);
+  felt_err err;
+  /* Two peers without an IPv4 underlay address; the second's triple holds garbage (prefix 99). */
+  route_spec r4[2] = {{0, 0, 0}, {0xdeadbeefu, 99, 0}};
+  route_spec6 r6[2];
+  memset(r6, 0, sizeof r6);
+  r6[0] = (route_spec6){.flags = ROUTE6_SUBNET | ROUTE6_PUBLIC | ROUTE6_NO_SUBNET4, .prefix_len = 64};
+  words("fd10:0:1::", r6[0].net);
+  words("fd77::2", r6[0].pub);
+  r6[1] = (route_spec6){.flags = ROUTE6_SUBNET | ROUTE6_PUBLIC | ROUTE6_NO_SUBNET4, .prefix_len = 64};
+  words("fd10:0:2::", r6[1].net);
+  words("fd77::3", r6[1].pub);
+  route_table *t = rt_build6(r4, r6, 2, &reg, &err);
+  CHECK(t && t->npeers == 2 && t->nroutes == 0 && t->nlevels == 0 && t->nroutes6 == 2, "no IPv4 routes, two IPv6 ones");
+  uint8_t a[16];
+  addr6("fd10:0:2::7", a);
+  rt_peer *p2 = rt_lookup6(t, a);
+  CHECK(p2 && p2->nsubnets == 0 && p2->nsubnets6 == 1, "peer by its IPv6 subnet only");
+  CHECK(rt_lookup(t, 0) == NULL && rt_lookup(t, 0xdeadbeefu) == NULL, "nothing matches IPv4");
+  CHECK(!rt_peer_admits(t, p2, 0x0af40205u), "no IPv4 source is admitted");
+  /* Without the flag the same triple is checked as before. */
+  r6[1].flags &= ~(uint32_t)ROUTE6_NO_SUBNET4;
+  CHECK(rt_build6(r4, r6, 2, &reg, &err) == NULL, "an IPv4 prefix 99 is still refused");
+  rt_free(t);
+  registry_free(&reg);
+}
+
 /* A TCP/IPv6 segment with a valid checksum. */
 static size_t tcp6_seg(uint8_t *p, uint32_t seq, size_t payload, uint8_t flags, uint8_t fill) {
   size_t n = build6(p, "fd10:0:2::7", "fd10:0:1::5", 63, 0, 0, 6, 20 + payload, 0);
@@ -433,4 +464,5 @@ void test_ipv6(void) {
   test_icmp6();
   test_tso6();
   test_routes6();
+  test_routes_v6only();
 }

@@ -189,7 +189,7 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
     shadowed = r.shadowed;
     return r.result;
   }));
-  checks.push(await guard('ip-forward', 'ip_forward', () => checkIpForward()));
+  checks.push(await ipv4('ip-forward', 'ip_forward', () => checkIpForward()));
   // Dual-stack nodes only: an IPv4-only node's report is unchanged.
   const ipv6 = await guard('ipv6', 'IPv6 tunnel', () => checkIPv6Tunnel(ctx) ?? { id: 'ipv6', title: 'IPv6 tunnel', verdict: 'skip', summary: '' });
   if (ipv6.verdict !== 'skip') checks.push(ipv6);
@@ -201,7 +201,7 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
     bindAddress = r.bindAddress;
     return r.result;
   }));
-  checks.push(await ipv4('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
+  checks.push(await guard('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
   checks.push(await guard('own-lease', 'own lease', () => checkOwnLease(ctx)));
   checks.push(await guard('store', 'lease store', () => checkStore(ctx)));
   try {

@@ -32,7 +32,10 @@ export interface HttpResult {
 export interface AgentHandle {
   readonly node: TestbedNode;
   readonly pid: number;
-  /** The lease subnet from subnet.env, as a network: FLANNEL_SUBNET 10.244.5.1/24 -> "10.244.5.0/24". */
+  /**
+   * The lease subnet from subnet.env, as a network: FLANNEL_SUBNET 10.244.5.1/24 -> "10.244.5.0/24"; on an
+   * IPv6-only overlay (no FLANNEL_SUBNET) the IPv6 one, as subnet6.
+   */
   readonly subnet: string;
   /** The IPv6 lease subnet from subnet.env, as a network ("fc00:0:0:5::/64"), on a dual-stack node. */
   readonly subnet6?: string;
@@ -183,11 +186,12 @@ export async function startAgent(testbed: Testbed, node: TestbedNode, opts: Agen
   const env = parseSubnetEnv(await readFile(subnetFile, 'utf8').catch((err: Error) => {
     throw new Error(`agent on ${node.name} is ready but ${subnetFile} is unreadable: ${err.message}`);
   }));
-  if (!env.FLANNEL_SUBNET) throw new Error(`${subnetFile} has no FLANNEL_SUBNET:\n${JSON.stringify(env)}`);
-  const subnet = networkOf(env.FLANNEL_SUBNET);
+  if (!env.FLANNEL_SUBNET && !env.FLANNEL_IPV6_SUBNET) throw new Error(`${subnetFile} has neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET:\n${JSON.stringify(env)}`);
+  const subnet4 = env.FLANNEL_SUBNET ? networkOf(env.FLANNEL_SUBNET) : undefined;
   const subnet6 = env.FLANNEL_IPV6_SUBNET ? formatSubnet6(parseSubnet6(env.FLANNEL_IPV6_SUBNET)) : undefined;
+  const subnet = subnet4 ?? subnet6!;
 
-  if (opts.pods ?? testbed.options.pods) await testbed.ensurePods(node, subnet, undefined, subnet6);
+  if (opts.pods ?? testbed.options.pods) await testbed.ensurePods(node, subnet4, undefined, subnet6);
 
   const fetchText = (path: string) => httpGetUnix(socketPath, path);
   return {

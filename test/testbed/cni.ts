@@ -60,9 +60,10 @@ export interface CniResult {
 export class CniError extends Error {}
 
 export interface FlannelSubnetEnv {
-  network: string;
-  subnet: string;
-  /** FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, present together on a dual-stack node. */
+  /** FLANNEL_NETWORK / FLANNEL_SUBNET, absent on an IPv6-only overlay (flannel's plugin needs one family). */
+  network?: string;
+  subnet?: string;
+  /** FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, present together on a dual-stack or IPv6-only node. */
   network6?: string;
   subnet6?: string;
   mtu: number;
@@ -76,13 +77,14 @@ export function readSubnetEnv(file: string): FlannelSubnetEnv {
     const i = line.indexOf('=');
     if (i > 0) env[line.slice(0, i)] = line.slice(i + 1);
   }
-  const missing = ['FLANNEL_NETWORK', 'FLANNEL_SUBNET', 'FLANNEL_MTU', 'FLANNEL_IPMASQ'].filter((k) => env[k] === undefined);
-  if (missing.length > 0) throw new CniError(`${file} is missing ${missing.join(', ')}`);
+  const v4 = [env.FLANNEL_NETWORK, env.FLANNEL_SUBNET];
   const v6 = [env.FLANNEL_IPV6_NETWORK, env.FLANNEL_IPV6_SUBNET];
+  const ipv6Only = v4.every((v) => v === undefined) && v6.every((v) => v !== undefined);
+  const missing = [...(ipv6Only ? [] : ['FLANNEL_NETWORK', 'FLANNEL_SUBNET']), 'FLANNEL_MTU', 'FLANNEL_IPMASQ'].filter((k) => env[k] === undefined);
+  if (missing.length > 0) throw new CniError(`${file} is missing ${missing.join(', ')}`);
   if (v6.filter((v) => v !== undefined).length === 1) throw new CniError(`${file} has only one of FLANNEL_IPV6_NETWORK, FLANNEL_IPV6_SUBNET`);
   return {
-    network: networkOf(env.FLANNEL_NETWORK!),
-    subnet: networkOf(env.FLANNEL_SUBNET!),
+    ...(ipv6Only ? {} : { network: networkOf(env.FLANNEL_NETWORK!), subnet: networkOf(env.FLANNEL_SUBNET!) }),
     ...(v6[0] !== undefined ? { network6: network6Of(v6[0]), subnet6: network6Of(v6[1]!) } : {}),
     mtu: Number(env.FLANNEL_MTU),
     ipMasq: env.FLANNEL_IPMASQ === 'true',
@@ -122,8 +124,8 @@ export function flannelDelegate(conf: Obj, subnetFile: string): Obj {
   if (conf.cniVersion) d.cniVersion = conf.cniVersion;
   const ipam: Obj = { ...(conf.ipam ?? {}) };
   ipam.type ??= 'host-local';
-  ipam.ranges = [[{ subnet: fenv.subnet }], ...(fenv.subnet6 ? [[{ subnet: fenv.subnet6 }]] : [])];
-  ipam.routes = [...(conf.ipam?.routes ?? []), { dst: fenv.network }, ...(fenv.network6 ? [{ dst: fenv.network6 }] : [])];
+  ipam.ranges = [...(fenv.subnet ? [[{ subnet: fenv.subnet }]] : []), ...(fenv.subnet6 ? [[{ subnet: fenv.subnet6 }]] : [])];
+  ipam.routes = [...(conf.ipam?.routes ?? []), ...(fenv.network ? [{ dst: fenv.network }] : []), ...(fenv.network6 ? [{ dst: fenv.network6 }] : [])];
   d.ipam = ipam;
   return d;
 }

@@ -61,7 +61,7 @@ export interface Pod {
   /** e.g. n1p1 */
   name: string;
   ns: Netns;
-  /** Pod address (no prefix length), e.g. 10.244.5.2 */
+  /** Pod address (no prefix length), e.g. 10.244.5.2; on an IPv6-only overlay its IPv6 address (= ip6). */
   ip: string;
   /** The pod's IPv6 address (no prefix length) when the node's lease has an IPv6 subnet. */
   ip6?: string;
@@ -216,38 +216,42 @@ export class Testbed {
    * the same in IPv6: ::1 on cni0, ::2, ::3, ... in the pods, IPv6 forwarding on. Idempotent for the
    * same subnets; different subnets rebuild them.
    */
-  async ensurePods(node: TestbedNode, leaseSubnet: string, count = this.options.podsPerNode ?? 1, leaseSubnet6?: string): Promise<Pod[]> {
+  /** `leaseSubnet` undefined: an IPv6-only overlay (then `leaseSubnet6` is set); pods get only IPv6. */
+  async ensurePods(node: TestbedNode, leaseSubnet: string | undefined, count = this.options.podsPerNode ?? 1, leaseSubnet6?: string): Promise<Pod[]> {
     if (this.options.cni) return this.ensureCniPods(node, leaseSubnet, count, leaseSubnet6);
-    const { base, len } = splitSubnet(leaseSubnet);
-    const subnet = `${base}.0/${len}`;
+    const v4 = leaseSubnet === undefined ? undefined : splitSubnet(leaseSubnet);
+    const subnet = v4 ? `${v4.base}.0/${v4.len}` : undefined;
     const v6 = leaseSubnet6 === undefined ? undefined : splitSubnet6(leaseSubnet6);
-    if (node.podSubnet === subnet && node.podSubnet6 === v6?.subnet && node.pods.length >= count) return node.pods;
-    if (node.podSubnet !== undefined && (node.podSubnet !== subnet || node.podSubnet6 !== v6?.subnet)) await this.removePods(node);
+    if (!v4 && !v6) throw new Error(`${node.name}: ensurePods needs an IPv4 or an IPv6 lease subnet`);
+    // The key the pods were built for: the IPv4 subnet, or the IPv6 one on an IPv6-only overlay.
+    const built = subnet ?? v6!.subnet;
+    if (node.podSubnet === built && node.podSubnet6 === v6?.subnet && node.pods.length >= count) return node.pods;
+    if (node.podSubnet !== undefined && (node.podSubnet !== built || node.podSubnet6 !== v6?.subnet)) await this.removePods(node);
 
     if (node.podSubnet === undefined) {
       if (v6) await noDad(node.ns);
       await node.ns.ip(['link', 'add', 'cni0', 'type', 'bridge']);
-      await node.ns.ip(['addr', 'add', `${base}.1/${len}`, 'dev', 'cni0']);
+      if (v4) await node.ns.ip(['addr', 'add', `${v4.base}.1/${v4.len}`, 'dev', 'cni0']);
       if (v6) await node.ns.ip(['addr', 'add', `${v6.host(1)}/${v6.len}`, 'dev', 'cni0', 'nodad']);
       await node.ns.ip(['link', 'set', 'cni0', 'up']);
       await node.ns.sysctl('net.ipv4.ip_forward', '1');
       if (v6) await node.ns.sysctl('net.ipv6.conf.all.forwarding', '1');
-      node.podSubnet = subnet;
+      node.podSubnet = built;
       node.podSubnet6 = v6?.subnet;
     }
     for (let p = node.pods.length + 1; p <= count; p++) {
       const name = `${node.name}p${p}`;
       const ns = await Netns.create(`${this.prefix}-${name}`);
-      const pod: Pod = { name, ns, ip: `${base}.${1 + p}`, ip6: v6?.host(1 + p), node };
+      const pod: Pod = { name, ns, ip: v4 ? `${v4.base}.${1 + p}` : v6!.host(1 + p), ip6: v6?.host(1 + p), node };
       node.pods.push(pod);
       if (v6) await noDad(ns);
       await ns.ip(['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `veth${p}`, 'netns', node.ns.name]);
       await node.ns.ip(['link', 'set', `veth${p}`, 'master', 'cni0']);
       await node.ns.ip(['link', 'set', `veth${p}`, 'up']);
-      await ns.ip(['addr', 'add', `${pod.ip}/${len}`, 'dev', 'eth0']);
+      if (v4) await ns.ip(['addr', 'add', `${pod.ip}/${v4.len}`, 'dev', 'eth0']);
       if (v6) await ns.ip(['addr', 'add', `${pod.ip6}/${v6.len}`, 'dev', 'eth0', 'nodad']);
       await ns.ip(['link', 'set', 'eth0', 'up']);
-      await ns.ip(['route', 'add', 'default', 'via', `${base}.1`]);
+      if (v4) await ns.ip(['route', 'add', 'default', 'via', `${v4.base}.1`]);
       if (v6) await ns.ip(['-6', 'route', 'add', 'default', 'via', v6.host(1)]);
     }
     return node.pods;
@@ -262,10 +266,10 @@ export class Testbed {
    * ensurePods with the CNI plugins: ADD for each new pod, after a DEL of all when a subnet moved.
    * The IPv6 address comes from subnet.env as on a real node; `leaseSubnet6` only says one is due.
    */
-  private async ensureCniPods(node: TestbedNode, leaseSubnet: string, count: number, leaseSubnet6?: string): Promise<Pod[]> {
-    const { base, len } = splitSubnet(leaseSubnet);
-    const subnet = `${base}.0/${len}`;
+  private async ensureCniPods(node: TestbedNode, leaseSubnet: string | undefined, count: number, leaseSubnet6?: string): Promise<Pod[]> {
+    const v4 = leaseSubnet === undefined ? undefined : splitSubnet(leaseSubnet);
     const subnet6 = leaseSubnet6 === undefined ? undefined : splitSubnet6(leaseSubnet6).subnet;
+    const subnet = v4 ? `${v4.base}.0/${v4.len}` : subnet6;
     if (node.podSubnet !== undefined && (node.podSubnet !== subnet || node.podSubnet6 !== subnet6)) await this.removePods(node);
     node.podSubnet = subnet;
     node.podSubnet6 = subnet6;
@@ -281,8 +285,9 @@ export class Testbed {
       node.pods.push(pod);
       if (subnet6) await noDad(ns);
       const result = await cniAdd(host, { containerID: pod.cniContainerID!, netns: ns, ifname: 'eth0' }, FLANNEL_CONFLIST);
-      pod.ip = podAddress(result);
       pod.ip6 = podAddress6(result);
+      // An IPv6-only overlay: the pod's only address is its IPv6 one.
+      pod.ip = v4 ? podAddress(result) : pod.ip6 ?? '';
       if (subnet6 && !pod.ip6) throw new Error(`${name}: the lease has ${subnet6} but CNI gave the pod no IPv6 address (subnet.env without FLANNEL_IPV6_SUBNET?)`);
     }
     return node.pods;
