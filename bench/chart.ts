@@ -180,7 +180,7 @@ export function renderChart(result: BenchResult, family: Family = 4): string {
     ...throughputPanel(paths, 70, 500),
     ...rttPanel(paths, 570, 960),
     ...rrPanel(paths, 1030, 1375),
-    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms, request/response ${s.rrSeconds} s; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
+    text(20, H - 30, `iperf3 ${s.durationS} s per run, ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms, request/response median of ${s.rrRuns} x ${s.rrSeconds} s; ${result.host.cpus} CPUs, kernel ${result.host.kernel}; veth underlay, MTU ${testbed.underlayMtu ?? '?'}.`, `font-size="11" fill="${COLORS.muted}"`),
     text(20, H - 14, 'Shared 2-vCPU machine: absolute numbers are noisy; compare the ratios to kernel VXLAN measured in the same run.', `font-size="11" fill="${COLORS.muted}"`),
   ];
   return [

@@ -26,6 +26,26 @@ export interface RrResult {
   maxUs: number;
 }
 
+/** One short request/response run as kept in the report. */
+export interface RrSample {
+  transactionsPerS: number;
+  p50Us: number;
+}
+
+/**
+ * The median of several short request/response runs (by transactions per second) and every run's
+ * rate and p50. On a small VM the rate is bimodal: the same path gives p50 ~65 us or ~115 us from
+ * one 2-second run to the next, depending on whether an idle vCPU has to be woken. A single long
+ * run lands on either mode, so two trees or two paths compared on one run each can differ by 40%
+ * with no change in the code. The median run is a real run, so its percentiles belong together.
+ */
+export function medianRr(runs: readonly RrResult[]): RrResult & { runs: RrSample[] } {
+  if (runs.length === 0) throw new Error('request/response: no run completed');
+  const sorted = [...runs].sort((a, b) => a.transactionsPerS - b.transactionsPerS);
+  const median = sorted[(sorted.length - 1) >> 1]!;
+  return { ...median, runs: runs.map((r) => ({ transactionsPerS: r.transactionsPerS, p50Us: r.p50Us })) };
+}
+
 /** Parses sockperf's ping-pong summary (run with --full-rtt, so every figure is a round trip). */
 export function parseSockperf(text: string, messageBytes: number): RrResult {
   const clean = text.replace(/\x1b\[[0-9;]*m/g, '');

@@ -6,7 +6,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import type { Testbed } from '../test/testbed/testbed.js';
 import { runIperfClient, startIperfServer } from './iperf.js';
-import { buildRrTool, runRr, runRrTool, startRrServer, startRrToolServer } from './latency.js';
+import { buildRrTool, medianRr, runRr, runRrTool, startRrServer, startRrToolServer, type RrResult } from './latency.js';
 import { setupPath, type PathEnds } from './paths.js';
 import {
   dropsDelta,
@@ -86,27 +86,32 @@ async function measureTcp(ends: PathEnds, settings: BenchSettings, streams: numb
   };
 }
 
-/** One request/response run with the agents' CPU and the machine's around it. */
+/** Request/response: settings.rrRuns short runs (median reported), with the agents' and machine's CPU around them. */
 async function measureRr(ends: PathEnds, settings: BenchSettings, v6: boolean): Promise<RrRun> {
   const agentCpu = () =>
     ends.agents ? Promise.all([processCpuSeconds(ends.agents.sender.pid), processCpuSeconds(ends.agents.receiver.pid)]) : null;
   const [cpu0, machine0] = await Promise.all([agentCpu(), readMachineCpu()]);
-  const rr = v6
-    ? await runRrTool(rrTool(), ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes)
-    : await runRr(ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes);
+  const runs: RrResult[] = [];
+  for (let i = 0; i < settings.rrRuns; i++) {
+    runs.push(v6
+      ? await runRrTool(rrTool(), ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes)
+      : await runRr(ends.client, ends.serverIP, settings.rrSeconds, settings.rrBytes));
+  }
   const [cpu1, machine1] = await Promise.all([agentCpu(), readMachineCpu()]);
   let perTransaction: number | null = null;
   if (cpu0 && cpu1 && cpu0.every((v) => v !== null) && cpu1.every((v) => v !== null)) {
-    // Agent CPU over the whole client run (its warm-up too), per transaction at the measured rate.
+    // Agent CPU over all runs (their warm-ups too), per transaction at the runs' measured rates.
     const seconds = cpu1[0]! - cpu0[0]! + (cpu1[1]! - cpu0[1]!);
-    perTransaction = (seconds * 1e6) / (rr.transactionsPerS * settings.rrSeconds);
+    const transactions = runs.reduce((sum, r) => sum + r.transactionsPerS * settings.rrSeconds, 0);
+    perTransaction = (seconds * 1e6) / transactions;
   }
-  return { ...rr, agentCpuUsPerTransaction: perTransaction, machineCpu: machineCpuUse(machine0, machine1) };
+  return { ...medianRr(runs), agentCpuUsPerTransaction: perTransaction, machineCpu: machineCpuUse(machine0, machine1) };
 }
 
 function describeRr(run: RrRun): string {
   const cpu = run.agentCpuUsPerTransaction === null ? '' : `, agents ${run.agentCpuUsPerTransaction.toFixed(1)} us CPU per transaction`;
-  return `${run.transactionsPerS.toFixed(0)} transactions/s, p50 ${run.p50Us.toFixed(1)} us, p99 ${run.p99Us.toFixed(1)} us${cpu}`;
+  const spread = run.runs.map((r) => r.transactionsPerS.toFixed(0)).join(', ');
+  return `${run.transactionsPerS.toFixed(0)} transactions/s (median of ${spread}), p50 ${run.p50Us.toFixed(1)} us, p99 ${run.p99Us.toFixed(1)} us${cpu}`;
 }
 
 function describeRun(run: TcpRun): string {
@@ -187,7 +192,7 @@ export async function measurePath(tb: Testbed, name: PathName, settings: BenchSe
       ? startRrToolServer(rrTool(), ends.server, ends.serverIP)
       : startRrServer(ends.server, ends.serverIP)), () => 'listening')) ?? undefined;
     if (rrServer && agentsAlive(ends, result, log)) {
-      result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrSeconds} s`, () => measureRr(ends, settings, v6), describeRr);
+      result.rr = await step(`TCP request/response ${settings.rrBytes} B, ${settings.rrRuns} x ${settings.rrSeconds} s`, () => measureRr(ends, settings, v6), describeRr);
     }
     await rrServer?.stop();
     rrServer = undefined;

@@ -29,6 +29,10 @@ function pair(a: number | null | undefined, b: number | null | undefined): strin
 
 type Row = [string, (p: PathResult) => string];
 
+function spread(values: readonly number[]): string {
+  return values.length === 0 ? DASH : `${Math.min(...values).toFixed(0)}-${Math.max(...values).toFixed(0)}`;
+}
+
 function us(ms: number | null | undefined): string {
   return ms == null ? DASH : (ms * 1000).toFixed(0);
 }
@@ -41,6 +45,7 @@ const LATENCY_ROWS: Row[] = [
   ['TCP req/resp per s', (p) => withRatio(fixed(p.rr?.transactionsPerS, 0), p.vsVxlan.rrTps)],
   ['req/resp p50 us', (p) => withRatio(fixed(p.rr?.p50Us, 1), p.vsVxlan.rrP50)],
   ['req/resp p99 us', (p) => fixed(p.rr?.p99Us, 1)],
+  ['req/resp runs min-max/s', (p) => (p.rr ? spread(p.rr.runs.map((r) => r.transactionsPerS)) : DASH)],
   ['agent CPU us/transaction', (p) => fixed(p.rr?.agentCpuUsPerTransaction, 1)],
   ['machine busy % (req/resp)', (p) => fixed(p.rr?.machineCpu.busyPct, 0)],
 ];
@@ -109,7 +114,7 @@ export function formatReport(result: BenchResult): string {
   return [
     `felt bench, ${result.startedAt} (${result.wallSeconds.toFixed(0)} s)`,
     `ping ${s.pingSparse.count} x ${s.pingSparse.intervalMs} ms (sparse) and ${s.pingDense.count} x ${s.pingDense.intervalMs} ms (dense), ` +
-      `TCP request/response ${s.rrBytes} B each way for ${s.rrSeconds} s (sockperf ping-pong)` +
+      `TCP request/response ${s.rrBytes} B each way, median of ${s.rrRuns} runs of ${s.rrSeconds} s (sockperf ping-pong)` +
       (s.latencyOnly ? '' : `, iperf3 ${s.durationS} s per run (+${s.omitS} s omitted), ${s.multiStreams}-flow = -P ${s.multiStreams}`) +
       '; ratios are to kernel VXLAN in this run',
     `${result.host.cpus} CPUs (${result.host.cpuModel}), kernel ${result.host.kernel}, load ${result.host.loadAvg1Start.toFixed(2)} -> ${result.host.loadAvg1End.toFixed(2)}`,

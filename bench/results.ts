@@ -1,12 +1,14 @@
 // The shape of bench/results/latest.json (documented field by field in bench/README.md) and the
 // throughput targets, judged from it. Pure: no I/O here.
 import type { IperfResult } from './iperf.js';
-import type { RrResult } from './latency.js';
+import type { RrResult, RrSample } from './latency.js';
 import type { MachineCpuUse, NodeDrops, PingStats } from './probes.js';
 
+// felt-bench/4: request/response is the median of settings.rrRuns runs of settings.rrSeconds, with
+// every run in rr.runs.
 // felt-bench/3 adds the IPv6 paths (underlay6, vxlan6, native6, js6), settings.families and
 // testbed6; every felt-bench/2 field keeps its name and meaning.
-export const RESULT_SCHEMA = 'felt-bench/3';
+export const RESULT_SCHEMA = 'felt-bench/4';
 
 /** The kinds of path, as --only names them. */
 export const PATH_KINDS = ['underlay', 'vxlan', 'native', 'js'] as const;
@@ -98,10 +100,12 @@ export interface PathResult {
   info: Record<string, unknown>;
 }
 
-/** A request/response run plus the CPU the felt agents spent on it. */
+/** Request/response: the median of several short runs, every run's rate, and the agents' CPU. */
 export interface RrRun extends RrResult {
-  /** CPU time of both felt agents over the run divided by the transactions, microseconds; null on
-   *  kernel paths. One transaction crosses each agent twice (request and reply). */
+  /** Every run's rate and p50, in the order measured (the fields above are the median run's). */
+  runs: RrSample[];
+  /** CPU time of both felt agents over all runs divided by all their transactions, microseconds;
+   *  null on kernel paths. One transaction crosses each agent twice (request and reply). */
   agentCpuUsPerTransaction: number | null;
   /** Whole machine over the run, %. */
   machineCpu: MachineCpuUse;
@@ -136,8 +140,9 @@ export interface BenchSettings {
   /** Ping at a sparse and a dense interval: count and interval of each. */
   pingSparse: { count: number; intervalMs: number };
   pingDense: { count: number; intervalMs: number };
-  /** Request/response run: seconds and message size. */
+  /** Request/response: rrRuns runs of rrSeconds each (the median run is reported), message size. */
   rrSeconds: number;
+  rrRuns: number;
   rrBytes: number;
   /** Latency only: no iperf3 runs. */
   latencyOnly: boolean;

@@ -37,7 +37,7 @@ const USAGE = `usage: npm run bench -- [--duration S] [--only native,js,vxlan,un
   --family LIST    4: IPv4 pods on an IPv4 underlay; 6: IPv6 pods on an IPv6-only underlay (a dual-stack
                    cluster); default 4,6, each on its own testbed, one after the other
   --latency-only   ping and request/response only, no iperf3 runs
-  --quick          short runs: 3 s iperf3, 15 sparse + 200 dense pings, 3 s request/response
+  --quick          short runs: 3 s iperf3, 15 sparse + 200 dense pings, 3 x 1 s request/response
   --out DIR        where latest.json and latest.svg go (default bench/results)
 Needs root, iperf3, sockperf and ping. Builds a throw-away testbed of felt-* namespaces and removes it.`;
 
@@ -108,7 +108,8 @@ function parseCli(argv: string[]): { settings: BenchSettings; outDir: string } {
       multiStreams: 4,
       pingSparse: { count: quick ? 15 : 50, intervalMs: 200 },
       pingDense: { count: quick ? 200 : 1000, intervalMs: 5 },
-      rrSeconds: quick ? 3 : 8,
+      rrSeconds: quick ? 1 : 2,
+      rrRuns: quick ? 3 : 5,
       rrBytes: 64,
       latencyOnly: values['latency-only'] === true,
       quick,
