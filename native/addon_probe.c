@@ -35,6 +35,14 @@ static napi_value js_udp_sniff_open(napi_env env, napi_callback_info info) {
   return fd_result(env, fd, &err);
 }
 
+/* ---- probeIcmp6Open() -> fd ---- */
+static napi_value js_icmp6_open(napi_env env, napi_callback_info info) {
+  (void)info;
+  felt_err err;
+  int fd = probe_icmp6_open(&err);
+  return fd_result(env, fd, &err);
+}
+
 /* ---- probeClose(fd) ---- */
 static napi_value js_probe_close(napi_env env, napi_callback_info info) { return close_fd_arg(env, info, "probeClose"); }
 
@@ -59,7 +67,35 @@ static napi_value js_probe_send(napi_env env, napi_callback_info info) {
   return v;
 }
 
-/* ---- probeRecv(fd, max) -> [{data: Buffer, at: ms}] (empty when nothing is queued) ---- */
+/* ---- probeSend6(fd, message, dst: 16 bytes, src: 16 bytes | null) -> send time (ms since the epoch) ---- */
+static napi_value js_probe_send6(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  uint32_t fd;
+  void *data, *dst, *src = NULL;
+  size_t len, dlen, slen = 16;
+  if (get_args(env, info, argv, 4, 3) < 0 || get_u32(env, argv[0], "fd", INT32_MAX, &fd) < 0 ||
+      get_bytes(env, argv[1], "message", &data, &len) < 0 || get_bytes(env, argv[2], "dst", &dst, &dlen) < 0)
+    return NULL;
+  napi_valuetype t;
+  napi_typeof(env, argv[3], &t);
+  if (t != napi_undefined && t != napi_null && get_bytes(env, argv[3], "src", &src, &slen) < 0) return NULL;
+  if (dlen != 16 || slen != 16) {
+    napi_throw_range_error(env, NULL, "probeSend6: dst and src must be 16-byte IPv6 addresses");
+    return NULL;
+  }
+  if (len < 8 || len > 65535 - 40) {
+    napi_throw_range_error(env, NULL, "probeSend6: message must be a whole ICMPv6 message (8..65495 bytes)");
+    return NULL;
+  }
+  felt_err err;
+  double sent;
+  if (probe_send6((int)fd, data, len, dst, src, &sent, &err) < 0) return throw_err(env, &err);
+  napi_value v;
+  napi_create_double(env, sent, &v);
+  return v;
+}
+
+/* ---- probeRecv(fd, max) -> [{data: Buffer, at: ms, from?: Buffer (16 bytes, IPv6 sockets)}] (empty when nothing is queued) ---- */
 static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   uint32_t fd, max;
@@ -72,7 +108,9 @@ static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < max; i++) {
     felt_err err;
     double at;
-    ssize_t n = probe_recv((int)fd, buf, sizeof buf, &at, &err);
+    uint8_t from6[16];
+    int is6;
+    ssize_t n = probe_recv_from((int)fd, buf, sizeof buf, &at, from6, &is6, &err);
     if (n < 0) return throw_err(env, &err);
     if (n == 0) break;
     napi_value rec, data;
@@ -81,6 +119,11 @@ static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
     napi_create_object(env, &rec);
     napi_set_named_property(env, rec, "data", data);
     set_num(env, rec, "at", at);
+    if (is6) {
+      napi_value from;
+      if (napi_create_buffer_copy(env, 16, from6, &copy, &from) != napi_ok) return NULL;
+      napi_set_named_property(env, rec, "from", from);
+    }
     napi_set_element(env, out, i, rec);
   }
   return out;
@@ -142,6 +185,8 @@ void addon_probe_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"probeIcmpOpen", NULL, js_icmp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUdpSniffOpen", NULL, js_udp_sniff_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeIcmp6Open", NULL, js_icmp6_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeSend6", NULL, js_probe_send6, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeClose", NULL, js_probe_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeSend", NULL, js_probe_send, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeRecv", NULL, js_probe_recv, NULL, NULL, NULL, napi_enumerable, NULL},

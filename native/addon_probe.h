@@ -1,5 +1,5 @@
-/* N-API glue for probe.c: probeIcmpOpen, probeUdpSniffOpen, probeSend, probeRecv, probeClose,
- * routeGet. Used by the agent's peer prober and by `felt doctor`. */
+/* N-API glue for probe.c: probeIcmpOpen, probeIcmp6Open, probeUdpSniffOpen, probeSend,
+ * probeSend6, probeRecv, probeClose, routeGet. Used by the agent's peer prober and by `felt doctor`. */
 #ifndef FELT_ADDON_PROBE_H
 #define FELT_ADDON_PROBE_H
 

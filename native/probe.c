@@ -5,6 +5,7 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,9 +26,9 @@ struct icmp_filter {
 #define ICMP_T_TIME_EXCEEDED 11
 #define ICMP_T_PARAMETERPROB 12
 
-static int raw_open(int protocol, const char *what, felt_err *err) {
-  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
-  if (fd < 0) return felt_errno(err, errno, "socket(AF_INET, SOCK_RAW, %s)", what);
+static int raw_open(int family, int protocol, const char *what, felt_err *err) {
+  int fd = socket(family, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return felt_errno(err, errno, "socket(%s, SOCK_RAW, %s)", family == AF_INET6 ? "AF_INET6" : "AF_INET", what);
   int on = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) < 0) {
     int e = errno;
@@ -40,7 +41,7 @@ static int raw_open(int protocol, const char *what, felt_err *err) {
 }
 
 int probe_icmp_open(felt_err *err) {
-  int fd = raw_open(IPPROTO_ICMP, "IPPROTO_ICMP", err);
+  int fd = raw_open(AF_INET, IPPROTO_ICMP, "IPPROTO_ICMP", err);
   if (fd < 0) return -1;
   int on = 1;
   struct icmp_filter filter = {
@@ -55,7 +56,27 @@ int probe_icmp_open(felt_err *err) {
   return fd;
 }
 
-int probe_udp_sniff_open(felt_err *err) { return raw_open(IPPROTO_UDP, "IPPROTO_UDP", err); }
+int probe_udp_sniff_open(felt_err *err) { return raw_open(AF_INET, IPPROTO_UDP, "IPPROTO_UDP", err); }
+
+int probe_icmp6_open(felt_err *err) {
+  int fd = raw_open(AF_INET6, IPPROTO_ICMPV6, "IPPROTO_ICMPV6", err);
+  if (fd < 0) return -1;
+  struct icmp6_filter filter;
+  ICMP6_FILTER_SETBLOCKALL(&filter);
+  ICMP6_FILTER_SETPASS(ICMP6_ECHO_REPLY, &filter);
+  ICMP6_FILTER_SETPASS(ICMP6_DST_UNREACH, &filter);
+  ICMP6_FILTER_SETPASS(ICMP6_PACKET_TOO_BIG, &filter);
+  ICMP6_FILTER_SETPASS(ICMP6_TIME_EXCEEDED, &filter);
+  ICMP6_FILTER_SETPASS(ICMP6_PARAM_PROB, &filter);
+  int on = 1;
+  if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) < 0 ||
+      setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &on, sizeof on) < 0) {
+    int e = errno;
+    close(fd);
+    return felt_errno(err, e, "setsockopt on the ICMPv6 probe socket");
+  }
+  return fd;
+}
 
 static double now_ms(void) {
   struct timespec ts;
@@ -77,10 +98,51 @@ int probe_send(int fd, const void *packet, size_t len, uint32_t dst, double *sen
   return 0;
 }
 
+int probe_send6(int fd, const void *msg_data, size_t len, const uint8_t dst[16], const uint8_t *src, double *sent_ms, felt_err *err) {
+  struct sockaddr_in6 to = {.sin6_family = AF_INET6};
+  memcpy(&to.sin6_addr, dst, 16);
+  char control[CMSG_SPACE(sizeof(struct in6_pktinfo))] __attribute__((aligned(8)));
+  memset(control, 0, sizeof control);
+  struct iovec iov = {.iov_base = (void *)msg_data, .iov_len = len};
+  struct msghdr msg = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov, .msg_iovlen = 1};
+  if (src) {
+    /* The source address per packet: our IPv6 tunnel address, as the IPv4 probes set theirs. */
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+    struct in6_pktinfo info;
+    memset(&info, 0, sizeof info);
+    memcpy(&info.ipi6_addr, src, 16);
+    memcpy(CMSG_DATA(c), &info, sizeof info);
+  }
+  ssize_t n;
+  *sent_ms = now_ms();
+  do n = sendmsg(fd, &msg, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    char ip[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &to.sin6_addr, ip, sizeof ip);
+    return felt_errno(err, errno, "send probe to %s", ip);
+  }
+  return 0;
+}
+
 ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, felt_err *err) {
+  uint8_t from6[16];
+  int is6;
+  return probe_recv_from(fd, buf, cap, rx_ms, from6, &is6, err);
+}
+
+ssize_t probe_recv_from(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err) {
   char control[CMSG_SPACE(sizeof(struct timespec))] __attribute__((aligned(8)));
+  struct sockaddr_storage from;
+  memset(&from, 0, sizeof from);
   struct iovec iov = {.iov_base = buf, .iov_len = cap};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  *is6 = 0;
   ssize_t n;
   do n = recvmsg(fd, &msg, MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
@@ -97,6 +159,10 @@ ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, felt_err *err) 
     }
   }
   if (*rx_ms == 0) *rx_ms = now_ms();
+  if (from.ss_family == AF_INET6 && msg.msg_namelen >= sizeof(struct sockaddr_in6)) {
+    memcpy(from6, &((const struct sockaddr_in6 *)&from)->sin6_addr, 16);
+    *is6 = 1;
+  }
   return (size_t)n > cap ? (ssize_t)cap : n;
 }
 

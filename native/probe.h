@@ -18,6 +18,16 @@ int probe_icmp_open(felt_err *err);
  * for a few seconds: it sees where peers' datagrams really come from). Non-blocking. */
 int probe_udp_sniff_open(felt_err *err);
 
+/* A raw ICMPv6 socket: the kernel builds the IPv6 header and computes the ICMPv6 checksum (always,
+ * for IPPROTO_ICMPV6: RFC 3542 section 3.1), receives only echo replies and ICMPv6 errors, and
+ * never fragments what it sends (IPV6_DONTFRAG: a too-big probe fails, as DF does for IPv4).
+ * Non-blocking. Needs CAP_NET_RAW. */
+int probe_icmp6_open(felt_err *err);
+
+/* Sends one ICMPv6 message to dst (16 bytes), from src (16 bytes, a local address) unless src is
+ * NULL (the kernel picks). Returns 0 and the send time in *sent_ms, or -1 with err set. */
+int probe_send6(int fd, const void *msg, size_t len, const uint8_t dst[16], const uint8_t *src, double *sent_ms, felt_err *err);
+
 /* Sends one complete IPv4 packet to dst. Returns 0 and the send time (ms since the epoch, with
  * sub-microsecond resolution) in *sent_ms, or -1 with err set. */
 int probe_send(int fd, const void *packet, size_t len, uint32_t dst, double *sent_ms, felt_err *err);
@@ -25,6 +35,9 @@ int probe_send(int fd, const void *packet, size_t len, uint32_t dst, double *sen
 /* Receives one packet without blocking: returns its length (truncated to cap), 0 when nothing is
  * queued, or -1 with err set. *rx_ms is the kernel's receive time (ms since the epoch). */
 ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, felt_err *err);
+
+/* As probe_recv, and the source address: *from6 gets it on an IPv6 socket (*is6 = 1), else *is6 = 0. */
+ssize_t probe_recv_from(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err);
 
 typedef struct {
   int type;          /* RTN_UNICAST, RTN_LOCAL, RTN_UNREACHABLE, RTN_BLACKHOLE, ... */

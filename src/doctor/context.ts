@@ -24,6 +24,8 @@ export interface DoctorContext {
   node: {
     subnet?: Subnet;
     publicIP?: string;
+    /** Our IPv6 underlay address, when we have one. */
+    publicIPv6?: string;
     /** The TUN MTU the agent uses (or FLANNEL_MTU). */
     mtu?: number;
     network?: Subnet;

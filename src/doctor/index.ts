@@ -15,13 +15,13 @@ import {
   checkAgent, checkForward, checkIpForward, checkOwnLease, checkRoutes, checkRpFilter, checkStore,
   checkTunDevice, checkTunInterface, checkUdpPort, checkUnderlayMtu, type PeerLease,
 } from './local.js';
-import { checkPeers } from './peers.js';
+import { checkPeers, type ProbePeer } from './peers.js';
 import { checkIPv6Tunnel } from './ipv6.js';
 import { parseSubnet6, type Subnet6 } from '../net/ip6.js';
 import { formatReport, reportJSON } from './report.js';
 import { exitCodeOf, type CheckResult, type DoctorReport } from './types.js';
 
-/** Why the IPv4 tunnel checks and the (IPv4) peer probes are skipped on an IPv6-only overlay. */
+/** Why the IPv4 tunnel checks are skipped on an IPv6-only overlay. */
 const IPV6_ONLY_NOTE = 'IPv6-only overlay (EnableIPv4 false): IPv4 checks do not apply; the IPv6 tunnel check covers the TUN';
 
 /** flanneld's default endpoints, used when the agent is down and none were given. */
@@ -121,6 +121,7 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
     ctx.node = {
       // Both null on an IPv6-only overlay.
       ...(n.subnet ? { subnet: parseSubnet(n.subnet) } : {}), publicIP: n.publicIP, mtu: n.mtu,
+      ...(n.publicIPv6 ? { publicIPv6: n.publicIPv6 } : {}),
       ...(n.network ? { network: parseSubnet(n.network) } : {}), port: n.port,
       ...ipv6Of(n.network6 ?? undefined, n.subnet6 ?? undefined),
     };
@@ -134,6 +135,7 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
     ctx.node = {
       subnet,
       publicIP: lease?.publicIP,
+      ...(lease?.publicIPv6 ? { publicIPv6: lease.publicIPv6 } : {}),
       mtu: env?.FLANNEL_MTU ? Number(env.FLANNEL_MTU) : undefined,
       network: networkOf(env?.FLANNEL_NETWORK) ?? ctx.store?.config?.network,
       port: ctx.store?.config?.port ?? 8285,
@@ -143,31 +145,35 @@ export async function gatherContext(values: FlagValues): Promise<DoctorContext> 
   return ctx;
 }
 
-/**
- * The leases of every other node, with their time left. Peers without an IPv4 underlay address
- * (PublicIP 0.0.0.0: reached over IPv6 only) are left out: the doctor's probes are IPv4.
- */
-function peerLeases(ctx: DoctorContext): PeerLease[] {
-  const own = ctx.node.subnet;
-  const isOwn = (s: Subnet) => !!own && s.ip === own.ip && s.prefixLen === own.prefixLen;
-  return allPeerLeases(ctx, isOwn).filter((l) => l.publicIP !== '0.0.0.0');
-}
-
-function allPeerLeases(ctx: DoctorContext, isOwn: (s: Subnet) => boolean): PeerLease[] {
+/** The leases of every other node, with their time left: all of them for the peer probes (IPv6-only
+ *  overlay and IPv6-underlay peers included). */
+function probePeers(ctx: DoctorContext): ProbePeer[] {
+  const { subnet: own, subnet6: own6 } = ctx.node;
+  const isOwn = (l: { subnet?: Subnet; subnet6?: Subnet6 }) =>
+    l.subnet ? !!own && l.subnet.ip === own.ip && l.subnet.prefixLen === own.prefixLen : !!own6 && !!l.subnet6 && l.subnet6.ip === own6.ip && l.subnet6.prefixLen === own6.prefixLen;
   if (ctx.view) {
-    return ctx.view.leases.filter((l): l is typeof l & { subnet: string } => !l.self && l.subnet !== null)
-      .map((l) => ({ subnet: parseSubnet(l.subnet), publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }))
-      .filter((l) => !isOwn(l.subnet));
+    return ctx.view.leases.filter((l) => !l.self && (l.subnet !== null || l.subnet6 !== null))
+      .map((l) => ({
+        ...(l.subnet !== null ? { subnet: parseSubnet(l.subnet) } : {}), ...(l.subnet6 !== null ? { subnet6: parseSubnet6(l.subnet6) } : {}),
+        publicIP: l.publicIP, ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}), expiresInSeconds: l.expiresInSeconds,
+      }))
+      .filter((l) => !isOwn(l));
   }
-  // The doctor's peer checks are IPv4: leases without an IPv4 subnet (IPv6-only overlay) are not peers here.
-  return (ctx.store?.leases ?? []).flatMap((l) => (l.subnet && !isOwn(l.subnet) ? [{ ...l, subnet: l.subnet }] : [])).map((l) => ({
-    subnet: l.subnet, publicIP: l.publicIP,
+  return (ctx.store?.leases ?? []).filter((l) => (l.subnet || l.ipv6Subnet) && !isOwn({ subnet: l.subnet, subnet6: l.ipv6Subnet })).map((l) => ({
+    ...(l.subnet ? { subnet: l.subnet } : {}), ...(l.ipv6Subnet ? { subnet6: l.ipv6Subnet } : {}),
+    publicIP: l.publicIP, ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}),
     expiresInSeconds: l.expiresAt === undefined ? null : Math.round((l.expiresAt - Date.now()) / 1000),
   }));
 }
 
+/** The peers of the IPv4 local checks (routes, rp_filter, FORWARD, underlay MTU): an IPv4 subnet and PublicIP. */
+function ipv4Peers(all: ProbePeer[]): PeerLease[] {
+  return all.flatMap((l) => (l.subnet && l.publicIP !== '0.0.0.0' ? [{ subnet: l.subnet, publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }] : []));
+}
+
 export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
-  const peers = peerLeases(ctx);
+  const allPeers = probePeers(ctx);
+  const peers = ipv4Peers(allPeers);
   const checks: CheckResult[] = [];
   const guard = async (id: string, title: string, fn: () => CheckResult | Promise<CheckResult>): Promise<CheckResult> => {
     try {
@@ -205,8 +211,7 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
   checks.push(await guard('own-lease', 'own lease', () => checkOwnLease(ctx)));
   checks.push(await guard('store', 'lease store', () => checkStore(ctx)));
   try {
-    if (ipv6Only) checks.push({ id: 'peers', title: 'peers', verdict: 'skip', summary: IPV6_ONLY_NOTE });
-    else checks.push(...(await checkPeers(ctx, peers, shadowed)));
+    checks.push(...(await checkPeers(ctx, allPeers, shadowed)));
   } catch (err) {
     checks.push({ id: 'peers', title: 'peers', verdict: 'error', summary: `check failed: ${oneLine(err)}` });
   }

@@ -16,7 +16,7 @@ export interface CheckResult {
   cause?: string;
   fix?: string;
   /** Peer checks: which peer. */
-  peer?: { subnet: string; publicIP: string };
+  peer?: { subnet: string; publicIP: string; /** when the lease has one */ publicIPv6?: string };
 }
 
 export interface DoctorReport {

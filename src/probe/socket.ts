@@ -1,9 +1,12 @@
 // The probe sockets, through the addon (native/probe.c): a raw ICMP socket that sends whole IPv4
 // echo requests and receives echo replies and ICMP errors with the kernel's receive time, and a raw
-// UDP socket that sees every datagram arriving at the host (the doctor's NAT check).
+// UDP socket that sees every datagram arriving at the host (the doctor's NAT check), and the
+// doctor's raw ICMPv6 socket (echo requests to IPv6 peers, echo replies and ICMPv6 errors back).
 import { loadAddon } from '../datapath/addon.js';
 import { parseIPv4 } from '../net/cidr.js';
+import { ipv6ToBytes } from '../net/ip6.js';
 import { buildEchoRequest, parseIcmp, parseUdp, type EchoRequest, type ReceivedIcmp, type SniffedDatagram } from './packet.js';
+import { buildEchoRequest6, parseIcmp6, type EchoRequest6, type ReceivedIcmp6 } from './packet6.js';
 
 export interface RouteLookup {
   type: string;
@@ -18,10 +21,13 @@ export type RouteResult = RouteLookup | { errno: number; error: string };
 
 interface ProbeAddon {
   probeIcmpOpen(): number;
+  probeIcmp6Open(): number;
   probeUdpSniffOpen(): number;
   probeClose(fd: number): void;
   probeSend(fd: number, packet: Buffer, dst: number): number;
-  probeRecv(fd: number, max: number): Array<{ data: Buffer; at: number }>;
+  probeSend6(fd: number, message: Buffer, dst: Uint8Array, src: Uint8Array | null): number;
+  /** `from`: the source address, on IPv6 sockets only. */
+  probeRecv(fd: number, max: number): Array<{ data: Buffer; at: number; from?: Buffer }>;
   routeGet(dst: number, src?: number | null, iif?: string | null): RouteResult;
 }
 
@@ -54,7 +60,7 @@ abstract class RawSocket<T> {
   protected fd: number | undefined;
   protected readonly a = addon();
 
-  constructor(open: (a: ProbeAddon) => number, private readonly parse: (data: Buffer) => T | undefined) {
+  constructor(open: (a: ProbeAddon) => number, private readonly parse: (data: Buffer, from?: Buffer) => T | undefined) {
     this.fd = open(this.a);
   }
 
@@ -62,8 +68,8 @@ abstract class RawSocket<T> {
   poll(): Array<Received<T>> {
     if (this.fd === undefined) return [];
     const out: Array<Received<T>> = [];
-    for (const { data, at } of this.a.probeRecv(this.fd, POLL_MAX)) {
-      const p = this.parse(data);
+    for (const { data, at, from } of this.a.probeRecv(this.fd, POLL_MAX)) {
+      const p = this.parse(data, from);
       if (p) out.push({ ...p, at });
     }
     return out;
@@ -81,7 +87,7 @@ abstract class RawSocket<T> {
  *  malformed packets skipped). Needs CAP_NET_RAW. */
 export class IcmpProbeSocket extends RawSocket<ReceivedIcmp> {
   constructor() {
-    super((a) => a.probeIcmpOpen(), parseIcmp);
+    super((a) => a.probeIcmpOpen(), (data) => parseIcmp(data));
   }
 
   /** Sends one echo request; returns the send time (ms since the epoch, sub-ms resolution). */
@@ -91,9 +97,26 @@ export class IcmpProbeSocket extends RawSocket<ReceivedIcmp> {
   }
 }
 
+/** A raw ICMPv6 socket for echo probes: the kernel writes the IPv6 header and the checksum; polls
+ *  return echo replies and ICMPv6 errors. Needs CAP_NET_RAW. */
+export class Icmp6ProbeSocket extends RawSocket<ReceivedIcmp6> {
+  constructor() {
+    super((a) => {
+      if (typeof a.probeIcmp6Open !== 'function') throw new Error('the native addon lacks probeIcmp6Open (rebuild it: npm install)');
+      return a.probeIcmp6Open();
+    }, (data, from) => parseIcmp6(data, from));
+  }
+
+  /** Sends one echo request; returns the send time (ms since the epoch, sub-ms resolution). */
+  send(req: EchoRequest6): number {
+    if (this.fd === undefined) throw new Error('probe socket is closed');
+    return this.a.probeSend6(this.fd, buildEchoRequest6(req), ipv6ToBytes(req.dst), req.src === undefined ? null : ipv6ToBytes(req.src));
+  }
+}
+
 /** A raw UDP socket that sees every datagram delivered to this host (use briefly). */
 export class UdpSniffSocket extends RawSocket<SniffedDatagram> {
   constructor() {
-    super((a) => a.probeUdpSniffOpen(), parseUdp);
+    super((a) => a.probeUdpSniffOpen(), (data) => parseUdp(data));
   }
 }

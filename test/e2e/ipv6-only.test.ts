@@ -153,7 +153,7 @@ for (const { engine, underlay, masq } of RUNS) {
 
     // The doctor's UDP port check reads IPv4 sockets only: it runs on the IPv4 underlay.
     if (underlay === 'ipv4') {
-      it('felt doctor: exit 0, the IPv4 checks skipped with a note, the IPv6 tunnel and the lease ok', async () => {
+      it('felt doctor: exit 0, the IPv4 checks skipped with a note, the IPv6 tunnel, the lease and the IPv6 peer probes ok', async () => {
         const n = tb.node(1);
         const r = await n.ns.exec([
           process.execPath, agentEntry(), 'doctor', '--json', '--timeout', '2',
@@ -165,8 +165,10 @@ for (const { engine, underlay, masq } of RUNS) {
         const verdicts = Object.fromEntries(report.checks.map((c) => [c.id, c.verdict]));
         expect(verdicts, r.stdout).toEqual({
           'tun-device': 'ok', agent: 'ok', 'tun-interface': 'skip', routes: 'skip', 'ip-forward': 'skip', ipv6: 'ok', 'rp-filter': 'skip',
-          forward: 'skip', 'udp-port': 'ok', 'underlay-mtu': 'ok', 'own-lease': 'ok', store: 'ok', peers: 'skip',
+          forward: 'skip', 'udp-port': 'ok', 'underlay-mtu': 'ok', 'own-lease': 'ok', store: 'ok', peers: 'ok',
         });
+        // Both peers probed at their IPv6 tunnel addresses (ICMPv6 through the tunnel), the underlay over IPv4.
+        expect(report.checks.find((c) => c.id === 'peers')?.summary, r.stdout).toMatch(/^2 of 2 peers answer through the tunnel .*; IPv6 too: 2 IPv6 tunnel addresses, 0 over an IPv6 underlay$/);
         expect(report.checks.find((c) => c.id === 'routes')?.summary).toMatch(/IPv6-only overlay/);
         expect(report.node.subnet).toBe(agents[0]!.subnet6);
         expect(r.code, r.stdout).toBe(0);

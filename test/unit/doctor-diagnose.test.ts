@@ -4,6 +4,7 @@ import { diagnosePeer, emptyEvidence, type PeerEvidence } from '../../src/doctor
 import { formatReport } from '../../src/doctor/report.js';
 import { exitCodeOf, type CheckResult } from '../../src/doctor/types.js';
 import { parseSubnet } from '../../src/net/cidr.js';
+import { parseSubnet6 } from '../../src/net/ip6.js';
 
 const lease = (expiresInSeconds: number | null = 86_000) => ({ subnet: parseSubnet('10.244.3.0/24'), publicIP: '192.168.77.13', expiresInSeconds });
 
@@ -71,5 +72,45 @@ describe('doctor report', () => {
     expect(text).not.toContain('hidden');
     expect(text).toMatch(/FAIL +b +fail\n +evidence: seen\n +cause: +why\n +fix: +how/);
     expect(text).toContain('PROBLEMS FOUND');
+  });
+});
+
+describe('diagnosePeer, IPv6', () => {
+  const dual = { subnet: parseSubnet('10.244.3.0/24'), subnet6: parseSubnet6('fc00:0:0:3::/64'), publicIP: '192.168.77.13', publicIPv6: 'fd77::13', expiresInSeconds: 86_000 };
+  const only6 = { subnet6: parseSubnet6('fc00:0:0:3::/64'), publicIP: '0.0.0.0', publicIPv6: 'fd77::13', expiresInSeconds: 86_000 };
+  function ev6(p: { small?: number; small6?: number; full6?: number; underlay?: number; family?: 4 | 6 | 0; icmp?: PeerEvidence['icmp']; v4?: boolean }): PeerEvidence {
+    const e = ev({ small: p.small ?? 0, full: p.v4 === false ? null : (p.small ?? 0) > 0 ? 2 : 0, underlay: p.underlay, icmp: p.icmp });
+    if (p.v4 === false) e.small = { sent: 0, answered: 0, rtts: [] };
+    e.six = { target: 'fc00:0:0:3::', small: { sent: 3, answered: p.small6 ?? 0, rtts: Array(p.small6 ?? 0).fill(0.4) }, full: { sent: 2, answered: p.full6 ?? 0, size: 1452 } };
+    e.underlayFamily = p.family ?? 6;
+    return e;
+  }
+  const d6 = (e: PeerEvidence, l: typeof dual | typeof only6 = dual) => diagnosePeer({ lease: l, ev: e }, 8285, '10.244.1.0/24');
+
+  it('healthy on both families', () => {
+    expect(d6(ev6({ small: 3, small6: 3, full6: 2, underlay: 3 }))).toBeUndefined();
+  });
+  it('IPv4 answers, IPv6 does not: the IPv6 side of that peer, named with its IPv6 tunnel address', () => {
+    const r = d6(ev6({ small: 3, small6: 0, underlay: 3 }))!;
+    expect(r.summary).toBe('fd77::13: IPv6 through the tunnel fails: IPv4 probes pass, ICMPv6 echo to fc00:0:0:3:: gets no answer');
+    expect(r.peer).toEqual({ subnet: '10.244.3.0/24', publicIP: '192.168.77.13', publicIPv6: 'fd77::13' });
+  });
+  it('IPv6 underlay: filtered, port-unreachable and firewall texts name UDP/IPv6 and ICMPv6', () => {
+    expect(d6(ev6({ underlay: 3 }))!.summary).toBe('fd77::13: UDP/IPv6 8285 filtered: the node answers on the IPv6 underlay, the tunnel stays silent');
+    expect(d6(ev6({ underlay: 3, icmp: [{ kind: 'port-unreachable', from: 'fd77::13', about: 'tunnel', family: 6 }] }))!.summary)
+      .toBe('fd77::13: agent not running there (ICMPv6 port-unreachable from fd77::13 for UDP/IPv6 8285)');
+    expect(d6(ev6({ underlay: 3, icmp: [{ kind: 'reject-route', from: 'fd77::1', about: 'tunnel', family: 6 }] }))!.summary).toMatch(/a firewall rejects UDP\/IPv6 8285/);
+    expect(d6(ev6({}))!.summary).toBe('fd77::13: unreachable, neither the tunnel nor the IPv6 underlay answers');
+  });
+  it('IPv6-only overlay: the IPv6 probes alone decide; MTU with the IPv6 overhead', () => {
+    expect(d6(ev6({ v4: false, small6: 3, full6: 2, underlay: 3 }), only6)).toBeUndefined();
+    const mtu = d6(ev6({ v4: false, small6: 3, full6: 0, underlay: 3, icmp: [{ kind: 'packet-too-big', from: 'fd77::1', about: 'tunnel', mtu: 1400, family: 6 }] }), only6)!;
+    expect(mtu.title).toBe('peer fc00:0:0:3::/64');
+    expect(mtu.summary).toBe('fd77::13: path MTU too small for IPv6: small ICMPv6 probes pass, full-size 1452-byte probes are lost');
+    expect(mtu.cause).toMatch(/carries less than 1500 bytes \(a hop says 1400\)/);
+    expect(d6(ev6({ v4: false, small6: 2, full6: 2, underlay: 3 }), only6)!.summary).toBe('fd77::13: lossy, 2 of 3 ICMPv6 probes answered');
+  });
+  it('no underlay family in common', () => {
+    expect(d6(ev6({ family: 0 }), only6)!.summary).toMatch(/^fd77::13: no underlay family in common: it has only an IPv6 underlay address/);
   });
 });

@@ -1,0 +1,80 @@
+// `felt doctor`'s peer probes in a dual-stack cluster (root, netns, TUN, etcd, ip6tables; `npm run
+// build` first): n1 (native engine) and n2 (js engine) with IPv4 and IPv6 pods over an IPv6
+// underlay (both nodes have PublicIPv6, so the tunnel runs over UDP/IPv6). Healthy, every check
+// passes and the IPv6 tunnel addresses were probed; then the IPv6 path is broken on purpose on
+// n2, two ways, and n1's doctor must name n2 and what broke.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent, type AgentHandle } from '../testbed/agent.js';
+import { Testbed, type TestbedNode } from '../testbed/testbed.js';
+import { waitFor } from '../e2e/helpers.js';
+import { check, doctor as runDoctor, expectOnlyFailures, peerCheck, type DoctorRun } from './helpers.js';
+
+const DUAL_CONFIG = { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fc00::/48', Backend: { Type: 'udp' } };
+
+let tb: Testbed;
+const agents = new Map<string, AgentHandle>();
+const n = (i: number) => tb.node(i);
+const doctor = (node: TestbedNode, save?: string): Promise<DoctorRun> => runDoctor(tb, node, save);
+
+describe('felt doctor probes IPv6 peers (root, netns, TUN, etcd, ip6tables; both engines)', () => {
+  beforeAll(async () => {
+    tb = await Testbed.create({ nodes: 2, pods: true, etcd: true, underlay: 'dual', networkConfig: DUAL_CONFIG });
+    const probe = ['--probe-interval', '2'];
+    agents.set('n1', await startAgent(tb, n(1), { engine: 'native', extraArgs: probe }));
+    agents.set('n2', await startAgent(tb, n(2), { engine: 'js', extraArgs: probe }));
+    for (const name of ['n1', 'n2']) {
+      await waitFor(`${name}'s probes to see its peer reachable`, async () => (await agents.get(name)!.fetchJSON('/leases')).probes?.peers.reachable === 1);
+    }
+  });
+  afterAll(async () => {
+    await tb?.destroy();
+  });
+
+  it('healthy: exit 0, every check passes on both nodes, the peer probed at its IPv6 tunnel address and over the IPv6 underlay', async () => {
+    for (const node of [n(1), n(2)]) {
+      const run = await doctor(node, node.name === 'n1' ? 'ipv6-healthy' : undefined);
+      expect(run.code, run.text).toBe(0);
+      expect(run.report.checks.filter((c) => c.verdict !== 'ok'), run.text).toEqual([]);
+      expect(run.report.checks.map((c) => c.id)).toEqual([
+        'tun-device', 'agent', 'tun-interface', 'routes', 'ip-forward', 'ipv6', 'rp-filter', 'forward', 'udp-port', 'underlay-mtu', 'own-lease', 'store', 'peers',
+      ]);
+      expect(check(run, 'peers').summary, run.text).toMatch(/^1 of 1 peer answer through the tunnel .*; IPv6 too: 1 IPv6 tunnel address, 1 over an IPv6 underlay$/);
+    }
+  });
+
+  it("the peer's IPv6Network route removed: IPv4 passes, IPv6 through the tunnel fails, named for that peer (and by its own IPv6 check)", async () => {
+    const route = (await n(2).ns.ip(['-6', 'route', 'show', 'fc00::/48'])).trim();
+    expect(route, 'the agent installs fc00::/48 dev flannel0').toMatch(/^fc00::\/48 dev flannel0/);
+    await n(2).ns.ip(['-6', 'route', 'del', 'fc00::/48', 'dev', 'flannel0']);
+    try {
+      const run = await doctor(n(1), 'ipv6-route-removed');
+      expectOnlyFailures(run, [`peer ${n(2).underlayIP}`]);
+      const peer = peerCheck(run, n(2));
+      expect(peer.summary, run.text).toBe(`${n(2).underlayIPv6}: IPv6 through the tunnel fails: IPv4 probes pass, ICMPv6 echo to ${agents.get('n2')!.subnet6!.split('/')[0]} gets no answer`);
+      expect(peer.evidence?.join('\n'), run.text).toMatch(/overlay: 3 of 3 probes .* answered/);
+      expect(peer.evidence?.join('\n'), run.text).toMatch(/overlay IPv6: 0 of 3 ICMPv6 probes/);
+      const there = await doctor(n(2));
+      expect(check(there, 'ipv6').verdict, there.text).toBe('fail');
+      expect(check(there, 'ipv6').summary).toContain('no route fc00::/48 dev flannel0');
+    } finally {
+      await n(2).ns.ip(['-6', 'route', 'replace', ...route.split(/\s+/)]);
+    }
+    const after = await doctor(n(1));
+    expect(after.code, after.text).toBe(0);
+  });
+
+  it('UDP 8285 dropped by ip6tables on the peer: "UDP/IPv6 8285 filtered" (the IPv6 underlay answers, the tunnel does not)', async () => {
+    const rule = ['INPUT', '-p', 'udp', '--dport', '8285', '-j', 'DROP'];
+    await n(2).ns.exec(['ip6tables', '-w', '-I', ...rule]);
+    try {
+      const run = await doctor(n(1), 'ipv6-udp-filtered');
+      expectOnlyFailures(run, [`peer ${n(2).underlayIP}`]);
+      const peer = peerCheck(run, n(2));
+      expect(peer.summary, run.text).toBe(`${n(2).underlayIPv6}: UDP/IPv6 8285 filtered: the node answers on the IPv6 underlay, the tunnel stays silent`);
+      expect(peer.fix).toMatch(/ip6tables -S INPUT/);
+      expect(peer.peer).toEqual({ subnet: agents.get('n2')!.subnet, publicIP: n(2).underlayIPv4, publicIPv6: n(2).underlayIPv6 });
+    } finally {
+      await n(2).ns.exec(['ip6tables', '-w', '-D', ...rule]);
+    }
+  });
+});
