@@ -151,6 +151,29 @@ for (const { engine, underlay, masq } of RUNS) {
       for (const a of agents) expect(a.running(), `agent on ${a.node.name}`).toBe(true);
     });
 
+    it('leases with an IPv4 subnet (IPv4-only or dual-stack keys) are not routed in an IPv6-only cluster', async () => {
+      const lease = tb.etcdClient.lease(3600);
+      try {
+        await lease.put(`${tb.etcdPrefix}/subnets/10.244.9.0-24`).value(leaseValue('192.168.77.99'));
+        await lease.put(`${tb.etcdPrefix}/subnets/10.244.8.0-24&fc00:0:0:ff::-64`).value(leaseValue('0.0.0.0', 'fd77::99'));
+        // A valid IPv6-only lease written after them: once it is known, the two before were seen too.
+        await lease.put(`${tb.etcdPrefix}/subnets/0.0.0.0-0&fc00:0:0:fe::-64`).value(leaseValue('0.0.0.0', 'fd77::98'));
+        await waitFor('every agent to know fc00:0:0:fe::/64', async () => {
+          for (const a of agents) if (!(await knownSubnets6(a)).includes('fc00:0:0:fe::/64')) return false;
+          return true;
+        });
+        for (const a of agents) {
+          expect(await knownSubnets6(a)).not.toContain('fc00:0:0:ff::/64');
+          expect((await leasesDoc(a)).leases).toHaveLength(4);
+          expect(a.logs()).toMatch(/has an IPv4 subnet but the network config has EnableIPv4=false/);
+        }
+        const r = await tb.ping(podOf(tb.node(1)), 'fc00:0:0:ff::2', { count: 1, waitS: 1, family: 6 });
+        expect(r.received, r.raw).toBe(0);
+      } finally {
+        await lease.revoke().catch(() => undefined);
+      }
+    });
+
     // The doctor's UDP port check reads IPv4 sockets only: it runs on the IPv4 underlay.
     if (underlay === 'ipv4') {
       it('felt doctor: exit 0, the IPv4 checks skipped with a note, the IPv6 tunnel, the lease and the IPv6 peer probes ok', async () => {

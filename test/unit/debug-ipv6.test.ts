@@ -72,3 +72,59 @@ describe('/metrics with IPv6 halves (no root)', () => {
     }
   });
 });
+
+/** A lease of an IPv6-only overlay: no IPv4 subnet, key "0.0.0.0-0&<ipv6>-<len>". */
+function v6only(subnet6: string, publicIPv6: string): Lease {
+  const { subnet: _none, ...rest } = etcdLease('10.244.250.0/24', '0.0.0.0', 20 * HOUR);
+  return { ...rest, ipv6Subnet: parseSubnet6(subnet6), publicIPv6, attrs: { PublicIP: '0.0.0.0', PublicIPv6: publicIPv6 } };
+}
+
+function v6onlySnapshot(): ReturnType<typeof sampleSnapshot> {
+  const snap = sampleSnapshot();
+  const own = v6only('fc00:0:0:1::/64', 'fd77::11');
+  const { network: _none, ...self } = snap.self!;
+  snap.self = { ...self, lease: own, publicIP: '0.0.0.0', publicIPv6: 'fd77::11', network6: 'fc00::/48' };
+  snap.leases = [own, v6only('fc00:0:0:2::/64', 'fd77::12')];
+  snap.datapath!.peers = { 'fd77::12': peer('fd77::12', { tx: { packets: 5, bytes: 500 } }) };
+  snap.probes = undefined;
+  return snap;
+}
+
+describe('views of an IPv6-only overlay (no root)', () => {
+  it('JSON: subnet and network null; text and HTML show "-" for the IPv4 subnet and name the lease by its IPv6 one', () => {
+    const view = buildLeasesView(v6onlySnapshot(), true);
+    expect(view.node).toMatchObject({ subnet: null, network: null, subnet6: 'fc00:0:0:1::/64', network6: 'fc00::/48' });
+    expect(view.leases.map((l) => [l.subnet, l.subnet6, l.self])).toEqual([[null, 'fc00:0:0:1::/64', true], [null, 'fc00:0:0:2::/64', false]]);
+    expect(view.leases[1]!.datapath?.tx.packets).toBe(5);
+
+    const text = formatLeaseTable(view);
+    expect(text).toMatch(/node:\s+fc00:0:0:1::\/64 public 0\.0\.0\.0/);
+    expect(text).toMatch(/network:\s+none \(IPv6-only overlay\)/);
+    expect(text).toMatch(/\s-\s+0\.0\.0\.0\s+fc00:0:0:2::\/64\s+fd77::12/);
+
+    const html = renderLeasesPage(view);
+    expect(html).toContain('<title>felt · fc00:0:0:1::/64 · leases</title>');
+    expect(html).toContain('IPv6-only overlay');
+    expect(html).toContain('<td class="mono subnet">-<div class="sub">fc00:0:0:2::/64</div></td>');
+    expect(html).not.toContain('undefined');
+    expect(html).not.toContain('null');
+  });
+
+  it('/metrics names each lease by its IPv6 subnet, one series per lease', async () => {
+    const { pino } = await import('pino');
+    const { startDebugServer } = await import('../../src/debug/server.js');
+    const { httpRequest } = await import('../debug/http.js');
+    const { parsePrometheusText, sampleValue } = await import('../debug/prom-text.js');
+    const { HandState } = await import('../debug/state.js');
+    const server = await startDebugServer('127.0.0.1:0', new HandState(v6onlySnapshot()), pino({ level: 'silent' }));
+    try {
+      const f = parsePrometheusText((await httpRequest(server.address, '/metrics')).body);
+      expect(sampleValue(f, 'felt_lease_info', { subnet: 'fc00:0:0:1::/64', public_ip: '0.0.0.0', self: 'true' })).toBe(1);
+      expect(sampleValue(f, 'felt_lease_info', { subnet: 'fc00:0:0:2::/64', public_ip: '0.0.0.0', self: 'false' })).toBe(1);
+      expect(sampleValue(f, 'felt_node_info', { subnet: 'fc00:0:0:1::/64', public_ip: '0.0.0.0', tun: 'flannel0', network: '' })).toBe(1);
+      expect(f.get('felt_lease_ipv6_info')!.samples).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+});
