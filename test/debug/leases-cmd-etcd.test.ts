@@ -104,3 +104,25 @@ describe('felt leases from etcd (needs etcd binary)', () => {
     }
   });
 });
+
+describe('felt leases from etcd, IPv6-only overlay (needs etcd binary)', () => {
+  const V6 = '/felt-test/network6only';
+  beforeAll(async () => {
+    await client.put(`${V6}/config`).value(JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fc00::/48' }));
+    await client.put(`${V6}/subnets/0.0.0.0-0&fc00:0:0:1::-64`).value(JSON.stringify({ PublicIP: '0.0.0.0', PublicIPv6: 'fd77::11' }));
+    await client.put(`${V6}/subnets/0.0.0.0-0&fc00:0:0:2::-64`).value(JSON.stringify({ PublicIP: '192.168.77.12', PublicIPv6: null }));
+  });
+
+  it('shows "-" for the IPv4 subnet beside the IPv6 one; JSON has subnet null', async () => {
+    const r = await run(['--etcd-endpoints', etcd.clientURL, '--etcd-prefix', V6]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\n\s+-\s+0\.0\.0\.0\s+fc00:0:0:1::\/64\s+fd77::11\s+never/);
+    expect(r.out).toMatch(/\n\s+-\s+192\.168\.77\.12\s+fc00:0:0:2::\/64\s+-\s+never/);
+    const v = JSON.parse((await run(['--etcd-endpoints', etcd.clientURL, '--etcd-prefix', V6, '--json'])).out) as LeasesView;
+    expect(v.leases.map((l) => [l.subnet, l.subnet6, l.publicIP])).toEqual([
+      [null, 'fc00:0:0:1::/64', '0.0.0.0'],
+      [null, 'fc00:0:0:2::/64', '192.168.77.12'],
+    ]);
+  });
+});
