@@ -168,7 +168,7 @@ function probePeers(ctx: DoctorContext): ProbePeer[] {
 
 /** The peers of the IPv4 local checks (routes, rp_filter, FORWARD, underlay MTU): an IPv4 subnet and PublicIP. */
 function ipv4Peers(all: ProbePeer[]): PeerLease[] {
-  return all.flatMap((l) => (l.subnet && l.publicIP !== '0.0.0.0' ? [{ subnet: l.subnet, publicIP: l.publicIP, expiresInSeconds: l.expiresInSeconds }] : []));
+  return all.flatMap((l) => (l.subnet && l.publicIP !== '0.0.0.0' ? [{ subnet: l.subnet, publicIP: l.publicIP, ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}), expiresInSeconds: l.expiresInSeconds }] : []));
 }
 
 export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {

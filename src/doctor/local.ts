@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'n
 import { networkInterfaces } from 'node:os';
 import { EXPIRING_SECONDS } from '../debug/view.js';
 import { formatDuration } from '../debug/format.js';
-import { ENCAP_OVERHEAD_BYTES } from './constants.js';
+import { ENCAP6_OVERHEAD_BYTES, ENCAP_OVERHEAD_BYTES } from './constants.js';
 import { formatIPv4, formatSubnet, parseIPv4, prefixMask, subnetContainsIP, type Subnet } from '../net/cidr.js';
 import { leaseName } from '../lease/name.js';
 import { isRouteError, routeGet } from '../probe/socket.js';
@@ -154,6 +154,8 @@ function overlaps(r: KernelRoute, s: Subnet): boolean {
 export interface PeerLease {
   subnet: Subnet;
   publicIP: string;
+  /** When the peer has an IPv6 underlay address. */
+  publicIPv6?: string;
   expiresInSeconds: number | null;
 }
 
@@ -389,33 +391,37 @@ export function checkUdpPort(ctx: DoctorContext): { result: CheckResult; bindAdd
   return { result: { ...base, verdict: 'ok', summary: `bound: ${desc.join(', ')}${owners.size === 0 ? ' (owner not visible from here)' : ''}` }, bindAddress: bound[0]!.address };
 }
 
-/** The underlay interface (by the tunnel socket's address, else by the lease's PublicIP). */
+/** The underlay interface (by the tunnel socket's address, else by the lease's PublicIP or PublicIPv6). */
 function underlayInterface(addresses: Array<string | undefined>): { name: string; address: string } | undefined {
   for (const want of addresses) {
     if (!want || want === '0.0.0.0') continue;
     for (const [name, list] of Object.entries(networkInterfaces())) {
-      if (list?.some((a) => a.family === 'IPv4' && a.address === want)) return { name, address: want };
+      if (list?.some((a) => (a.family === 'IPv4' || a.family === 'IPv6') && a.address === want)) return { name, address: want };
     }
   }
   return undefined;
 }
 
-/** The TUN MTU must fit the underlay: TUN MTU + 28 <= the interface's (and every peer route's) MTU. */
+/** The TUN MTU must fit the underlay: TUN MTU + 28 (+ 48 on a node with an IPv6 underlay, as the agent
+ *  computes it) <= the interface's (and every IPv4-underlay peer route's) MTU. */
 export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAddress?: string): CheckResult {
   const base = { id: 'underlay-mtu', title: 'underlay MTU' };
   const tunMtu = ifaceMTU(ctx.tunName) ?? ctx.node.mtu;
   if (tunMtu === undefined) return { ...base, verdict: ctx.view ? 'error' : 'skip', summary: 'no TUN MTU to compare (no TUN device)' };
-  const iface = underlayInterface([bindAddress, ctx.node.publicIP]);
+  const iface = underlayInterface([bindAddress, ctx.node.publicIP, ctx.node.publicIPv6]);
+  const overhead = ctx.node.publicIPv6 ? ENCAP6_OVERHEAD_BYTES : ENCAP_OVERHEAD_BYTES;
   const problems: string[] = [];
   let desc = '';
   if (iface) {
     const mtu = ifaceMTU(iface.name);
-    desc = `${iface.name} MTU ${mtu}, TUN MTU ${tunMtu} + ${ENCAP_OVERHEAD_BYTES}`;
-    if (mtu !== undefined && tunMtu + ENCAP_OVERHEAD_BYTES > mtu) problems.push(`${iface.name} carries ${mtu} bytes but full-size tunnel datagrams are ${tunMtu + ENCAP_OVERHEAD_BYTES}`);
+    desc = `${iface.name} MTU ${mtu}, TUN MTU ${tunMtu} + ${overhead}`;
+    if (mtu !== undefined && tunMtu + overhead > mtu) problems.push(`${iface.name} carries ${mtu} bytes but full-size tunnel datagrams are ${tunMtu + overhead}`);
   }
   // Routes towards peers may say less (an MTU metric, another interface).
   const small = new Map<string, number>();
-  for (const p of peers.slice(0, 512)) {
+  // Peers reached over IPv6 (both ends have PublicIPv6): their IPv4 route is not the tunnel's path.
+  const routed = peers.filter((p) => !(ctx.node.publicIPv6 && p.publicIPv6)).slice(0, 512);
+  for (const p of routed) {
     let r;
     try {
       r = routeGet(p.publicIP);
@@ -424,7 +430,7 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
     }
     if (isRouteError(r)) continue;
     const mtu = r.mtu || ifaceMTU(r.oif) || 0;
-    if (mtu && tunMtu + ENCAP_OVERHEAD_BYTES > mtu) small.set(p.publicIP, mtu);
+    if (mtu && tunMtu + overhead > mtu) small.set(p.publicIP, mtu);
   }
   if (small.size > 0) problems.push(`the route to ${[...small].slice(0, 3).map(([ip, m]) => `${ip} allows ${m}`).join(', ')}${small.size > 3 ? ', ...' : ''}`);
   if (problems.length > 0) {
@@ -435,7 +441,7 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
     };
   }
   if (!iface) return { ...base, verdict: 'warn', summary: `cannot tell which interface carries the tunnel (no local address ${bindAddress ?? ctx.node.publicIP ?? '?'}); TUN MTU ${tunMtu}` };
-  return { ...base, verdict: 'ok', summary: `${desc} = ${tunMtu + ENCAP_OVERHEAD_BYTES} fits${small.size === 0 && peers.length > 0 ? `; routes to ${Math.min(peers.length, 512)} peers agree` : ''}` };
+  return { ...base, verdict: 'ok', summary: `${desc} = ${tunMtu + overhead} fits${small.size === 0 && routed.length > 0 ? `; routes to ${routed.length} peers agree` : ''}` };
 }
 
 /** Our own lease: in the store, naming our PublicIP, far from expiry. */
