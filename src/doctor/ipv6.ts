@@ -82,3 +82,24 @@ export function checkIPv6Tunnel(ctx: DoctorContext): CheckResult | undefined {
   if (!network6 || !subnet6) return undefined;
   return checkIPv6(ctx.tunName, network6, subnet6, ipv6Facts(ctx.tunName));
 }
+
+/** UDP/IPv6 sockets bound to `port` (from /proc/net/udp6: each 32-bit word of the address in host
+ *  byte order, little-endian as the IPv4 table is read). Addresses without brackets. */
+export function udp6Bindings(port: number, text = read('/proc/net/udp6') ?? ''): Array<{ address: string; inode: string }> {
+  const out: Array<{ address: string; inode: string }> = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const [addrHex, portHex] = f[1]!.split(':');
+    if (!addrHex || !/^[0-9A-Fa-f]{32}$/.test(addrHex) || Number.parseInt(portHex ?? '', 16) !== port) continue;
+    let ip = 0n;
+    for (let w = 0; w < 4; w++) {
+      const word = addrHex.slice(w * 8, w * 8 + 8);
+      // Host-order word -> network-order bytes.
+      const bytes = word.match(/../g)!.reverse().join('');
+      ip = (ip << 32n) | BigInt(`0x${bytes}`);
+    }
+    out.push({ address: formatIPv6(ip), inode: f[9]! });
+  }
+  return out;
+}

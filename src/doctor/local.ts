@@ -13,6 +13,7 @@ import { leaseName } from '../lease/name.js';
 import { isRouteError, routeGet } from '../probe/socket.js';
 import type { DoctorContext } from './context.js';
 import { forwardOutcome, parseFilterTable, type Flow } from './forward.js';
+import { udp6Bindings } from './ipv6.js';
 import type { CheckResult } from './types.js';
 
 function read(path: string): string | undefined {
@@ -358,7 +359,8 @@ export function udpBindings(port: number, text = read('/proc/net/udp') ?? ''): U
 export function checkUdpPort(ctx: DoctorContext): { result: CheckResult; bindAddress?: string } {
   const port = ctx.node.port;
   const base = { id: 'udp-port', title: `UDP ${port}` };
-  const bound = udpBindings(port);
+  // The IPv6 underlay's socket too (a node with PublicIPv6 binds one); an IPv4-only node has none.
+  const bound = [...udpBindings(port), ...udp6Bindings(port)];
   if (bound.length === 0) {
     return {
       result: {
@@ -371,7 +373,7 @@ export function checkUdpPort(ctx: DoctorContext): { result: CheckResult; bindAdd
   const owners = socketOwners(new Set(bound.map((b) => b.inode)));
   const desc = bound.map((b) => {
     const o = owners.get(b.inode);
-    return `${b.address}:${port}${o ? ` by pid ${o.pid} (${o.cmd.slice(0, 80)})` : ''}`;
+    return `${b.address.includes(':') ? `[${b.address}]` : b.address}:${port}${o ? ` by pid ${o.pid} (${o.cmd.slice(0, 80)})` : ''}`;
   });
   const foreign = bound.filter((b) => {
     const o = owners.get(b.inode);

@@ -39,6 +39,7 @@ describe('felt doctor probes IPv6 peers (root, netns, TUN, etcd, ip6tables; both
         'tun-device', 'agent', 'tun-interface', 'routes', 'ip-forward', 'ipv6', 'rp-filter', 'forward', 'udp-port', 'underlay-mtu', 'own-lease', 'store', 'peers',
       ]);
       expect(check(run, 'underlay-mtu').summary, run.text).toBe('eth0 MTU 1500, TUN MTU 1452 + 48 = 1500 fits');
+      expect(check(run, 'udp-port').summary, run.text).toMatch(new RegExp(`^bound: ${node.underlayIPv4}:8285 by pid \\d+ .*, \\[${node.underlayIPv6}\\]:8285 by pid \\d+ `));
       expect(check(run, 'peers').summary, run.text).toMatch(/^1 of 1 peer answer through the tunnel .*; IPv6 too: 1 IPv6 tunnel address, 1 over an IPv6 underlay$/);
     }
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addresses6, checkIPv6, readRoutes6 } from '../../src/doctor/ipv6.js';
+import { addresses6, checkIPv6, readRoutes6, udp6Bindings } from '../../src/doctor/ipv6.js';
 import { parseIPv6, parseSubnet6 } from '../../src/net/ip6.js';
 
 const NET6 = parseSubnet6('fc00::/48');
@@ -33,5 +33,20 @@ describe('doctor: IPv6 tunnel (no root)', () => {
     expect(r.verdict).toBe('fail');
     expect(r.summary).toBe('no route fc00::/48 dev flannel0; flannel0 lacks its IPv6 tunnel address fc00:0:0:5::/128; net.ipv6.conf.all.forwarding is 0');
     expect(r.fix).toMatch(/restart the agent.*sysctl -w net\.ipv6\.conf\.all\.forwarding=1/);
+  });
+});
+
+describe('udp6Bindings', () => {
+  const table = [
+    '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
+    '  123: 000077FD000000000000000011000000:205D 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 45678 2 0000000000000000 0',
+    '  124: 00000000000000000000000000000000:14E9 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 45679 2 0000000000000000 0',
+    '  125: 0000ZZZZ000000000000000011000000:205D 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0',
+    'garbage',
+  ].join('\n');
+  it('finds the IPv6 underlay socket on the port, address in network order; skips other ports and malformed lines', () => {
+    expect(udp6Bindings(8285, table)).toEqual([{ address: 'fd77::11', inode: '45678' }]);
+    expect(udp6Bindings(5353, table)).toEqual([{ address: '::', inode: '45679' }]);
+    expect(udp6Bindings(8285, '')).toEqual([]);
   });
 });
