@@ -110,7 +110,7 @@ static napi_value js_probe_recv(napi_env env, napi_callback_info info) {
     double at;
     uint8_t from6[16];
     int is6;
-    ssize_t n = probe_recv_from((int)fd, buf, sizeof buf, &at, from6, &is6, &err);
+    ssize_t n = probe_recv((int)fd, buf, sizeof buf, &at, from6, &is6, &err);
     if (n < 0) return throw_err(env, &err);
     if (n == 0) break;
     napi_value rec, data;

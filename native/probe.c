@@ -130,13 +130,7 @@ int probe_send6(int fd, const void *msg_data, size_t len, const uint8_t dst[16],
   return 0;
 }
 
-ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, felt_err *err) {
-  uint8_t from6[16];
-  int is6;
-  return probe_recv_from(fd, buf, cap, rx_ms, from6, &is6, err);
-}
-
-ssize_t probe_recv_from(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err) {
+ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err) {
   char control[CMSG_SPACE(sizeof(struct timespec))] __attribute__((aligned(8)));
   struct sockaddr_storage from;
   memset(&from, 0, sizeof from);

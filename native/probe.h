@@ -33,11 +33,9 @@ int probe_send6(int fd, const void *msg, size_t len, const uint8_t dst[16], cons
 int probe_send(int fd, const void *packet, size_t len, uint32_t dst, double *sent_ms, felt_err *err);
 
 /* Receives one packet without blocking: returns its length (truncated to cap), 0 when nothing is
- * queued, or -1 with err set. *rx_ms is the kernel's receive time (ms since the epoch). */
-ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, felt_err *err);
-
-/* As probe_recv, and the source address: *from6 gets it on an IPv6 socket (*is6 = 1), else *is6 = 0. */
-ssize_t probe_recv_from(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err);
+ * queued, or -1 with err set. *rx_ms is the kernel's receive time (ms since the epoch). On an IPv6
+ * socket the source address goes to from6 and *is6 is 1 (a raw ICMPv6 socket gives no IPv6 header). */
+ssize_t probe_recv(int fd, void *buf, size_t cap, double *rx_ms, uint8_t from6[16], int *is6, felt_err *err);
 
 typedef struct {
   int type;          /* RTN_UNICAST, RTN_LOCAL, RTN_UNREACHABLE, RTN_BLACKHOLE, ... */
