@@ -14,6 +14,9 @@ static drop_reason parse6(uint8_t *pkt, size_t len, const vnet_hdr *h, int gso, 
   out->gso = gso;
   if (gso) {
     if (gso_make_plan6(pkt, len, h->gso_type, h->gso_size, &out->plan) < 0) return DROP_MALFORMED;
+    /* The payload length may be 0 or stale: set it from the read, so an ICMPv6 error about the
+     * super-packet quotes its TCP/UDP header too (the sender needs it to find the connection). */
+    wr16(pkt + 4, (uint16_t)(len - IP6_HDR_LEN));
     out->len = len;
     out->nsegs = out->plan.nsegs;
     out->biggest = out->plan.seg_len;

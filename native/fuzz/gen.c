@@ -519,7 +519,7 @@ static struct {
   size_t sender_route[2 * FUZZ_NFAMILY6], nsenders;
   uint32_t mtu;
 } D;
-static uint64_t gen6_enc, gen6_dec;
+static uint64_t gen6_enc, gen6_dec, gen6_offload, gen6_train;
 
 static void aim_routes6(uint32_t mask, uint32_t underlays, uint32_t mtu) {
   int v4 = (underlays & 1) || !(underlays & 3), v6 = (underlays & 2) != 0;
@@ -630,11 +630,83 @@ static size_t gen_packet6(uint8_t *p, int encap, int src_route) {
   return len;
 }
 
+/* Removes the mark of an IPv6 packet (its ports) before bytes that break its checksum or layout. */
+static void unmark6(uint8_t *p, size_t len) {
+  if (len >= 44) p[40] = p[42] = p[43] = 0;
+}
+
+/* A TSO6/USO6 super-packet (or a plain NEEDS_CSUM packet) from a local pod, as the kernel hands
+ * it over, often with a virtio header that does not add up: gso_size 0, hdr_len beyond the packet,
+ * csum_start/offset out of range, TCPV4 on IPv6, the wrong L4 protocol for the type, an extension
+ * header before the TCP header, a cut-short read, a TCP data offset below 5. */
+static size_t gen_offload6(uint8_t *vh, uint8_t *p) {
+  pkt_spec s;
+  memset(&s, 0, sizeof s);
+  s.proto = chance(70) ? 6 : 17;
+  memcpy(s.src6, FUZZ_LOCAL6, 16);
+  fill_random(s.src6 + 8, 8);
+  addr6(s.dst6, 1);
+  s.ttl = HOPS6[rnd(sizeof HOPS6)];
+  s.tos = chance(90) ? 0 : (uint8_t)rnd64();
+  s.marked = chance(85);
+  s.sport = s.marked ? (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256)) : (uint16_t)(1024 + rnd(50000));
+  s.dport = s.marked ? FUZZ_MARK_DPORT : 80;
+  s.seq = (uint32_t)rnd64();
+  s.ack = (uint32_t)rnd64();
+  s.tcp_flags = chance(70) ? 0x18 : (uint8_t)(0x10 | (rnd64() & 0xc9));
+  s.tcp_opt = chance(60) ? 12 : 4 * rnd(11);
+  s.csum_mode = 1;
+  int gso = chance(75);
+  uint16_t gs = GSO_SIZES[rnd(sizeof GSO_SIZES / sizeof GSO_SIZES[0])];
+  if (chance(10)) gs = (uint16_t)rnd(70000);
+  s.payload = gso ? (chance(70) ? rnd(64000) : rnd(4000)) : (chance(20) ? D.mtu - 80 + rnd(100) : rnd(1400));
+  if (gs < 100) s.payload = rnd(2000);
+  if (s.payload > 65535 - 80) s.payload = 65535 - 80;
+  size_t len = build_packet6(p, &s);
+  uint16_t cs = 40, co = s.proto == 6 ? 16 : 6;
+  vnet_hdr h = {.flags = VNET_F_NEEDS_CSUM, .csum_start = cs, .csum_offset = co};
+  if (gso) {
+    h.gso_type = s.proto == 6 ? VNET_GSO_TCPV6 : VNET_GSO_UDP_L4;
+    h.gso_size = gs;
+    h.hdr_len = (uint16_t)(40 + (s.proto == 6 ? 20 + s.tcp_opt : 8));
+    if (chance(5)) h.gso_type |= VNET_GSO_ECN;
+    if (chance(20)) wr16(p + 4, chance(50) ? 0 : (uint16_t)rnd64()); /* the payload length is not trusted */
+  }
+  switch (chance(30) ? rnd(10) : 99) {
+    case 0: h.gso_size = 0; break;
+    case 1: h.hdr_len = (uint16_t)(len + 1 + rnd(60000)); break; /* not trusted: recomputed */
+    case 2: /* checksum offsets anywhere */
+      h.csum_start = (uint16_t)(chance(50) ? rnd(80) : rnd64());
+      h.csum_offset = (uint16_t)(chance(50) ? rnd(40) : rnd64());
+      if (s.marked) unmark6(p, len);
+      break;
+    case 3: h.gso_type = (uint8_t)(VNET_GSO_TCPV4 | (chance(20) ? VNET_GSO_ECN : 0)); break;
+    case 4: h.gso_type = s.proto == 6 ? VNET_GSO_UDP_L4 : VNET_GSO_TCPV6; break;
+    case 5: p[6] = 0; break; /* a Hop-by-Hop header where the TCP/UDP header should be */
+    case 6: len = rnd((uint32_t)len + 1); break; /* cut short */
+    case 7:
+      if (len > 52 && s.proto == 6) p[52] = (uint8_t)(rnd(5) << 4); /* TCP data offset below 5 */
+      unmark6(p, len);
+      break;
+    case 8: h.gso_type = (uint8_t)rnd64(); unmark6(p, len); break;
+    case 9: h.flags = (uint8_t)rnd64(); unmark6(p, len); break;
+    default: break;
+  }
+  if (len && p[0] >> 4 != 6) p[0] = 0x60;
+  vnet_write(vh, &h);
+  return len;
+}
+
 static void gen_encap6(void) {
   gen6_enc++;
   memset(scratch, 0, VNET_HDR_LEN); /* a plain read: no offload asked for */
   uint8_t *p = scratch + VNET_HDR_LEN;
   size_t len;
+  if (chance(25)) {
+    gen6_offload++;
+    rec_encap(scratch, VNET_HDR_LEN + gen_offload6(scratch, p));
+    return;
+  }
   if (chance(1)) {
     rec_encap(scratch, rnd(VNET_HDR_LEN));
     return;
@@ -649,11 +721,100 @@ static void gen_encap6(void) {
   rec_encap(scratch, VNET_HDR_LEN + len);
 }
 
+/* A train of TCP/IPv6 segments of one flow (sometimes two interleaved, sometimes several in one
+ * UDP_GRO message on the IPv6 socket) from a peer's lease to ours, with the perturbations that
+ * must stop a merge: hop limit, traffic class, flags, ACK, options, gaps, retransmissions, bad
+ * checksums, other packets in between. */
+static void gen_train6(int peer, int src_route) {
+  gen6_train++;
+  pkt_spec fl[2];
+  int nfl = chance(30) ? 2 : 1;
+  for (int f = 0; f < nfl; f++) {
+    pkt_spec *s = &fl[f];
+    memset(s, 0, sizeof *s);
+    s->proto = 6;
+    if (src_route >= 0) host6(s->src6, (size_t)src_route);
+    else fill_random(s->src6, 16);
+    memcpy(s->dst6, FUZZ_LOCAL6, 16);
+    fill_random(s->dst6 + 8, 8);
+    s->ttl = 63;
+    s->marked = 1;
+    s->sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256));
+    s->dport = FUZZ_MARK_DPORT;
+    s->tcp_flags = 0x10;
+    s->tcp_opt = chance(60) ? 12 : 0;
+    s->ack = (uint32_t)rnd64();
+    s->seq = (uint32_t)rnd64();
+  }
+  static const size_t sizes[] = {1, 100, 536, 1000, 1220, 1400, 1428};
+  size_t mss = sizes[rnd(sizeof sizes / sizeof sizes[0])];
+  if (mss + 100 > D.mtu) mss = D.mtu - 100;
+  int n = 2 + (int)rnd(80);
+  int use_gro = chance(30);
+  size_t cap = sizeof scratch - 64, gro_len = 0, seglen = 0;
+  for (int i = 0; i < n; i++) {
+    int f = (int)rnd((uint32_t)nfl);
+    pkt_spec t = fl[f];
+    t.payload = mss;
+    if (chance(4)) t.payload = rnd((uint32_t)mss + 1); /* a short one ends a merge */
+    if (chance(2)) t.tcp_flags = (uint8_t)rnd64();
+    if (chance(2)) t.tcp_flags = 0x18;
+    if (chance(2)) t.ack++;
+    if (chance(2)) t.ttl = 62;
+    if (chance(2)) t.tos = 4;
+    if (chance(2)) t.tcp_opt = 4 * rnd(11);
+    if (chance(3)) t.seq += (uint32_t)mss; /* a gap */
+    if (chance(2)) t.seq -= (uint32_t)mss; /* a retransmission */
+    uint8_t *p = scratch + (use_gro ? gro_len : 0);
+    if ((use_gro ? gro_len : 0) + 40 + 60 + t.payload > cap) break;
+    size_t len = build_packet6(p, &t);
+    if (chance(2)) p[56] ^= 1; /* a bad TCP checksum: content intact */
+    fl[f].seq = t.seq + (uint32_t)t.payload;
+    if (use_gro) {
+      if (gro_len == 0) seglen = len;
+      if (len != seglen || gro_len + len > 65000) {
+        if (gro_len) rec_decap((uint8_t)peer, (uint16_t)seglen, 0, scratch, gro_len);
+        memmove(scratch, p, len);
+        gro_len = seglen = len;
+      } else {
+        gro_len += len;
+      }
+    } else {
+      rec_decap((uint8_t)peer, 0, 0, p, len);
+    }
+    if (chance(3) && !use_gro) { /* another packet in between */
+      size_t ol = gen_packet6(scratch, 0, src_route); /* the segment before is written already */
+      rec_decap((uint8_t)peer, 0, 0, scratch, ol);
+    }
+  }
+  if (use_gro && gro_len) rec_decap((uint8_t)peer, (uint16_t)seglen, 0, scratch, gro_len);
+}
+
 static void gen_decap6(void) {
   gen6_dec++;
   int peer = D.nsenders && chance(90) ? (int)rnd((uint32_t)D.nsenders) : (int)D.nsenders + (int)rnd(40);
   int src_route = peer < (int)D.nsenders ? (int)D.sender_route[peer] : -1;
   size_t len;
+  if (chance(4)) {
+    gen_train6(peer, src_route);
+    return;
+  }
+  if (chance(5)) { /* several datagrams in one UDP_GRO message on the IPv6 socket */
+    static uint8_t one[FUZZ_MAX_READ + 256];
+    size_t at = 0, seg = 0;
+    for (int k = 1 + (int)rnd(8); k > 0 && at + 1400 < sizeof scratch - 64; k--) {
+      size_t l = gen_packet6(one, 0, src_route);
+      if (l > 1400) l = 1400; /* cut: judged as such */
+      if (seg == 0) seg = l ? l : 1;
+      size_t take = l < seg ? l : seg;
+      memcpy(scratch + at, one, take);
+      at += take;
+      if (take < seg) break; /* only the last may be shorter */
+    }
+    uint16_t gs = (uint16_t)seg; /* another size would start datagrams mid-packet, IPv4 nibbles and all */
+    rec_decap((uint8_t)peer, gs, chance(2) ? 1 : 0, scratch, at);
+    return;
+  }
   if (chance(8)) {
     len = rnd(120);
     fill_random(scratch, len);
@@ -739,7 +900,8 @@ static int emit(uint64_t count, uint64_t seed) {
   }
   fprintf(stderr, "fuzz --emit: %" PRIu64 " inputs, seed %" PRIu64 "; generated:", gen_inputs, seed);
   for (int k = 0; k < 8; k++) fprintf(stderr, " %s %" PRIu64 ";", GEN_NAMES[k], gen_kind[k]);
-  fprintf(stderr, " IPv6 (dual-stack node) encap %" PRIu64 ", decap %" PRIu64 "\n", gen6_enc, gen6_dec);
+  fprintf(stderr, " IPv6 (dual-stack node) encap %" PRIu64 " (TSO6/USO6/NEEDS_CSUM %" PRIu64 "), decap %" PRIu64
+          " (TCP/IPv6 trains %" PRIu64 ")\n", gen6_enc, gen6_offload, gen6_dec, gen6_train);
   return 0;
 }
 

@@ -59,12 +59,22 @@ typedef struct {
   uint8_t icmp_type, icmp_code;
   int csum_mode; /* 0 full L4 checksum, 1 partial (NEEDS_CSUM seed), 2 garbage */
   uint16_t udp_seg; /* marked UDP: the stream's segment size (index into FUZZ_UDP_SEG via sport) */
+  uint8_t src6[16], dst6[16]; /* build_packet6: the addresses (ttl: hop limit, tos: traffic class) */
 } pkt_spec;
 
 /* Writes the packet described by s into p (room for its length); returns its length. */
 size_t build_packet(uint8_t *p, const pkt_spec *s);
 /* Removes the mark (before byte-level mutation: the oracle only judges intact streams). */
 void unmark(uint8_t *ip, size_t len);
+/* IPv6: TCP (proto 6) or UDP right after the fixed header; marked TCP payload as for IPv4, its
+ * oracle keyed by the last 32 bits of the addresses (UDP/IPv6 carries no stream position). */
+size_t build_packet6(uint8_t *p, const pkt_spec *s);
+int fuzz_is_marked6(const uint8_t *ip, size_t len);
+int fuzz_l4_valid6(const uint8_t *ip, size_t len);
+int fuzz_oracle_ok6(const uint8_t *ip, size_t len);
+/* fuzz_gro_check for a TCP/IPv6 GRO super-packet (GSO_TCPV6, csum_start 40). */
+const char *fuzz_gro_check6(const uint8_t *vnet_hdr_bytes, const struct iovec *iov, int iovcnt, uint8_t *merged,
+                            size_t *total);
 /* Recomputes the IPv4 header checksum when the header fits in len. */
 void fix_ip_csum(uint8_t *ip, size_t len);
 

@@ -171,6 +171,13 @@ static void test_tso6(void) {
   memcpy(rd + 10, p, n);
   tun_read r;
   CHECK(tun_offload_parse_ex(rd, 10 + n, &r, 1) == DROP_NONE && r.v6 && r.gso && r.nsegs == 4 && r.biggest == 60 + mss, "TSO6 read");
+  /* Its payload length was 0: set from the read, so an ICMPv6 error (Packet Too Big) quotes the
+   * TCP header, not just the fixed header. */
+  CHECK(ip6_plen(rd + 10) == n - 40, "TSO6 read: payload length from the read");
+  static uint8_t err6[1280];
+  static const uint8_t tunnel[16] = {0xfd, 0x10, 0, 0, 0, 0x09};
+  size_t elen = icmp6_build_error(err6, rd + 10, n, 2, 0, 1400, tunnel);
+  CHECK(elen == 1280 && memcmp(err6 + 48, rd + 10, 60) == 0, "Packet Too Big about a TSO6 read quotes its TCP header");
   CHECK(tun_offload_parse_ex(rd, 10 + n, &r, 0) == DROP_NOT_IP, "IPv6 off: not-ip");
   /* A plain UDP/IPv6 read with a partial checksum gets it completed. */
   n = build6(p, "fd10:0:1::5", "fd10:0:2::7", 64, 0, 0, 17, 8 + 101, 0);

@@ -349,10 +349,16 @@ export function formatIPv6Plain(ip: bigint): string {
 
 /** Encap of an IPv6 packet, with the ICMPv6 error expected ("type/code") and the underlay used. */
 export function refEncap6(b: Uint8Array, start: number, len: number, rs: RouteSet6, mtu: number): RefEncap & { to: string } {
-  const none = { icmp: '', to: '' };
   const v = refValidate6(b, start, len);
-  if (v !== 'forward') return { verdict: v, ...none };
+  if (v !== 'forward') return { verdict: v, icmp: '', to: '' };
   const total = 40 + rd16(b, start + 4);
+  return refEncap6Route(b, start, total, total, rs, mtu);
+}
+
+/** The rules after validation: total bytes are walked and quoted, size is checked against the MTU
+ *  (a super-packet: its whole read, and its largest segment). */
+function refEncap6Route(b: Uint8Array, start: number, total: number, size: number, rs: RouteSet6, mtu: number): RefEncap & { to: string } {
+  const none = { icmp: '', to: '' };
   if (!refWalk6(b, start, total)) return { verdict: 'ext-header', ...none };
   const dst = rdAddr6(b, start + 24);
   if (inSubnet6(dst, LOCAL6.ip, LOCAL6.prefixLen)) return { verdict: 'own-subnet', ...none };
@@ -360,7 +366,7 @@ export function refEncap6(b: Uint8Array, start: number, len: number, rs: RouteSe
   const r = rs.lookup6(dst);
   if (!r) return { verdict: 'no-route', icmp: allowed ? '1/0' : '', to: '' };
   if (b[start + 7]! <= 1) return { verdict: 'ttl-expired', icmp: allowed ? '3/0' : '', to: '' };
-  if (total > mtu) return { verdict: 'oversize', icmp: allowed ? '2/0' : '', to: '' };
+  if (size > mtu) return { verdict: 'oversize', icmp: allowed ? '2/0' : '', to: '' };
   const to = rs.underlayOf(r);
   if (to === '') return { verdict: 'no-underlay', ...none };
   return { verdict: 'forward', icmp: '', to };
@@ -391,13 +397,56 @@ export function refDecapMessage6(
   });
 }
 
-/** refEncapTunRead for a dual-stack node reading IPv6 packets behind a plain virtio header (no
- *  offload requested: the native fuzz does not generate TSO6 reads). */
+const VNET_GSO_TCPV6 = 4;
+
+/** refEncapTunRead for a dual-stack node reading IPv6 packets behind their virtio header.
+ *  Plain (gso_type 0, ECN bit aside): the fixed-header checks; a checksum to complete
+ *  (NEEDS_CSUM) must start past the fixed header, at an even offset, and end inside the payload
+ *  length, else malformed. A super-packet: only the version and 40 bytes are checked (the payload
+ *  length is not trusted: the read's length counts), then it must be TCPV6 over TCP or UDP_L4 over
+ *  UDP right after the fixed header (no extension headers), gso_size > 0, a TCP data offset >= 5,
+ *  its L4 header inside the read, else malformed (one unit); hdr_len and csum_start/offset are
+ *  not trusted (recomputed). It counts as its segments, is walked and quoted as the whole read,
+ *  and judged for the MTU by its largest segment. */
 export function refEncapTunRead6(buf: Uint8Array, rs: RouteSet6, mtu: number): RefTunRead & { to: string } {
-  if (buf.length < VNET_HDR_LEN) return { verdict: 'truncated', icmp: '', to: '', units: 1 };
-  if (buf.subarray(0, VNET_HDR_LEN).some((x) => x !== 0)) throw new Error('IPv6 model: only plain TUN reads (zero virtio header)');
-  if (buf.length >= VNET_HDR_LEN + 20 && buf[VNET_HDR_LEN]! >> 4 === 4) throw new Error('IPv6 model: an IPv4 packet (the IPv4 rules judge those)');
-  return { ...refEncap6(buf, VNET_HDR_LEN, buf.length - VNET_HDR_LEN, rs, mtu), units: 1 };
+  const none = { icmp: '', to: '', units: 1 };
+  if (buf.length < VNET_HDR_LEN) return { verdict: 'truncated', ...none };
+  const p = VNET_HDR_LEN;
+  const len = buf.length - p;
+  if (len >= 20 && buf[p]! >> 4 === 4) throw new Error('IPv6 model: an IPv4 packet (the IPv4 rules judge those)');
+  const le = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const flags = buf[0]!;
+  const gsoType = buf[1]! & ~VNET_GSO_ECN;
+  const gsoSize = le.getUint16(4, true);
+  const csumStart = le.getUint16(6, true);
+  const csumOffset = le.getUint16(8, true);
+  const malformed = { verdict: 'malformed' as Verdict, ...none };
+  if (gsoType === 0) {
+    const v = refValidate6(buf, p, len);
+    if (v !== 'forward') return { verdict: v, ...none };
+    const total = 40 + rd16(buf, p + 4);
+    if (flags & VNET_F_NEEDS_CSUM && (csumStart < 40 || csumStart + csumOffset + 2 > total || csumStart & 1)) return malformed;
+    return { ...refEncap6Route(buf, p, total, total, rs, mtu), units: 1 };
+  }
+  if (len < 20) return { verdict: 'truncated', ...none };
+  if (buf[p]! >> 4 !== 6) return { verdict: 'not-ip', ...none };
+  if (len < 40) return { verdict: 'truncated', ...none };
+  if (gsoSize === 0 || len > 65535) return malformed;
+  const nh = buf[p + 6]!;
+  let l4: number;
+  if (gsoType === VNET_GSO_TCPV6 && nh === 6) {
+    if (len < 60) return malformed;
+    l4 = (buf[p + 52]! >> 4) * 4;
+    if (l4 < 20) return malformed;
+  } else if (gsoType === VNET_GSO_UDP_L4 && nh === 17) {
+    l4 = 8;
+  } else {
+    return malformed; // TCPV4 on IPv6, the type for the other protocol, extension headers, any other type
+  }
+  if (len < 40 + l4) return malformed;
+  const payload = len - 40 - l4;
+  const units = payload === 0 ? 1 : Math.ceil(payload / gsoSize);
+  return { ...refEncap6Route(buf, p, len, 40 + l4 + Math.min(payload, gsoSize), rs, mtu), units };
 }
 
 /** An address text (dotted, or formatIPv6Plain) as 16 bytes; IPv4 as ::ffff:a.b.c.d. */
