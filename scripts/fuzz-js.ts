@@ -416,7 +416,7 @@ export function formatJsFuzzReport(r: JsFuzzReport): string {
     `  generated: ${line(r.generated)}`,
     `  encap: ${line(r.verdicts.encap)}; ICMP sent ${r.icmp.sent}, rate-limited ${r.icmp.rateLimited}, refused ${r.icmp.refused} (expected ${r.icmp.expected})`,
     `  decap: ${line(r.verdicts.decap)}${heap}`,
-    `  IPv6: ${r.ipv6.inputs} inputs, ${r.ipv6.icmp6} ICMPv6 errors expected; encap: ${line(r.ipv6.verdicts.encap)}; decap: ${line(r.ipv6.verdicts.decap)}`,
+    `  IPv6: ${r.ipv6.inputs} inputs (${r.ipv6.faults} with an injected I/O failure), ${r.ipv6.icmp6} ICMPv6 errors expected; encap: ${line(r.ipv6.verdicts.encap)}; decap: ${line(r.ipv6.verdicts.decap)}`,
     ...r.violations.map((v) => `  VIOLATION ${v}`),
     `${r.violationCount ? 'FAIL' : 'OK'}: ${r.violationCount} violations`,
   ].join('\n');

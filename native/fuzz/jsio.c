@@ -33,6 +33,7 @@
 
 #include "../gso.h"
 #include "../ipv4.h"
+#include "../ipv6.h"
 #include "../reader_core.h"
 #include "../sys.h"
 #include "../udp.h"
@@ -205,7 +206,7 @@ static void fuzz_udp_send(void) {
 
 /* ---- writer_tun_write_vnet ---------------------------------------------------------------------- */
 
-static uint64_t tun_entries, tun_written, tun_merged_writes, tun_merged_pkts;
+static uint64_t tun_entries, tun_written, tun_merged_writes, tun_merged_pkts, tun_merged6_writes;
 
 static ssize_t jsio_write(int fd, const void *buf, size_t n) {
   if (fd != FAKE_FD) return write(fd, buf, n);
@@ -255,7 +256,9 @@ static ssize_t jsio_writev(int fd, const struct iovec *iov, int iovcnt) {
   tun_merged_writes++;
   tun_merged_pkts += (uint64_t)(iovcnt - 1);
   size_t total;
-  const char *wrong = fuzz_gro_check(iov[0].iov_base, iov, iovcnt, merged, &total);
+  int v6 = ((const uint8_t *)iov[1].iov_base)[0] >> 4 == 6;
+  if (v6) tun_merged6_writes++;
+  const char *wrong = (v6 ? fuzz_gro_check6 : fuzz_gro_check)(iov[0].iov_base, iov, iovcnt, merged, &total);
   if (wrong) {
     violation("%s", wrong);
     return -1;
@@ -268,6 +271,8 @@ static ssize_t jsio_writev(int fd, const struct iovec *iov, int iovcnt) {
  * changes any of them (unmark clears the ports) makes the packet another flow, for GRO and for
  * the receiver alike, so the writer owes it no order relative to the generated flow. */
 static int same_flow(const uint8_t *a, const uint8_t *b, size_t len) {
+  if (a[0] >> 4 == 6) /* IPv6: version, next header, addresses, ports */
+    return len >= 44 && b[0] >> 4 == 6 && a[6] == b[6] && memcmp(a + 8, b + 8, 36) == 0;
   if (len < 20 || a[0] != b[0] || a[9] != b[9] || memcmp(a + 12, b + 12, 8) != 0) return 0;
   size_t hl = (b[0] & 15u) * 4;
   return hl + 4 <= len && hl + 4 <= 64 && memcmp(a + hl, b + hl, 4) == 0;
@@ -281,12 +286,19 @@ static void fuzz_tun_write(void) {
   uint32_t trains = 1 + rnd(4);
   uint32_t seqs[4];
   pkt_spec flows[4];
+  int v6 = chance(35); /* TCP/IPv6 trains (GSO_TCPV6 writes), IPv4 packets in between */
   for (uint32_t f = 0; f < trains; f++) {
     pkt_spec *s = &flows[f];
     memset(s, 0, sizeof *s);
     s->proto = 6;
     s->src = 0x0af40b00u | rnd(256);
     s->dst = 0x0af40100u | rnd(256);
+    static const uint8_t net6[8] = {0xfd, 0, 0, 0, 0, 0, 0, 0x0b}, local6[8] = {0xfd, 0, 0, 0, 0, 0, 0, 1};
+    memcpy(s->src6, net6, 8);
+    memcpy(s->dst6, local6, 8);
+    fill_random(s->src6 + 8, 8);
+    fill_random(s->dst6 + 8, 8);
+    if (f > 0 && chance(30)) memcpy(s->src6, flows[0].src6, 16); /* same addresses, other ports */
     s->ttl = 63;
     s->frag = IP_DF;
     s->marked = 1;
@@ -312,15 +324,18 @@ static void fuzz_tun_write(void) {
       s.payload = rnd(1400);
       s.marked = chance(50);
     }
-    if (base_len + 20 + 60 + s.payload + 64 > BASE_CAP) break;
+    if (base_len + 40 + 60 + s.payload + 64 > BASE_CAP) break;
     uint8_t *p = base + base_len;
-    size_t len = build_packet(p, &s);
+    int pv6 = v6 && (s.proto == 6 || s.proto == 17);
+    if (pv6 && chance(2)) s.tos = 4; /* another traffic class: not merged */
+    size_t len = pv6 ? build_packet6(p, &s) : build_packet(p, &s);
     if (s.proto == 6 && s.payload) seqs[f] = s.seq + (uint32_t)s.payload;
-    if (chance(2)) p[(p[0] & 15) * 4 + 16] ^= 1; /* a bad TCP checksum: not merged */
+    if (chance(2)) p[(pv6 ? 40 : (p[0] & 15) * 4) + 16] ^= 1; /* a bad TCP checksum: not merged */
     uint8_t generated[64];
     memcpy(generated, p, len < 64 ? len : 64);
-    if (chance(2)) {                            /* garbage: written as it is */
-      unmark(p, len);
+    if (chance(2)) { /* garbage: written as it is */
+      if (pv6) p[40] = p[42] = p[43] = 0;
+      else unmark(p, len);
       fill_random(p + rnd((uint32_t)len), 1 + rnd(4));
     }
     size_t slice = chance(3) ? len + rnd(20) : len; /* trailing bytes: not a whole packet */
@@ -387,6 +402,7 @@ typedef struct {
   size_t len;         /* one record: its length */
   uint8_t head[64];   /* one record: its first bytes (csum field may change) */
   uint32_t csum_at;   /* the checksum field the reader may complete, or ~0 */
+  int v6;             /* an IPv6 read */
 } read_expect;
 
 #define MAX_READS 64
@@ -394,7 +410,7 @@ static read_expect rexp[MAX_READS];
 static uint8_t rqueue[MAX_READS][VNET_HDR_LEN + 65535];
 static size_t rqueue_len[MAX_READS];
 static uint32_t nreads, rqueue_next, rexp_next, rexp_recs; /* the read being matched, records of it seen */
-static uint64_t reads_total, records_total, split_reads, dropped_reads;
+static uint64_t reads_total, records_total, split_reads, dropped_reads, reads6_total, split6_reads;
 static batch_reader *R;
 
 /* The TUN side of the seam: hands out the queued reads, then EAGAIN. */
@@ -417,7 +433,12 @@ static void check_tun_record(const uint8_t *p, size_t len) {
     return;
   }
   read_expect *x = &rexp[rexp_next];
-  if (x->split) {
+  if (x->split && x->v6) {
+    if (len < 40 || p[0] >> 4 != 6 || 40u + rd16(p + 4) != len || len > x->seg_max)
+      violation("TSO6/USO6 segment of %zu bytes is not a valid IPv6 packet", len);
+    else if (!fuzz_l4_valid6(p, len)) violation("TSO6/USO6 segment with a bad L4 checksum");
+    else if (fuzz_is_marked6(p, len) && !fuzz_oracle_ok6(p, len)) violation("TSO6 segment with payload out of place");
+  } else if (x->split) {
     if (len < 20 || rd16(p + 2) != len || fuzz_sum(p, (p[0] & 15u) * 4, 0) != 0xffff || len > x->seg_max)
       violation("TSO segment of %zu bytes is not a valid packet", len);
     else if (!fuzz_l4_valid(p, len)) violation("TSO segment with a bad L4 checksum");
@@ -462,6 +483,99 @@ static int deliver_tun(void *ctx, uint8_t *data, size_t len, uint32_t count) {
 static void expect_drop(read_expect *x, int reason) {
   x->nrec = 0;
   x->drop = reason;
+}
+
+/* An IPv6 read (reader with IPv6 on): TSO6 / USO6 super-packets, NEEDS_CSUM packets and plain
+ * ones, with virtio headers that often do not add up (gso_size 0, hdr_len past the packet,
+ * csum_start/offset out of range, TCPV4 on IPv6, the type of the other protocol, an extension
+ * header before TCP, a TCP data offset below 5, cut-short reads). The reference: ipv6_validate
+ * and gso_make_plan6 (judged against the model by the native harness), the split checked here. */
+static size_t gen_tun_read6(uint8_t *buf, read_expect *x) {
+  uint8_t *p = buf + VNET_HDR_LEN;
+  pkt_spec s;
+  memset(&s, 0, sizeof s);
+  s.proto = chance(70) ? 6 : 17;
+  static const uint8_t src[8] = {0xfd, 0, 0, 0, 0, 0, 0, 1}, dst[8] = {0xfd, 0, 0, 0, 0, 0, 0, 0x0b};
+  memcpy(s.src6, src, 8);
+  memcpy(s.dst6, dst, 8);
+  fill_random(s.src6 + 8, 8);
+  fill_random(s.dst6 + 8, 8);
+  s.ttl = 64;
+  s.marked = 1;
+  s.sport = (uint16_t)(FUZZ_MARK_SPORT_HI << 8 | rnd(256));
+  s.dport = FUZZ_MARK_DPORT;
+  s.seq = (uint32_t)rnd64();
+  s.tcp_flags = 0x18;
+  s.tcp_opt = chance(50) ? 12 : 0;
+  s.csum_mode = 1;
+  uint32_t k = rnd(100);
+  int gso = k < 55;
+  static const uint16_t sizes[] = {1, 100, 536, 1400, 1440, 9000, 65535};
+  uint16_t gs = sizes[rnd(7)];
+  s.payload = gso ? (gs < 100 ? rnd(3000) : rnd(65000)) : rnd(1500);
+  size_t len = build_packet6(p, &s);
+  vnet_hdr h = {0};
+  if (gso) {
+    h = (vnet_hdr){.flags = VNET_F_NEEDS_CSUM, .gso_type = s.proto == 6 ? VNET_GSO_TCPV6 : VNET_GSO_UDP_L4,
+                   .hdr_len = (uint16_t)(40 + (s.proto == 6 ? 20 + s.tcp_opt : 8)), .gso_size = gs, .csum_start = 40,
+                   .csum_offset = s.proto == 6 ? 16 : 6};
+    if (chance(10)) wr16(p + 4, chance(50) ? 0 : (uint16_t)rnd64()); /* not trusted */
+  } else if (chance(60)) {
+    h = (vnet_hdr){.flags = VNET_F_NEEDS_CSUM, .csum_start = 40, .csum_offset = s.proto == 6 ? 16 : 6};
+  } else {
+    s.csum_mode = 0;
+    len = build_packet6(p, &s);
+  }
+  int keep_hdr = 0;
+  switch (chance(35) ? rnd(9) : 99) {
+    case 0: h.gso_size = 0; break;
+    case 1: h.hdr_len = (uint16_t)(len + 1 + rnd(1000)); break;
+    case 2: h.csum_start = (uint16_t)rnd(100); h.csum_offset = (uint16_t)rnd(70000); break;
+    case 3: h.gso_type = VNET_GSO_TCPV4; break;
+    case 4: h.gso_type = s.proto == 6 ? VNET_GSO_UDP_L4 : VNET_GSO_TCPV6; break;
+    case 5: p[6] = 0; break;
+    case 6: if (len > 52) p[52] = (uint8_t)(rnd(5) << 4); break;
+    case 7: len = rnd((uint32_t)len + 1); break;
+    case 8: fill_random(buf, VNET_HDR_LEN); keep_hdr = 1; break;
+    default: break;
+  }
+  /* Only a split is judged by checksum and oracle, and a split recomputes both: no unmarking. */
+  if (!keep_hdr) vnet_write(buf, &h);
+  size_t n = VNET_HDR_LEN + len;
+
+  memset(x, 0, sizeof *x);
+  x->csum_at = ~0u;
+  x->v6 = 1;
+  vnet_parse(buf, &h);
+  size_t plen = len;
+  int g = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
+  drop_reason v = plen > 0 && p[0] >> 4 == 6 ? ipv6_validate(p, plen, g) : DROP_TRUNCATED;
+  if (v != DROP_NONE) {
+    expect_drop(x, v);
+    return n;
+  }
+  gso_plan plan;
+  if (g) {
+    if (gso_make_plan6(p, plen, h.gso_type, h.gso_size, &plan) < 0) {
+      expect_drop(x, DROP_MALFORMED);
+      return n;
+    }
+    x->split = 1;
+    x->nrec = plan.nsegs;
+    x->seg_max = plan.seg_len;
+    return n;
+  }
+  size_t tot = 40 + (size_t)rd16(p + 4);
+  if ((h.flags & VNET_F_NEEDS_CSUM) &&
+      ((size_t)h.csum_start + h.csum_offset + 2 > tot || (h.csum_start & 1) || h.csum_start < 40)) {
+    expect_drop(x, DROP_MALFORMED);
+    return n;
+  }
+  x->nrec = 1;
+  x->len = tot;
+  memcpy(x->head, p, tot < 64 ? tot : 64);
+  if (h.flags & VNET_F_NEEDS_CSUM) x->csum_at = (uint32_t)h.csum_start + h.csum_offset;
+  return n;
 }
 
 static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
@@ -559,15 +673,17 @@ static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
   return n;
 }
 
-static void fuzz_tun_reader(void) {
-  phase = "TUN reader";
+static void fuzz_tun_reader(int v6) {
+  phase = v6 ? "TUN reader (IPv6 on)" : "TUN reader";
   nreads = 1 + rnd(MAX_READS);
   rqueue_next = rexp_next = rexp_recs = 0;
   uint64_t want[DROP_COUNT] = {0};
   reader_stats before;
   reader_get_stats(R, &before);
   for (uint32_t i = 0; i < nreads; i++) {
-    rqueue_len[i] = gen_tun_read(rqueue[i], &rexp[i]);
+    rqueue_len[i] = v6 && chance(60) ? gen_tun_read6(rqueue[i], &rexp[i]) : gen_tun_read(rqueue[i], &rexp[i]);
+    reads6_total += rexp[i].v6;
+    split6_reads += rexp[i].v6 && rexp[i].split;
     reads_total++;
     split_reads += rexp[i].split != 0;
     if (rexp[i].nrec == 0) {
@@ -726,15 +842,24 @@ int main(int argc, char **argv) {
   felt_sys.sendmmsg = jsio_sendmmsg;
   felt_sys.recvmmsg = jsio_recvmmsg;
   batch_reader *tun = tun_reader_create(FAKE_TUN_FD, 1, deliver_tun, NULL);
+  batch_reader *tun6 = tun_reader_create6(FAKE_TUN_FD, 1, 1, deliver_tun, NULL);
   batch_reader *udp = udp_reader_create(FAKE_UDP_FD, deliver_udp, NULL);
-  if (!base || !tun || !udp) return 2;
+  if (!base || !tun || !tun6 || !udp) return 2;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (round_index = 0; udp_entries + tun_entries + reads_total + udp_msgs_total < count; round_index++) {
     switch (rnd(4)) {
       case 0: fuzz_udp_send(); break;
       case 1: fuzz_tun_write(); break;
-      case 2: R = tun; fuzz_tun_reader(); break;
+      case 2:
+        if (chance(40)) {
+          R = tun6;
+          fuzz_tun_reader(1);
+        } else {
+          R = tun;
+          fuzz_tun_reader(0);
+        }
+        break;
       default: R = udp; fuzz_udp_reader(); break;
     }
   }
@@ -744,13 +869,16 @@ int main(int argc, char **argv) {
          udp_entries + tun_entries + reads_total + udp_msgs_total, round_index, secs);
   printf("  writer_udp_send: %" PRIu64 " entries, %" PRIu64 " sent, %" PRIu64 " refused GSO trains resent singly\n",
          udp_entries, udp_sent, udp_trains_refused);
-  printf("  writer_tun_write_vnet: %" PRIu64 " entries, %" PRIu64 " written, %" PRIu64 " in %" PRIu64 " GRO super-packets\n",
-         tun_entries, tun_written, tun_merged_pkts, tun_merged_writes);
-  printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split, %" PRIu64 " dropped) -> %" PRIu64 " records\n", reads_total,
-         split_reads, dropped_reads, records_total);
+  printf("  writer_tun_write_vnet: %" PRIu64 " entries, %" PRIu64 " written, %" PRIu64 " in %" PRIu64
+         " GRO super-packets (%" PRIu64 " TCP/IPv6)\n",
+         tun_entries, tun_written, tun_merged_pkts, tun_merged_writes, tun_merged6_writes);
+  printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split, %" PRIu64 " dropped; IPv6 %" PRIu64 ", %" PRIu64
+         " of them split) -> %" PRIu64 " records\n",
+         reads_total, split_reads, dropped_reads, reads6_total, split6_reads, records_total);
   printf("  reader UDP: %" PRIu64 " messages -> %" PRIu64 " records\n", udp_msgs_total, udp_records_total);
   printf("%s: %" PRIu64 " violations\n", violations ? "FAIL" : "OK", violations);
   reader_free(tun);
+  reader_free(tun6);
   reader_free(udp);
   free(base);
   return violations ? 1 : 0;

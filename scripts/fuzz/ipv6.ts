@@ -30,6 +30,8 @@ const EXT_TYPES = [0, 43, 60, 44, 60, 51, 50, 59];
 
 export interface Ipv6FuzzResult {
   inputs: number;
+  /** Inputs whose send / TUN write was made to fail (refused or thrown). */
+  faults: number;
   verdicts: { encap: Record<string, number>; decap: Record<string, number> };
   icmp6: number;
 }
@@ -43,24 +45,35 @@ interface Out {
 
 class Ipv6IO implements BatchIO {
   out: Out[] = [];
+  /** The next I/O call fails: its entries reported not done ('fail'), or the call throws. */
+  fault: '' | 'fail' | 'throw' = '';
+  /** Entries a fault hit (each must show as one send-error / tun-write-error). */
+  failed = 0;
   sendBatch(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array): void {
     for (let i = 0; i < count; i++) {
       this.out.push({ kind: 'send', bytes: Buffer.from(buf.subarray(desc[3 * i]!, desc[3 * i]! + desc[3 * i + 1]!)), to: formatIPv4(desc[3 * i + 2]!) });
-      ok[i] = 1;
     }
+    this.outcome(count, ok, 'EBADF (injected)');
   }
   sendBatch6(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array, addrs: Uint8Array): void {
     for (let i = 0; i < count; i++) {
       const to = formatIPv6Plain(rdAddr6(addrs, 16 * desc[3 * i + 2]!));
       this.out.push({ kind: 'send', bytes: Buffer.from(buf.subarray(desc[3 * i]!, desc[3 * i]! + desc[3 * i + 1]!)), to });
-      ok[i] = 1;
     }
+    this.outcome(count, ok, 'EAFNOSUPPORT (injected)');
   }
   writeTunBatch(buf: Buffer, desc: Uint32Array, count: number, ok: Uint8Array): void {
     for (let i = 0; i < count; i++) {
       this.out.push({ kind: 'tun', bytes: Buffer.from(buf.subarray(desc[2 * i]!, desc[2 * i]! + desc[2 * i + 1]!)), to: '' });
-      ok[i] = 1;
     }
+    this.outcome(count, ok, 'EIO (injected)');
+  }
+  private outcome(count: number, ok: Uint8Array, thrown: string): void {
+    const fault = this.fault;
+    this.fault = '';
+    if (fault !== '') this.failed += count;
+    if (fault === 'throw') throw new Error(thrown);
+    ok.fill(fault === 'fail' ? 0 : 1, 0, count);
   }
 }
 
@@ -127,7 +140,7 @@ function genPacket(rng: Rng, rs: RouteSet6, encap: boolean, mtu: number): Buffer
 
 /** Runs `count` IPv6 inputs; every disagreement with the model goes to `violation`. */
 export function runIpv6Fuzz(rng: Rng, count: number, violation: (msg: string) => void): Ipv6FuzzResult {
-  const result: Ipv6FuzzResult = { inputs: 0, verdicts: { encap: {}, decap: {} }, icmp6: 0 };
+  const result: Ipv6FuzzResult = { inputs: 0, faults: 0, verdicts: { encap: {}, decap: {} }, icmp6: 0 };
   const io = new Ipv6IO();
   let now = 0;
   let rs = new RouteSet6(0x3f);
@@ -151,6 +164,9 @@ export function runIpv6Fuzz(rng: Rng, count: number, violation: (msg: string) =>
     const original = Buffer.from(p);
     const before = fwd.stats({});
     io.out = [];
+    // Now and then the I/O call this input leads to fails (as the IPv4 phase injects them).
+    io.fault = rng.chance(6) ? (rng.chance(50) ? 'fail' : 'throw') : '';
+    const faulted = io.failed;
     const where = `ipv6 input ${i} (${encap ? 'encap' : 'decap'}, ${original.subarray(0, 48).toString('hex')})`;
     const fail = (msg: string) => violation(`${where}: ${msg}`);
     let expected: Verdict;
@@ -185,9 +201,24 @@ export function runIpv6Fuzz(rng: Rng, count: number, violation: (msg: string) =>
     const was = before.drops[encap ? 'encap' : 'decap'];
     const got = DROP_REASONS.filter((r) => drops[r] !== was[r]);
     const moved = encap ? after.encap.packets - before.encap.packets : after.decap.packets - before.decap.packets;
-    const verdict = got.length === 1 && moved === 0 ? got[0]! : got.length === 0 && moved === 1 ? 'forward' : `drops ${got.join('+')} / ${moved} moved`;
+    const once = got.every((r) => drops[r] - was[r] === 1);
+    const verdict = once && got.length >= 1 && moved === 0 ? got.join('+') : got.length === 0 && moved === 1 ? 'forward' : `drops ${got.join('+')} / ${moved} moved`;
+    // A failed send is a send-error instead of a forward; a failed TUN write a tun-write-error
+    // instead of a decap forward, or on top of the drop whose ICMPv6 error it refused.
+    const hit = io.failed - faulted;
+    let want: string = expected;
+    if (hit > 0) {
+      result.faults++;
+      if (encap && expected === 'forward') want = 'send-error';
+      else if (!encap && expected === 'forward') want = 'tun-write-error';
+      else want = DROP_REASONS.filter((r) => r === expected || r === 'tun-write-error').join('+');
+    }
+    const ioErrors = drops['send-error'] - was['send-error'] + drops['tun-write-error'] - was['tun-write-error'];
+    if (ioErrors !== hit) fail(`${hit} injected I/O failures, ${ioErrors} counted send-error/tun-write-error`);
+    if (io.fault !== '' && (expected === 'forward' || icmp !== '')) fail(`the ${expected} input made no I/O call to fail`);
+    io.fault = '';
     tally(result.verdicts[encap ? 'encap' : 'decap'], verdict);
-    if (verdict !== expected) fail(`verdict ${verdict}, reference ${expected}`);
+    if (verdict !== want) fail(`verdict ${verdict}, reference ${want}`);
     checkOutputs(io.out, original, encap, expected, icmp, to, mtu, fail);
     if (icmp !== '') result.icmp6++;
   }

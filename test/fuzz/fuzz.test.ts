@@ -59,6 +59,10 @@ describe('js engine fuzz (JsForwarder, no root)', () => {
       expect(report.ipv6.verdicts.decap[v] ?? 0, `IPv6 decap ${v}`).toBeGreaterThan(0);
     }
     expect(report.ipv6.icmp6).toBeGreaterThan(0);
+    // Injected I/O failures in the IPv6 phase: each a send-error / tun-write-error.
+    expect(report.ipv6.faults).toBeGreaterThan(0);
+    expect(report.ipv6.verdicts.encap['send-error'] ?? 0, 'IPv6 encap send-error').toBeGreaterThan(0);
+    expect(report.ipv6.verdicts.decap['tun-write-error'] ?? 0, 'IPv6 decap tun-write-error').toBeGreaterThan(0);
   });
 
   it('heap stays flat across 10 rounds of fuzzing (child process with --expose-gc; needs npm run build)', async () => {
@@ -127,6 +131,8 @@ describe('C fuzz harnesses (native/fuzz; needs cc with libasan/libubsan)', () =>
         expect(dec6[v] ?? 0, `${binary} IPv6 decap ${v}`).toBeGreaterThan(0);
       }
       expect(enc6['ICMPv6 errors'] ?? 0, `${binary} ICMPv6 errors`).toBeGreaterThan(0);
+      // TCP/IPv6 trains reached GRO on the TUN write side, and were merged.
+      expect(Number(/super-packets \((\d+) TCP\/IPv6\)/.exec(r.out)?.[1] ?? 0), `${binary} TCP/IPv6 GRO writes`).toBeGreaterThan(0);
     }
   });
 });
