@@ -290,12 +290,23 @@ export class Agent implements AgentState {
   }
 
   /**
-   * Peer probes (src/probe/): from our TUN address through our own data path to every peer's. They are
-   * IPv4 probes: an IPv6-only overlay has no IPv4 tunnel address to send them from, so none run there.
+   * Peer probes (src/probe/): from our TUN address through our own data path to every peer's. With
+   * EnableIPv6 each peer's IPv6 tunnel address is probed too, from ours (ICMPv6); an IPv6-only overlay
+   * has only those.
    */
   private startProbes(): void {
-    this.probes = startPeerProbes(this.settings.probes, {
-      local: () => (this.lease?.subnet && this.datapath && this.config ? { address: this.lease.subnet.ip, mtu: this.tunMTU(), port: this.config.port } : undefined),
+    const ipv6 = this.config?.ipv6 !== undefined;
+    this.probes = startPeerProbes({ ...this.settings.probes, ...(ipv6 ? { ipv6 } : {}) }, {
+      local: () => {
+        const lease = this.lease;
+        if (!lease || !this.datapath || !this.config || (!lease.subnet && !lease.ipv6Subnet)) return undefined;
+        return {
+          ...(lease.subnet ? { address: lease.subnet.ip } : {}),
+          ...(ipv6 && lease.ipv6Subnet ? { address6: lease.ipv6Subnet.ip } : {}),
+          mtu: this.tunMTU(),
+          port: this.config.port,
+        };
+      },
       peers: () => this.table.all().filter((l) => !this.lease || leaseName(l) !== leaseName(this.lease)),
     }, this.log);
     this.probes.onRtt((seconds) => { for (const l of this.rttListeners) l(seconds); });

@@ -79,7 +79,7 @@ function banners(v: LeasesView): string {
     out.push(`<div class="banner warn"><b>${formatCount(v.store.errors)} store error${v.store.errors === 1 ? '' : 's'}</b> so far. Last: <code>${e(v.store.lastError)}</code></div>`);
   }
   if (v.ready === false) out.push('<div class="banner warn"><b>Not ready:</b> no lease held yet or the data path is not running.</div>');
-  const unreachable = v.leases.filter((l) => l.probe?.state === 'unreachable');
+  const unreachable = v.leases.filter((l) => l.probe?.state === 'unreachable' || l.probe6?.state === 'unreachable');
   if (unreachable.length > 0) {
     const list = unreachable.slice(0, 5).map((l) => `${l.subnet ?? l.subnet6 ?? '-'} (${l.publicIP})`).join(', ');
     out.push(`<div class="banner bad"><b>${unreachable.length} peer${unreachable.length === 1 ? '' : 's'} unreachable</b> through the overlay: ${e(list)}${unreachable.length > 5 ? ', …' : ''}. Run <code>felt doctor</code> on this node for the likely cause.</div>`);
@@ -111,11 +111,16 @@ function cards(v: LeasesView): string {
   }
   const p = v.probes;
   if (p && p.enabled) {
-    const n = p.peers;
-    const sub = p.error && p.sent.small === 0
-      ? e(p.error)
-      : `${formatCount(n.unreachable)} unreachable · ${formatCount(n.unknown)} unknown${n.pathMtuFailing ? ` · <b>${formatCount(n.pathMtuFailing)} fail full-size</b>` : ''}`;
-    out.push(card('Peers reachable', `${formatCount(n.reachable)} <small>of ${formatCount(n.reachable + n.unreachable + n.unknown)}</small>`, sub, n.unreachable > 0 || n.pathMtuFailing > 0 || (p.error && p.sent.small === 0) ? 'alert' : ''));
+    // A node probing IPv6 too gets a card per family (IPv4 left out when it has no IPv4 targets).
+    const v4 = p.peers.reachable + p.peers.unreachable + p.peers.unknown;
+    const families: Array<[string, typeof p.peers]> = !p.peers6 ? [['Peers reachable', p.peers]]
+      : [...(v4 > 0 ? [['Peers reachable · IPv4', p.peers] as [string, typeof p.peers]] : []), ['Peers reachable · IPv6', p.peers6]];
+    for (const [label, n] of families) {
+      const sub = p.error && p.sent.small === 0
+        ? e(p.error)
+        : `${formatCount(n.unreachable)} unreachable · ${formatCount(n.unknown)} unknown${n.pathMtuFailing ? ` · <b>${formatCount(n.pathMtuFailing)} fail full-size</b>` : ''}`;
+      out.push(card(label, `${formatCount(n.reachable)} <small>of ${formatCount(n.reachable + n.unreachable + n.unknown)}</small>`, sub, n.unreachable > 0 || n.pathMtuFailing > 0 || (p.error && p.sent.small === 0) ? 'alert' : ''));
+    }
   }
   const relist = `${s.lastRelistSecondsAgo !== null ? `listed ${formatAgo(s.lastRelistSecondsAgo)}` : 'not listed yet'} · ${formatCount(s.relists)} relist${s.relists === 1 ? '' : 's'}`;
   out.push(
@@ -182,8 +187,18 @@ function expiresCell(l: LeaseView): string {
   return `<td class="num expires ${l.expiryState}"${title}>${e(main)}${sub ? `<div class="sub">${e(sub)}</div>` : ''}</td>`;
 }
 
-function probeCell(p: PeerProbeView | null | undefined, enabled: boolean): string {
+/** The reachability cell: the IPv4 probe, then the IPv6 one under an "IPv6" tag on a dual-stack
+ *  peer; the IPv6 one alone on an IPv6-only overlay (the lease has no IPv4 subnet). */
+function probeCell(l: LeaseView, enabled: boolean): string {
   if (!enabled) return '';
+  const p6 = l.probe6 ?? null;
+  if (!p6) return probeOne(l.probe);
+  if (l.subnet === null) return probeOne(p6);
+  const inner = (cell: string): string => cell.replace(/^<td class="probe( dim)?">/, '').replace(/<\/td>$/, '');
+  return `<td class="probe">${inner(probeOne(l.probe))}<div class="sub fam">IPv6</div>${inner(probeOne(p6))}</td>`;
+}
+
+function probeOne(p: PeerProbeView | null | undefined): string {
   if (!p) return '<td class="probe dim">—</td>';
   const mtu = p.pathMtu.state === 'failed'
     ? `<div class="sub hot" title="full-size probes (${p.pathMtu.size ?? '?'} bytes, DF) are lost while small ones pass">full-size ${p.pathMtu.size ?? ''} FAILS</div>`
@@ -212,7 +227,7 @@ function leaseRow(l: LeaseView, probes: boolean): string {
   <td class="mono">${e(l.publicIP)}${l.publicIPv6 ? `<div class="sub">${e(l.publicIPv6)}</div>` : ''}</td>
   ${expiresCell(l)}
   <td class="source">${sourceCell(l)}</td>
-  ${l.self ? `<td class="local" colspan="${probes ? 5 : 4}">local subnet, not tunnelled</td>` : `${probeCell(l.probe, probes)}${trafficCell(l.datapath, 'tx')}${trafficCell(l.datapath, 'rx')}${dropsCell(l.datapath)}${lastCell(l.datapath)}`}
+  ${l.self ? `<td class="local" colspan="${probes ? 5 : 4}">local subnet, not tunnelled</td>` : `${probeCell(l, probes)}${trafficCell(l.datapath, 'tx')}${trafficCell(l.datapath, 'rx')}${dropsCell(l.datapath)}${lastCell(l.datapath)}`}
 </tr>`;
 }
 

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AgentSnapshot, AgentState } from '../agent-state.js';
+import type { PeerProbeStatus, ProbeSummary } from '../probe/types.js';
 import { DROP_REASONS } from '../datapath/types.js';
 import { leaseName } from '../lease/name.js';
 import { formatSubnet6 } from '../net/ip6.js';
@@ -204,14 +205,24 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
   gauge('felt_probe_enabled', 'Whether peer probes run: 1, or 0 when off or when the probe socket could not be opened.', [], (s) =>
     s.probes ? [[{}, s.probes.enabled && !(s.probes.error && s.probes.sent.small === 0) ? 1 : 0]] : [],
   );
-  gauge('felt_probe_peers', 'Peers by what the probes found: state = reachable, unreachable, unknown (not decided yet).', ['state'], (s) => {
+  // A node that probes IPv6 too (EnableIPv6) labels these by family (ipv4, ipv6; an IPv6-only
+  // overlay has only ipv6); an IPv4-only node's series stay unlabelled.
+  const families = (p: ProbeSummary): Array<[Record<string, string>, PeerProbeStatus[]]> => {
+    const all = Object.values(p.peers);
+    if (!p.ipv6) return [[{}, all]];
+    const v4 = all.filter((x) => x.family !== 6);
+    return [...(v4.length > 0 || all.length === 0 ? [[{ family: 'ipv4' }, v4] as [Record<string, string>, PeerProbeStatus[]]] : []), [{ family: 'ipv6' }, all.filter((x) => x.family === 6)]];
+  };
+  gauge('felt_probe_peers', 'Peers by what the probes found: state = reachable, unreachable, unknown (not decided yet).', ['state', 'family'], (s) => {
     if (!s.probes?.enabled) return [];
-    const n = { reachable: 0, unreachable: 0, unknown: 0 };
-    for (const p of Object.values(s.probes.peers)) n[p.state]++;
-    return Object.entries(n).map(([state, v]) => [{ state }, v]);
+    return families(s.probes).flatMap(([labels, list]) => {
+      const n = { reachable: 0, unreachable: 0, unknown: 0 };
+      for (const p of list) n[p.state]++;
+      return Object.entries(n).map(([state, v]) => [{ state, ...labels }, v] as [Record<string, string>, number]);
+    });
   });
-  gauge('felt_probe_path_mtu_failing_peers', 'Peers whose full-size probes (TUN MTU, DF set) are lost while small probes pass.', [], (s) =>
-    s.probes?.enabled ? [[{}, Object.values(s.probes.peers).filter((p) => p.mtu.state === 'failed').length]] : [],
+  gauge('felt_probe_path_mtu_failing_peers', 'Peers whose full-size probes (TUN MTU, DF set) are lost while small probes pass.', ['family'], (s) =>
+    s.probes?.enabled ? families(s.probes).map(([labels, list]) => [labels, list.filter((p) => p.mtu.state === 'failed').length]) : [],
   );
   counter('felt_probes_sent_total', 'Peer probes sent, by size (small, full = the TUN MTU with DF set).', ['size'], (s) =>
     s.probes ? [[{ size: 'small' }, s.probes.sent.small], [{ size: 'full' }, s.probes.sent.full]] : [],

@@ -1,6 +1,6 @@
 // /leases?format=table and `felt leases`: the lease document as aligned plain text for a terminal.
 import type { LeaseView, LeasesView, PeerView, SourceView } from './view.js';
-import type { PeerProbeView } from '../probe/view.js';
+import type { PeerProbeView, ProbeCounts, ProbesView } from '../probe/view.js';
 import { alignColumns, formatAgo, formatBytes, formatCount, formatDuration } from './format.js';
 
 function sourceText(s: SourceView): string {
@@ -51,6 +51,15 @@ export function probeText(p: PeerProbeView | null): string {
     return `UNREACHABLE${since}${why}`;
   }
   return 'unknown';
+}
+
+/** A lease's probe cell: the IPv4 probe's text, the IPv6 one after it as "v6 ..." on a dual-stack
+ *  peer, the IPv6 one alone on an IPv6-only overlay (no IPv4 subnet). */
+function familyCells(l: LeaseView, text: (p: PeerProbeView | null) => string): string {
+  const p6 = l.probe6 ?? null;
+  if (!p6) return text(l.probe ?? null);
+  if (l.subnet === null) return text(p6);
+  return `${text(l.probe ?? null)}, v6 ${text(p6)}`;
 }
 
 export function pathMtuText(p: PeerProbeView | null): string {
@@ -116,11 +125,22 @@ function summaryLines(v: LeasesView): string[] {
       'probes',
       !p.enabled ? 'off (--probe=false)'
       : p.error && p.sent.small === 0 ? `not running: ${p.error}`
-      : `${p.peers.reachable} reachable  ${p.peers.unreachable} unreachable  ${p.peers.unknown} unknown` +
-        `${p.peers.pathMtuFailing ? `  ${p.peers.pathMtuFailing} failing full-size` : ''}  (every ${p.intervalSeconds}s, at most ${p.maxRate}/s)`,
+      : `${probeCountsText(p)}  (every ${p.intervalSeconds}s, at most ${p.maxRate}/s)`,
     ]);
   }
   return alignColumns(rows.map(([k, val]) => [`${k}:`, val!]));
+}
+
+function countsText(n: ProbeCounts): string {
+  return `${n.reachable} reachable  ${n.unreachable} unreachable  ${n.unknown} unknown${n.pathMtuFailing ? `  ${n.pathMtuFailing} failing full-size` : ''}`;
+}
+
+/** IPv4 counts as before; a node probing IPv6 too shows each family ("ipv4 ...  ipv6 ..."), an
+ *  IPv6-only one (no IPv4 targets) only "ipv6 ...". */
+function probeCountsText(p: ProbesView): string {
+  if (!p.peers6) return countsText(p.peers);
+  const n4 = p.peers.reachable + p.peers.unreachable + p.peers.unknown;
+  return [...(n4 > 0 ? [`ipv4 ${countsText(p.peers)}`] : []), `ipv6 ${countsText(p.peers6)}`].join('  ');
 }
 
 /** Renders the lease document as aligned text (one line per lease, numbers right-aligned). */
@@ -136,7 +156,7 @@ export function formatLeaseTable(v: LeasesView): string {
   const rows = [header];
   for (const l of v.leases) {
     const row = [l.self ? '*' : '', l.subnet ?? '-', l.publicIP, ...(withIPv6 ? [l.subnet6 ?? '-', l.publicIPv6 ?? '-'] : []), expiresText(l)];
-    if (withProbes) row.push(l.self ? 'self' : probeText(l.probe ?? null), l.self ? '' : pathMtuText(l.probe ?? null));
+    if (withProbes) row.push(l.self ? 'self' : familyCells(l, probeText), l.self ? '' : familyCells(l, pathMtuText));
     if (withPath) row.push(...peerCells(l.datapath));
     row.push(sourceText(l.source));
     rows.push(row);

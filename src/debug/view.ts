@@ -52,6 +52,9 @@ export interface LeaseView {
   datapath: PeerView | null;
   /** What the peer probes found (joined by subnet); null for our own lease or without probes. */
   probe: PeerProbeView | null;
+  /** The IPv6 probe of the peer's IPv6 tunnel address (joined by IPv6 subnet): only on leases with
+   *  an IPv6 subnet, null while there is none (no EnableIPv6 here, our own lease, no probes). */
+  probe6?: PeerProbeView | null;
 }
 
 export interface DatapathView {
@@ -214,6 +217,8 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
     const peer = peers[statsKey];
     const probed = lease.subnet && snap.probes?.peers[formatSubnet(lease.subnet)];
     const probeOf = probed && probed.publicIP === lease.publicIP ? probed : undefined;
+    const probed6 = lease.ipv6Subnet && snap.probes?.peers[formatSubnet6(lease.ipv6Subnet)];
+    const probe6Of = probed6 && probed6.family === 6 && probed6.publicIP === lease.publicIP ? probed6 : undefined;
     return {
       subnet: lease.subnet ? formatSubnet(lease.subnet) : null,
       publicIP: lease.publicIP,
@@ -227,6 +232,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
       attrs: lease.attrs ?? {},
       datapath: peer ? peerView(peer, now) : null,
       probe: probeOf ? peerProbeView(probeOf, now) : null,
+      ...(lease.ipv6Subnet ? { probe6: probe6Of ? peerProbeView(probe6Of, now) : null } : {}),
     };
   });
 

@@ -197,7 +197,7 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
   }));
   checks.push(await ipv4('ip-forward', 'ip_forward', () => checkIpForward()));
   // Dual-stack nodes only: an IPv4-only node's report is unchanged.
-  const ipv6 = await guard('ipv6', 'IPv6 tunnel', () => checkIPv6Tunnel(ctx) ?? { id: 'ipv6', title: 'IPv6 tunnel', verdict: 'skip', summary: '' });
+  const ipv6 = await guard('ipv6', 'IPv6 tunnel', () => checkIPv6Tunnel(ctx, allPeers) ?? { id: 'ipv6', title: 'IPv6 tunnel', verdict: 'skip', summary: '' });
   if (ipv6.verdict !== 'skip') checks.push(ipv6);
   checks.push(await ipv4('rp-filter', 'rp_filter', () => checkRpFilter(ctx, peers)));
   checks.push(await ipv4('forward', 'FORWARD chain', () => checkForward(ctx, peers)));
@@ -207,7 +207,7 @@ export async function runChecks(ctx: DoctorContext): Promise<DoctorReport> {
     bindAddress = r.bindAddress;
     return r.result;
   }));
-  checks.push(await guard('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress)));
+  checks.push(await guard('underlay-mtu', 'underlay MTU', () => checkUnderlayMtu(ctx, peers, bindAddress, allPeers)));
   checks.push(await guard('own-lease', 'own lease', () => checkOwnLease(ctx)));
   checks.push(await guard('store', 'lease store', () => checkStore(ctx)));
   try {

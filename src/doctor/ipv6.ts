@@ -1,6 +1,7 @@
 // The IPv6 side of `felt doctor` (EnableIPv6 only): what the TUN must have for IPv6 pod traffic to
 // enter the tunnel: the IPv6Network route through it, its IPv6 tunnel address (the lease's IPv6
-// network address, the source of ICMPv6 errors), and IPv6 forwarding.
+// network address, the source of ICMPv6 errors), IPv6 forwarding, and no more specific IPv6 route
+// that sends a peer's IPv6 subnet elsewhere (the IPv6 twin of the routes check's shadowing).
 import { readFileSync } from 'node:fs';
 import { formatIPv6, formatSubnet6, type Subnet6 } from '../net/ip6.js';
 import type { DoctorContext } from './context.js';
@@ -14,15 +15,66 @@ function read(path: string): string | undefined {
   }
 }
 
-/** `dest/len dev` of the main table's IPv6 routes, from /proc/net/ipv6_route. */
-export function readRoutes6(text = read('/proc/net/ipv6_route') ?? ''): Array<{ dest: bigint; prefixLen: number; iface: string }> {
-  const out: Array<{ dest: bigint; prefixLen: number; iface: string }> = [];
+export interface Route6 {
+  dest: bigint;
+  prefixLen: number;
+  iface: string;
+  /** The next hop, when the route has one. */
+  gateway?: bigint;
+}
+
+/** `dest/len dev [via]` of the kernel's IPv6 routes, from /proc/net/ipv6_route. */
+export function readRoutes6(text = read('/proc/net/ipv6_route') ?? ''): Route6[] {
+  const out: Route6[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10 || !/^[0-9a-f]{32}$/.test(f[0]!)) continue;
-    out.push({ dest: BigInt(`0x${f[0]}`), prefixLen: Number.parseInt(f[1]!, 16), iface: f[9]! });
+    const prefixLen = Number.parseInt(f[1]!, 16);
+    if (!(prefixLen >= 0 && prefixLen <= 128)) continue;
+    const gateway = /^[0-9a-f]{32}$/.test(f[4]!) ? BigInt(`0x${f[4]}`) : 0n;
+    out.push({ dest: BigInt(`0x${f[0]}`), prefixLen, iface: f[9]!, ...(gateway !== 0n ? { gateway } : {}) });
   }
   return out;
+}
+
+function mask6(len: number): bigint {
+  return len <= 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - len)) - 1n);
+}
+
+/** A route and a subnet share addresses (one contains the other). */
+function overlaps6(r: Route6, s: Subnet6): boolean {
+  const m = mask6(Math.min(r.prefixLen, s.prefixLen));
+  return (r.dest & m) === (s.ip & m);
+}
+
+/** "fc00:0:0:2::/64 dev eth0 via fe80::1". */
+export function formatRoute6(r: Route6): string {
+  return `${formatIPv6(r.dest)}/${r.prefixLen} dev ${r.iface}${r.gateway !== undefined ? ` via ${formatIPv6(r.gateway)}` : ''}`;
+}
+
+/** Per peer IPv6 subnet ("fc00:0:0:2::/64"), the more specific route than IPv6Network that covers
+ *  part of it and does not use the TUN. */
+export function shadowed6(tunName: string, network6: Subnet6, peers: Array<{ subnet6?: Subnet6 }>, routes: Route6[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const p of peers) {
+    if (!p.subnet6) continue;
+    const other = routes.find((r) => r.iface !== tunName && r.prefixLen > network6.prefixLen && overlaps6(r, p.subnet6!) && overlaps6(r, network6));
+    if (other) out.set(formatSubnet6(p.subnet6), formatRoute6(other));
+  }
+  return out;
+}
+
+/** The kernel's choice for `dst` as far as /proc shows it: the longest matching route (ties: the
+ *  first listed), skipping `lo` and unreachable routes. /proc/net/ipv6_route has no route MTU
+ *  metric, so callers take the interface's MTU. */
+export function lookupRoute6(dst: bigint, routes: Route6[] = readRoutes6()): Route6 | undefined {
+  let best: Route6 | undefined;
+  for (const r of routes) {
+    if (r.iface === 'lo' || (best && r.prefixLen <= best.prefixLen)) continue;
+    const m = mask6(r.prefixLen);
+    if ((r.dest & m) === (dst & m)) best = r;
+  }
+  return best;
 }
 
 /** IPv6 addresses of one interface, from /proc/net/if_inet6. */
@@ -35,7 +87,7 @@ export function addresses6(iface: string, text = read('/proc/net/if_inet6') ?? '
 }
 
 export interface IPv6Facts {
-  routes: Array<{ dest: bigint; prefixLen: number; iface: string }>;
+  routes: Route6[];
   tunAddresses: bigint[];
   /** net.ipv6.conf.all.forwarding, undefined when unreadable. */
   forwarding?: string;
@@ -47,7 +99,7 @@ export function ipv6Facts(tunName: string): IPv6Facts {
 }
 
 /** The verdict for a node with `network6` and `subnet6` (pure: the facts are passed in). */
-export function checkIPv6(tunName: string, network6: Subnet6, subnet6: Subnet6, facts: IPv6Facts): CheckResult {
+export function checkIPv6(tunName: string, network6: Subnet6, subnet6: Subnet6, facts: IPv6Facts, peers: Array<{ subnet6?: Subnet6; publicIP: string; publicIPv6?: string }> = []): CheckResult {
   const base = { id: 'ipv6', title: 'IPv6 tunnel' };
   const net = formatSubnet6(network6);
   const problems: string[] = [];
@@ -64,6 +116,7 @@ export function checkIPv6(tunName: string, network6: Subnet6, subnet6: Subnet6, 
     problems.push(`net.ipv6.conf.all.forwarding is ${facts.forwarding}`);
     fixes.push('sysctl -w net.ipv6.conf.all.forwarding=1 (and persist it in /etc/sysctl.d/)');
   }
+  const shadowed = shadowed6(tunName, network6, peers, facts.routes);
   if (problems.length > 0) {
     return {
       ...base,
@@ -73,14 +126,27 @@ export function checkIPv6(tunName: string, network6: Subnet6, subnet6: Subnet6, 
       fix: fixes.join('; '),
     };
   }
+  if (shadowed.size > 0) {
+    const list = [...shadowed].slice(0, 5).map(([s, how]) => `${s} -> ${how}`);
+    const owner = peers.filter((p) => p.subnet6 && shadowed.has(formatSubnet6(p.subnet6))).slice(0, 5)
+      .map((p) => `${formatSubnet6(p.subnet6!)} (node ${p.publicIPv6 ?? p.publicIP})`);
+    return {
+      ...base,
+      verdict: 'fail',
+      summary: `${shadowed.size} IPv6 lease${shadowed.size === 1 ? ' is' : 's are'} shadowed: ${list.join('; ')}${shadowed.size > 5 ? '; ...' : ''}`,
+      evidence: [`${net} dev ${tunName} is present, but a more specific IPv6 route wins for ${owner.join(', ')}`],
+      cause: 'another interface claims IPv6 addresses inside the overlay\'s IPv6 network (docker, another CNI, a VPN or a static route), so IPv6 traffic for those pods never enters the tunnel',
+      fix: `delete the route (ip -6 route del ${[...shadowed.values()][0]!.split(' via ')[0]}) and move the other network out of ${net}`,
+    };
+  }
   return { ...base, verdict: 'ok', summary: `${net} dev ${tunName}, ${tunName} has ${formatIPv6(subnet6.ip)}, IPv6 forwarding on (lease ${formatSubnet6(subnet6)})` };
 }
 
 /** The check for this node, or undefined when it has no IPv6 network (EnableIPv6 off). */
-export function checkIPv6Tunnel(ctx: DoctorContext): CheckResult | undefined {
+export function checkIPv6Tunnel(ctx: DoctorContext, peers: Array<{ subnet6?: Subnet6; publicIP: string; publicIPv6?: string }> = []): CheckResult | undefined {
   const { network6, subnet6 } = ctx.node;
   if (!network6 || !subnet6) return undefined;
-  return checkIPv6(ctx.tunName, network6, subnet6, ipv6Facts(ctx.tunName));
+  return checkIPv6(ctx.tunName, network6, subnet6, ipv6Facts(ctx.tunName), peers);
 }
 
 /** UDP/IPv6 sockets bound to `port` (from /proc/net/udp6: each 32-bit word of the address in host

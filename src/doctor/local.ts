@@ -13,7 +13,8 @@ import { leaseName } from '../lease/name.js';
 import { isRouteError, routeGet } from '../probe/socket.js';
 import type { DoctorContext } from './context.js';
 import { forwardOutcome, parseFilterTable, type Flow } from './forward.js';
-import { udp6Bindings } from './ipv6.js';
+import { lookupRoute6, readRoutes6, udp6Bindings } from './ipv6.js';
+import { parseIPv6 } from '../net/ip6.js';
 import type { CheckResult } from './types.js';
 
 function read(path: string): string | undefined {
@@ -405,8 +406,9 @@ function underlayInterface(addresses: Array<string | undefined>): { name: string
 }
 
 /** The TUN MTU must fit the underlay: TUN MTU + 28 (+ 48 on a node with an IPv6 underlay, as the agent
- *  computes it) <= the interface's (and every IPv4-underlay peer route's) MTU. */
-export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAddress?: string): CheckResult {
+ *  computes it) <= the interface's (and every peer route's) MTU: IPv4 routes to peers reached over
+ *  IPv4, IPv6 routes (their interface's MTU) to peers reached over IPv6 (`peers6`: every peer lease). */
+export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAddress?: string, peers6: Array<{ publicIPv6?: string }> = []): CheckResult {
   const base = { id: 'underlay-mtu', title: 'underlay MTU' };
   const tunMtu = ifaceMTU(ctx.tunName) ?? ctx.node.mtu;
   if (tunMtu === undefined) return { ...base, verdict: ctx.view ? 'error' : 'skip', summary: 'no TUN MTU to compare (no TUN device)' };
@@ -435,6 +437,22 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
     if (mtu && tunMtu + overhead > mtu) small.set(p.publicIP, mtu);
   }
   if (small.size > 0) problems.push(`the route to ${[...small].slice(0, 3).map(([ip, m]) => `${ip} allows ${m}`).join(', ')}${small.size > 3 ? ', ...' : ''}`);
+  // Peers reached over IPv6: the interface of the IPv6 route to their PublicIPv6.
+  const routed6 = ctx.node.publicIPv6 ? peers6.flatMap((p) => (p.publicIPv6 ? [p.publicIPv6] : [])).slice(0, 512) : [];
+  const small6 = new Map<string, string>();
+  const routes6 = routed6.length > 0 ? readRoutes6() : [];
+  for (const ip of routed6) {
+    let dst: bigint;
+    try {
+      dst = parseIPv6(ip);
+    } catch {
+      continue;
+    }
+    const r = lookupRoute6(dst, routes6);
+    const mtu = r ? ifaceMTU(r.iface) ?? 0 : 0;
+    if (r && mtu && tunMtu + overhead > mtu) small6.set(ip, `dev ${r.iface} allows ${mtu}`);
+  }
+  if (small6.size > 0) problems.push(`the IPv6 route to ${[...small6].slice(0, 3).map(([ip, m]) => `${ip} (${m})`).join(', ')}${small6.size > 3 ? ', ...' : ''}`);
   if (problems.length > 0) {
     return {
       ...base, verdict: 'fail', summary: `${desc ? `${desc}: ` : ''}${problems.join('; ')}`,
@@ -443,7 +461,8 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
     };
   }
   if (!iface) return { ...base, verdict: 'warn', summary: `cannot tell which interface carries the tunnel (no local address ${bindAddress ?? ctx.node.publicIP ?? '?'}); TUN MTU ${tunMtu}` };
-  return { ...base, verdict: 'ok', summary: `${desc} = ${tunMtu + overhead} fits${small.size === 0 && routed.length > 0 ? `; routes to ${routed.length} peers agree` : ''}` };
+  const agree = [...(routed.length > 0 ? [`routes to ${routed.length} peers agree`] : []), ...(routed6.length > 0 ? [`IPv6 routes to ${routed6.length} peers agree`] : [])];
+  return { ...base, verdict: 'ok', summary: `${desc} = ${tunMtu + overhead} fits${agree.map((a) => `; ${a}`).join('')}` };
 }
 
 /** Our own lease: in the store, naming our PublicIP, far from expiry. */

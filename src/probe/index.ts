@@ -2,7 +2,7 @@
 // cannot (probing is a diagnostic: failing to start it never stops the agent).
 import type { Logger } from '../log.js';
 import { PeerProber, type ProberContext } from './prober.js';
-import { IcmpProbeSocket } from './socket.js';
+import { Icmp6ProbeSocket, IcmpProbeSocket } from './socket.js';
 import type { ProbeSummary } from './types.js';
 
 export type { ProbeSummary, PeerProbeStatus, Reachability } from './types.js';
@@ -13,6 +13,8 @@ export interface PeerProbeOptions {
   maxRate: number;
   /** Default 3000 ms. */
   timeoutMs?: number;
+  /** The node has EnableIPv6: peers' IPv6 tunnel addresses are probed too (ICMPv6 socket). */
+  ipv6?: boolean;
 }
 
 export interface PeerProbes {
@@ -24,7 +26,7 @@ export interface PeerProbes {
 }
 
 export function startPeerProbes(options: PeerProbeOptions, ctx: ProberContext, log: Logger): PeerProbes {
-  const base = { intervalSeconds: options.intervalSeconds, maxRate: options.maxRate, timeoutMs: options.timeoutMs ?? 3000 };
+  const base = { intervalSeconds: options.intervalSeconds, maxRate: options.maxRate, timeoutMs: options.timeoutMs ?? 3000, ...(options.ipv6 ? { ipv6: true } : {}) };
   const idle = (error?: string): PeerProbes => ({
     summary: () => ({ enabled: options.enabled, ...(error ? { error } : {}), ...base, sent: { small: 0, full: 0 }, replies: 0, lost: 0, errors: 0, peers: {} }),
     leaseChanged: () => undefined,
@@ -33,6 +35,7 @@ export function startPeerProbes(options: PeerProbeOptions, ctx: ProberContext, l
   });
   if (!options.enabled) return idle();
   let socket: IcmpProbeSocket;
+  let socket6: Icmp6ProbeSocket | undefined;
   try {
     socket = new IcmpProbeSocket();
   } catch (err) {
@@ -40,7 +43,15 @@ export function startPeerProbes(options: PeerProbeOptions, ctx: ProberContext, l
     log.warn(message);
     return idle(message);
   }
-  const prober = new PeerProber(ctx, socket, base);
+  try {
+    socket6 = options.ipv6 ? new Icmp6ProbeSocket() : undefined;
+  } catch (err) {
+    socket.close();
+    const message = `peer probes are off: cannot open the ICMPv6 probe socket (${(err as Error).message}; it needs CAP_NET_RAW)`;
+    log.warn(message);
+    return idle(message);
+  }
+  const prober = new PeerProber(ctx, socket, base, Date.now, socket6);
   prober.start();
   log.info({ intervalSeconds: base.intervalSeconds, maxRate: base.maxRate }, 'peer probes started');
   return {

@@ -1,4 +1,7 @@
-// Peer probes: every peer is sent an ICMP echo from our TUN address (lease .0) to its TUN address,
+// Peer probes (one file over ~450 lines: the send/receive/verdict loop of both families is one state
+// machine sharing one queue, rate and in-flight table; split, each half would need the other's state).
+//
+// Every peer is sent an ICMP echo from our TUN address (lease .0) to its TUN address,
 // by the kernel through our own data path, so one answer proves encap, the underlay, the peer's
 // decap and the peer's kernel (a stock flannel-UDP peer answers the same way). Every few rounds a
 // second, full-size probe with DF set checks the path MTU.
@@ -8,9 +11,16 @@
 // by +-50% and the round order shuffled, so 5,000 nodes never probe in step. New peers and peers
 // whose probe was just lost jump the queue (within the same rate) so a verdict comes quickly; a
 // peer turns unreachable after three lost probes in a row, reachable again on one answer.
+//
+// IPv6: on a node with EnableIPv6 every peer with an IPv6 subnet gets a second probe target, an
+// ICMPv6 echo from our IPv6 tunnel address to the peer's (the subnets' network addresses, /128 on
+// the TUN), kept under the peer's IPv6 subnet. Both families share one queue and one rate: a
+// dual-stack peer is two targets in the round, so the rate and the state per target stay bounded.
 import type { Lease } from '../lease/types.js';
 import { formatIPv4, formatSubnet, parseIPv4 } from '../net/cidr.js';
+import { formatIPv6, formatSubnet6 } from '../net/ip6.js';
 import { icmpErrorName, MIN_PROBE_SIZE, type EchoRequest, type ReceivedIcmp } from './packet.js';
+import { icmp6ErrorName, MIN_PROBE6_SIZE, type EchoRequest6, type ReceivedIcmp6 } from './packet6.js';
 import type { Received } from './socket.js';
 import type { PeerProbeStatus, ProbeEvidence, ProbeSummary, Reachability } from './types.js';
 
@@ -33,16 +43,31 @@ export interface ProberOptions {
 
 /** What the prober needs from the agent. */
 export interface ProberContext {
-  /** Our TUN address, the TUN MTU and the tunnel port; undefined while there is no data path. */
-  local(): { address: number; mtu: number; port: number } | undefined;
-  /** The peer leases (ours excluded). */
-  /** The peers to probe (IPv4 probes: leases without an IPv4 subnet, on an IPv6-only overlay, are skipped). */
+  /** Our TUN addresses (IPv4: the lease .0, absent on an IPv6-only overlay; IPv6: the IPv6 subnet's
+   *  network address, with EnableIPv6), the TUN MTU and the tunnel port; undefined while there is no data path. */
+  local(): LocalEnd | undefined;
+  /** The peers to probe (ours excluded): IPv4 probes to those with an IPv4 subnet, IPv6 probes
+   *  (with an IPv6 probe socket) to those with an IPv6 subnet. */
   peers(): Lease[];
+}
+
+export interface LocalEnd {
+  address?: number;
+  address6?: bigint;
+  mtu: number;
+  port: number;
 }
 
 export interface ProbeSocketLike {
   send(req: EchoRequest): number;
   poll(): Array<Received<ReceivedIcmp>>;
+  close(): void;
+}
+
+/** The ICMPv6 socket: echo requests to IPv6 tunnel addresses, replies and ICMPv6 errors back. */
+export interface Probe6SocketLike {
+  send(req: EchoRequest6): number;
+  poll(): Array<Received<ReceivedIcmp6>>;
   close(): void;
 }
 
@@ -54,8 +79,12 @@ interface InFlight {
 
 interface PeerState {
   status: PeerProbeStatus;
-  target: number;
-  publicIP: number;
+  family: 4 | 6;
+  target: number | bigint;
+  /** The lease's underlay addresses ("192.168.77.12|fd77::12"): a change makes a new target. */
+  underlay: string;
+  /** Those addresses as text: ICMP errors about tunnel datagrams to them concern this target. */
+  underlayAddrs: string[];
   rounds: number;
   rtts: number[];
   outcomes: boolean[];
@@ -77,7 +106,8 @@ function median(values: number[]): number | undefined {
 export class PeerProber {
   private readonly opts: Required<ProberOptions>;
   private readonly peers = new Map<string, PeerState>();
-  private readonly byPublicIP = new Map<number, PeerState>();
+  /** Targets by underlay address text: both families of a dual-stack peer share its tunnel. */
+  private readonly byUnderlay = new Map<string, PeerState[]>();
   private ring: string[] = [];
   private ringPos = 0;
   private readonly urgent: string[] = [];
@@ -98,6 +128,8 @@ export class PeerProber {
     private readonly socket: ProbeSocketLike,
     options: ProberOptions,
     private readonly now: () => number = Date.now,
+    /** With EnableIPv6 only: peers' IPv6 subnets are probed through it. */
+    private readonly socket6?: Probe6SocketLike,
   ) {
     this.opts = { ...DEFAULTS, ...options };
     // Echo ids tell our replies from other pingers' (and from the doctor's).
@@ -114,6 +146,7 @@ export class PeerProber {
     clearTimeout(this.tickTimer);
     clearTimeout(this.pollTimer);
     this.socket.close();
+    this.socket6?.close();
   }
 
   /** Called with each answered probe's RTT (seconds), for the /metrics histogram. */
@@ -153,49 +186,67 @@ export class PeerProber {
   private syncPeers(): void {
     const seen = new Set<string>();
     for (const lease of this.ctx.peers()) {
-      const subnet = lease.subnet;
-      if (subnet === undefined) continue;
-      const key = formatSubnet(subnet);
-      seen.add(key);
-      let publicIP: number;
-      try {
-        publicIP = parseIPv4(lease.publicIP);
-      } catch {
-        continue;
+      const underlayAddrs = [lease.publicIP, ...(lease.publicIPv6 ? [lease.publicIPv6] : [])];
+      const underlay = underlayAddrs.join('|');
+      if (lease.subnet !== undefined) {
+        try {
+          parseIPv4(lease.publicIP);
+        } catch {
+          continue;
+        }
+        const key = formatSubnet(lease.subnet);
+        seen.add(key);
+        this.track(key, lease, underlay, underlayAddrs, 4, lease.subnet.ip >>> 0, formatIPv4(lease.subnet.ip));
       }
-      const existing = this.peers.get(key);
-      if (existing && existing.publicIP === publicIP) continue;
-      if (existing) this.forget(key, existing);
-      const state: PeerState = {
-        target: subnet.ip >>> 0,
-        publicIP,
-        rounds: 0,
-        rtts: [],
-        outcomes: [],
-        fullFailures: 0,
-        removed: false,
-        status: {
-          subnet: key,
-          publicIP: lease.publicIP,
-          target: formatIPv4(subnet.ip),
-          state: 'unknown',
-          consecutiveFailures: 0,
-          windowSent: 0,
-          windowAnswered: 0,
-          mtu: { state: 'unknown', size: 0 },
-        },
-      };
-      this.peers.set(key, state);
-      this.byPublicIP.set(publicIP, state);
-      this.urgent.push(key);
+      if (this.socket6 && lease.ipv6Subnet !== undefined) {
+        const key = formatSubnet6(lease.ipv6Subnet);
+        seen.add(key);
+        this.track(key, lease, underlay, underlayAddrs, 6, lease.ipv6Subnet.ip, formatIPv6(lease.ipv6Subnet.ip));
+      }
     }
     for (const [key, p] of this.peers) if (!seen.has(key)) this.forget(key, p);
+  }
+
+  /** A target per peer subnet: kept while the lease's underlay addresses stay the same. */
+  private track(key: string, lease: Lease, underlay: string, underlayAddrs: string[], family: 4 | 6, target: number | bigint, targetText: string): void {
+    const existing = this.peers.get(key);
+    if (existing && existing.underlay === underlay) return;
+    if (existing) this.forget(key, existing);
+    const state: PeerState = {
+      family,
+      target,
+      underlay,
+      underlayAddrs,
+      rounds: 0,
+      rtts: [],
+      outcomes: [],
+      fullFailures: 0,
+      removed: false,
+      status: {
+        subnet: key,
+        publicIP: lease.publicIP,
+        ...(family === 6 ? { family: 6 as const } : {}),
+        target: targetText,
+        state: 'unknown',
+        consecutiveFailures: 0,
+        windowSent: 0,
+        windowAnswered: 0,
+        mtu: { state: 'unknown', size: 0 },
+      },
+    };
+    this.peers.set(key, state);
+    for (const a of underlayAddrs) this.byUnderlay.set(a, [...(this.byUnderlay.get(a) ?? []), state]);
+    this.urgent.push(key);
   }
 
   private forget(key: string, p: PeerState): void {
     p.removed = true;
     this.peers.delete(key);
-    if (this.byPublicIP.get(p.publicIP) === p) this.byPublicIP.delete(p.publicIP);
+    for (const a of p.underlayAddrs) {
+      const rest = (this.byUnderlay.get(a) ?? []).filter((q) => q !== p);
+      if (rest.length > 0) this.byUnderlay.set(a, rest);
+      else this.byUnderlay.delete(a);
+    }
   }
 
   private nextPeer(): PeerState | undefined {
@@ -239,13 +290,14 @@ export class PeerProber {
       this.expire();
       const local = this.ctx.local();
       const peer = local ? this.nextPeer() : undefined;
-      if (peer && local) {
+      // A target of a family we have no tunnel address for is skipped (its turn comes again).
+      if (peer && local && (peer.family === 4 ? local.address !== undefined : local.address6 !== undefined)) {
         peer.rounds++;
         this.sendProbe(peer, local, false);
         // Sized probes say nothing while small ones are lost: none to an unreachable peer.
         const mtuDue = peer.status.state !== 'unreachable' && peer.status.consecutiveFailures === 0 &&
           (peer.status.mtu.state !== 'ok' || peer.rounds % this.opts.mtuEvery === 1 || this.opts.mtuEvery <= 1);
-        if (mtuDue && local.mtu > MIN_PROBE_SIZE) this.sendProbe(peer, local, true);
+        if (mtuDue && local.mtu > (peer.family === 4 ? MIN_PROBE_SIZE : MIN_PROBE6_SIZE)) this.sendProbe(peer, local, true);
       }
     } catch (err) {
       this.lastError = (err as Error).message;
@@ -255,12 +307,17 @@ export class PeerProber {
     }
   }
 
-  private sendProbe(peer: PeerState, local: { address: number; mtu: number }, full: boolean): void {
+  private sendProbe(peer: PeerState, local: LocalEnd, full: boolean): void {
     this.seq = (this.seq + 1) & 0xffff;
     const seq = this.seq;
     let sentAt: number;
     try {
-      sentAt = this.socket.send({ src: local.address, dst: peer.target, id: this.id, seq, size: full ? local.mtu : MIN_PROBE_SIZE + 22, df: true });
+      if (peer.family === 4) {
+        sentAt = this.socket.send({ src: local.address!, dst: peer.target as number, id: this.id, seq, size: full ? local.mtu : MIN_PROBE_SIZE + 22, df: true });
+      } else {
+        // The same small size as IPv4's 84 bytes would be; IPv6 has no DF (the socket never fragments).
+        sentAt = this.socket6!.send({ src: local.address6, dst: peer.target as bigint, id: this.id, seq, size: full ? local.mtu : MIN_PROBE6_SIZE + 22 });
+      }
       this.lastError = undefined;
     } catch (err) {
       // A send that fails at once (no route, device gone) is a lost probe, decided now.
@@ -308,23 +365,26 @@ export class PeerProber {
   /** Reads whatever the socket holds (ICMP errors that came in meanwhile included). */
   pollNow(): void {
     if (this.stopped) return;
-    let packets: Array<Received<ReceivedIcmp>>;
     try {
-      packets = this.socket.poll();
+      for (const p of this.socket.poll()) {
+        if (p.kind === 'echo-reply') this.onReply(p);
+        else this.onError(p);
+      }
+      for (const p of this.socket6?.poll() ?? []) {
+        if (p.kind === 'echo-reply') this.onReply(p);
+        else this.onError6(p);
+      }
     } catch (err) {
       this.lastError = (err as Error).message;
       return;
     }
-    for (const p of packets) {
-      if (p.kind === 'echo-reply') this.onReply(p);
-      else this.onError(p);
-    }
     this.expire();
   }
 
-  private onReply(p: Received<ReceivedIcmp & { kind: 'echo-reply' }>): void {
+  private onReply(p: { id: number; seq: number; from: number | bigint; size: number; at: number }): void {
     if (p.id !== this.id) return;
     const f = this.inFlight.get(p.seq);
+    // Targets of the two families never compare equal (number vs bigint).
     if (!f || f.peer.target !== p.from) return;
     this.inFlight.delete(p.seq);
     this.counts.replies++;
@@ -384,25 +444,31 @@ export class PeerProber {
   /** ICMP errors: about the tunnel datagrams to a peer (UDP to its port), or about our probes. */
   private onError(p: Received<ReceivedIcmp & { kind: 'error' }>): void {
     const q = p.quoted;
-    let peer: PeerState | undefined;
-    let about: ProbeEvidence['about'];
     if (q.protocol === 17 && q.dstPort === this.ctx.local()?.port) {
-      peer = this.byPublicIP.get(q.dst >>> 0);
-      about = 'tunnel';
+      this.evidence(this.byUnderlay.get(formatIPv4(q.dst)) ?? [], icmpErrorName(p.type, p.code), formatIPv4(p.from), 'tunnel', p.mtu, p.at);
     } else if (q.protocol === 1 && q.echoId === this.id && q.echoSeq !== undefined) {
-      peer = this.inFlight.get(q.echoSeq)?.peer;
-      about = 'probe';
-    } else {
-      return;
+      const f = this.inFlight.get(q.echoSeq);
+      if (f?.peer.family === 4) this.evidence([f.peer], icmpErrorName(p.type, p.code), formatIPv4(p.from), 'probe', p.mtu, p.at);
     }
-    if (!peer || peer.removed) return;
+  }
+
+  /** ICMPv6 errors: about tunnel datagrams over an IPv6 underlay, or about our IPv6 probes. */
+  private onError6(p: Received<ReceivedIcmp6 & { kind: 'error' }>): void {
+    const q = p.quoted;
+    const name = icmp6ErrorName(p.type, p.code);
+    if (q.protocol === 17 && q.dstPort === this.ctx.local()?.port) {
+      this.evidence(this.byUnderlay.get(formatIPv6(q.dst)) ?? [], name, formatIPv6(p.from), 'tunnel', p.mtu, p.at);
+    } else if (q.protocol === 58 && q.echoId === this.id && q.echoSeq !== undefined) {
+      const f = this.inFlight.get(q.echoSeq);
+      if (f?.peer.family === 6) this.evidence([f.peer], name, formatIPv6(p.from), 'probe', p.mtu, p.at);
+    }
+  }
+
+  /** An error about a peer's tunnel concerns every target behind it (both families of a dual-stack peer). */
+  private evidence(peers: PeerState[], kind: string, from: string, about: ProbeEvidence['about'], mtu: number | undefined, at: number): void {
+    const live = peers.filter((p) => !p.removed);
+    if (live.length === 0) return;
     this.counts.errors++;
-    peer.status.evidence = {
-      kind: icmpErrorName(p.type, p.code),
-      from: formatIPv4(p.from),
-      about,
-      ...(p.mtu ? { mtu: p.mtu } : {}),
-      at: p.at,
-    };
+    for (const peer of live) peer.status.evidence = { kind, from, about, ...(mtu ? { mtu } : {}), at };
   }
 }

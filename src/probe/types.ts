@@ -10,7 +10,7 @@ export type PathMtuState = 'ok' | 'failed' | 'unknown';
 export interface ProbeEvidence {
   /** "port-unreachable", "host-unreachable", "frag-needed", "net-unreachable", ... */
   kind: string;
-  /** Who sent the ICMP error (dotted). */
+  /** Who sent the ICMP error (dotted, or IPv6 text for an ICMPv6 error). */
   from: string;
   /** What it was about: "udp 192.168.77.13:8285" (the tunnel) or "probe" (our echo request). */
   about: 'tunnel' | 'probe';
@@ -22,7 +22,9 @@ export interface ProbeEvidence {
 export interface PeerProbeStatus {
   subnet: string;
   publicIP: string;
-  /** The address probed: the peer's TUN address, its lease's .0. */
+  /** 6: an IPv6 probe target (keyed by the peer's IPv6 subnet); absent for IPv4 ones. */
+  family?: 6;
+  /** The address probed: the peer's TUN address, its lease's .0 (IPv6: its IPv6 subnet's network address). */
   target: string;
   state: Reachability;
   /** When `state` last changed (ms since the epoch); undefined before the first verdict. */
@@ -54,6 +56,8 @@ export interface ProbeSummary {
   lost: number;
   /** ICMP errors seen that concern a peer. */
   errors: number;
-  /** Keyed by the peer's subnet ("10.244.3.0/24"). */
+  /** Whether this node probes IPv6 too (EnableIPv6): the metrics then carry a family label. */
+  ipv6?: boolean;
+  /** Keyed by the peer's subnet ("10.244.3.0/24"); IPv6 targets by its IPv6 subnet ("fd00:10:244:3::/64"). */
   peers: Record<string, PeerProbeStatus>;
 }

@@ -34,8 +34,13 @@ export interface ProbesView {
   replies: number;
   lost: number;
   errors: number;
-  peers: { reachable: number; unreachable: number; unknown: number; pathMtuFailing: number };
+  /** IPv4 probe targets (every target when the node does not probe IPv6). */
+  peers: ProbeCounts;
+  /** IPv6 probe targets: only when the node probes IPv6 (EnableIPv6). */
+  peers6?: ProbeCounts;
 }
+
+export interface ProbeCounts { reachable: number; unreachable: number; unknown: number; pathMtuFailing: number }
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined || !Number.isFinite(ms) || ms <= 0 ? null : new Date(ms).toISOString();
@@ -68,9 +73,11 @@ export function peerProbeView(s: PeerProbeStatus, now: number): PeerProbeView {
 
 export function probesView(p: ProbeSummary): ProbesView {
   const peers = { reachable: 0, unreachable: 0, unknown: 0, pathMtuFailing: 0 };
+  const peers6 = { reachable: 0, unreachable: 0, unknown: 0, pathMtuFailing: 0 };
   for (const s of Object.values(p.peers)) {
-    peers[s.state]++;
-    if (s.mtu.state === 'failed') peers.pathMtuFailing++;
+    const n = s.family === 6 ? peers6 : peers;
+    n[s.state]++;
+    if (s.mtu.state === 'failed') n.pathMtuFailing++;
   }
   return {
     enabled: p.enabled,
@@ -83,5 +90,6 @@ export function probesView(p: ProbeSummary): ProbesView {
     lost: p.lost,
     errors: p.errors,
     peers,
+    ...(p.ipv6 ? { peers6 } : {}),
   };
 }

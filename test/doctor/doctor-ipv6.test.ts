@@ -1,8 +1,10 @@
 // `felt doctor`'s peer probes in a dual-stack cluster (root, netns, TUN, etcd, ip6tables; `npm run
 // build` first): n1 (native engine) and n2 (js engine) with IPv4 and IPv6 pods over an IPv6
 // underlay (both nodes have PublicIPv6, so the tunnel runs over UDP/IPv6). Healthy, every check
-// passes and the IPv6 tunnel addresses were probed; then the IPv6 path is broken on purpose on
-// n2, two ways, and n1's doctor must name n2 and what broke.
+// passes and the IPv6 tunnel addresses were probed (by the doctor, and by the agents' background
+// probes in both families); then the IPv6 path is broken on purpose on n2, and n1's doctor (and
+// n1's background IPv6 probe) must name n2 and what broke; a route on n1 that shadows n2's IPv6
+// subnet is named by the IPv6 tunnel check.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent, type AgentHandle } from '../testbed/agent.js';
 import { Testbed, type TestbedNode } from '../testbed/testbed.js';
@@ -38,10 +40,46 @@ describe('felt doctor probes IPv6 peers (root, netns, TUN, etcd, ip6tables; both
       expect(run.report.checks.map((c) => c.id)).toEqual([
         'tun-device', 'agent', 'tun-interface', 'routes', 'ip-forward', 'ipv6', 'rp-filter', 'forward', 'udp-port', 'underlay-mtu', 'own-lease', 'store', 'peers',
       ]);
-      expect(check(run, 'underlay-mtu').summary, run.text).toBe('eth0 MTU 1500, TUN MTU 1452 + 48 = 1500 fits');
+      expect(check(run, 'underlay-mtu').summary, run.text).toBe('eth0 MTU 1500, TUN MTU 1452 + 48 = 1500 fits; IPv6 routes to 1 peers agree');
       expect(check(run, 'udp-port').summary, run.text).toMatch(new RegExp(`^bound: ${node.underlayIPv4}:8285 by pid \\d+ .*, \\[${node.underlayIPv6}\\]:8285 by pid \\d+ `));
       expect(check(run, 'peers').summary, run.text).toMatch(/^1 of 1 peer answer through the tunnel .*; IPv6 too: 1 IPv6 tunnel address, 1 over an IPv6 underlay$/);
     }
+  });
+
+  it("the agent's background probes: the peer's IPv4 and IPv6 tunnel addresses each reachable; the peer's IPv6 return route removed, only probe6 turns unreachable, and back", async () => {
+    const a1 = agents.get('n1')!;
+    const target6 = agents.get('n2')!.subnet6!.split('/')[0];
+    const peerView = async () => (await a1.fetchJSON('/leases')).leases.find((l: { subnet: string }) => l.subnet === agents.get('n2')!.subnet);
+    const healthy = await waitFor("n1's probes of n2 in both families to pass, full-size included", async () => {
+      const l = await peerView();
+      return l?.probe?.state === 'reachable' && l.probe6?.state === 'reachable' && l.probe6.pathMtu.state === 'ok' ? l : undefined;
+    });
+    expect(healthy.probe6).toMatchObject({ target: target6, pathMtu: { size: 1452 }, consecutiveFailures: 0 });
+    expect(healthy.probe.target).toBe(agents.get('n2')!.subnet.split('/')[0]);
+    const doc = await a1.fetchJSON('/leases');
+    expect(doc.probes.peers6).toMatchObject({ reachable: 1, unreachable: 0 });
+    expect((await a1.fetchText('/leases?format=table')).body).toMatch(/ok \d+\.\d+ms, v6 ok \d+\.\d+ms\s+ok 1452, v6 ok 1452/);
+    const metrics = (await a1.fetchText('/metrics')).body;
+    expect(metrics).toMatch(/felt_probe_peers\{state="reachable",family="ipv6"\} 1/);
+
+    const route = (await n(2).ns.ip(['-6', 'route', 'show', 'fc00::/48'])).trim();
+    await n(2).ns.ip(['-6', 'route', 'del', 'fc00::/48', 'dev', 'flannel0']);
+    try {
+      const broken = await waitFor("n1's IPv6 probe of n2 to turn unreachable", async () => {
+        const l = await peerView();
+        return l?.probe6?.state === 'unreachable' ? l : undefined;
+      });
+      expect(broken.probe6.consecutiveFailures).toBeGreaterThanOrEqual(3);
+      expect(broken.probe6.lastSuccessAt).not.toBeNull();
+      // The IPv4 path is untouched: its probe stays reachable throughout.
+      expect(broken.probe.state).toBe('reachable');
+      expect(broken.probe.consecutiveFailures).toBe(0);
+      expect((await a1.fetchJSON('/leases')).probes.peers6).toMatchObject({ reachable: 0, unreachable: 1 });
+      expect((await a1.fetchText('/leases?format=table')).body).toMatch(/ok \d+\.\d+ms, v6 UNREACHABLE/);
+    } finally {
+      await n(2).ns.ip(['-6', 'route', 'replace', ...route.split(/\s+/)]);
+    }
+    await waitFor("n1's IPv6 probe of n2 to pass again", async () => (await peerView())?.probe6?.state === 'reachable');
   });
 
   it("the peer's IPv6Network route removed: IPv4 passes, IPv6 through the tunnel fails, named for that peer (and by its own IPv6 check)", async () => {
@@ -63,6 +101,24 @@ describe('felt doctor probes IPv6 peers (root, netns, TUN, etcd, ip6tables; both
     }
     const after = await doctor(n(1));
     expect(after.code, after.text).toBe(0);
+  });
+
+  it("a more specific IPv6 route sends the peer's IPv6 subnet to eth0: the IPv6 tunnel check names the route and the peer", async () => {
+    const sub6 = agents.get('n2')!.subnet6!;
+    await n(1).ns.ip(['-6', 'route', 'add', sub6, 'dev', 'eth0']);
+    try {
+      const run = await doctor(n(1), 'ipv6-shadowed');
+      const six = check(run, 'ipv6');
+      expect(six.verdict, run.text).toBe('fail');
+      expect(six.summary, run.text).toBe(`1 IPv6 lease is shadowed: ${sub6} -> ${sub6} dev eth0`);
+      expect(six.evidence?.join('\n'), run.text).toContain(`a more specific IPv6 route wins for ${sub6} (node ${n(2).underlayIPv6})`);
+      expect(six.fix).toContain(`ip -6 route del ${sub6} dev eth0`);
+      // The IPv4 routes check is about IPv4 routes only: it still passes.
+      expect(check(run, 'routes').verdict, run.text).toBe('ok');
+    } finally {
+      await n(1).ns.ip(['-6', 'route', 'del', sub6, 'dev', 'eth0']);
+    }
+    expect(check(await doctor(n(1)), 'ipv6').verdict).toBe('ok');
   });
 
   it('UDP 8285 dropped by ip6tables on the peer: "UDP/IPv6 8285 filtered" (the IPv6 underlay answers, the tunnel does not)', async () => {

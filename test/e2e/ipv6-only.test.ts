@@ -4,7 +4,7 @@
 // engine over an IPv6-only underlay, and for the native engine over an IPv4 underlay: the lease keys
 // are flannel's "0.0.0.0-0&<ipv6>-<len>", subnet.env is what flannel's WriteSubnetFile writes without
 // EnableIPv4, every pod pings every other pod over IPv6, 64 MiB cross over TCP/IPv6 with the same sha256,
-// and IPv4 has no way in: no IPv4 route or address on flannel0 or in the pods, and IPv4 a route added
+// the agents' background probes watch each peer's IPv6 tunnel address, and IPv4 has no way in: no IPv4 route or address on flannel0 or in the pods, and IPv4 a route added
 // by hand sends into flannel0 is dropped as not-ip.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +120,44 @@ for (const { engine, underlay, masq } of RUNS) {
         }
       }
       expect(failures).toEqual([]);
+    });
+
+    it("the agents' background probes are IPv6 ones: each peer's IPv6 tunnel address reachable, no IPv4 probe; the peer's IPv6Network route removed, unreachable, and back", async () => {
+      const a1 = agents[0]!;
+      const peer6 = (doc: Awaited<ReturnType<typeof leasesDoc>>, subnet6: string) => (doc.leases as Array<Record<string, any>>).find((l) => l.subnet6 === subnet6);
+      for (const a of agents) {
+        await waitFor(`${a.node.name}'s IPv6 probes of both peers to pass`, async () => {
+          const doc = await leasesDoc(a);
+          return agents.filter((o) => o !== a).every((o) => peer6(doc, o.subnet6!)?.probe6?.state === 'reachable');
+        });
+        const doc = await leasesDoc(a);
+        for (const o of agents.filter((x) => x !== a)) {
+          const l = peer6(doc, o.subnet6!)!;
+          expect(l.probe, `${a.node.name} -> ${o.node.name}`).toBeNull();
+          expect(l.probe6.target).toBe(o.subnet6!.split('/')[0]);
+        }
+        expect((doc as Record<string, any>).probes.peers6).toMatchObject({ reachable: 2, unreachable: 0 });
+      }
+      const table = (await a1.fetchText('/leases?format=table')).body;
+      expect(table).toMatch(/probes:\s+ipv6 2 reachable {2}0 unreachable/);
+      expect(table).not.toMatch(/v6 ok/);
+
+      const n2 = tb.node(2);
+      const target = agents[1]!.subnet6!;
+      const route = (await n2.ns.ip(['-6', 'route', 'show', NETWORK6])).trim();
+      await n2.ns.ip(['-6', 'route', 'del', NETWORK6, 'dev', 'flannel0']);
+      try {
+        const broken = await waitFor(`${a1.node.name}'s IPv6 probe of ${n2.name} to turn unreachable`, async () => {
+          const l = peer6(await leasesDoc(a1), target);
+          return l?.probe6?.state === 'unreachable' ? l : undefined;
+        });
+        expect(broken.probe6.consecutiveFailures).toBeGreaterThanOrEqual(3);
+        // The third node is untouched.
+        expect(peer6(await leasesDoc(a1), agents[2]!.subnet6!)?.probe6?.state).toBe('reachable');
+      } finally {
+        await n2.ns.ip(['-6', 'route', 'replace', ...route.split(/\s+/)]);
+      }
+      await waitFor(`${a1.node.name}'s IPv6 probe of ${n2.name} to pass again`, async () => peer6(await leasesDoc(a1), target)?.probe6?.state === 'reachable');
     });
 
     it('64 MiB over TCP/IPv6 pod to pod arrive with the same sha256', async () => {

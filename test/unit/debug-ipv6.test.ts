@@ -128,3 +128,68 @@ describe('views of an IPv6-only overlay (no root)', () => {
     }
   });
 });
+
+describe('IPv6 peer probes in the lease document, text, HTML and /metrics (no root)', () => {
+  it('a dual-stack peer: probe and probe6 apart, "v6" after the IPv4 result in text, an IPv6 block in HTML, family labels on the probe gauges', async () => {
+    const { probeStatus } = await import('../debug/state.js');
+    const now = Date.now();
+    const snap = sampleSnapshot();
+    const own = dual('10.244.1.0/24', '192.168.77.11', 'fc00:0:0:1::/64');
+    snap.self = { ...snap.self!, lease: own, network6: 'fc00::/48' };
+    snap.leases = [own, dual('10.244.2.0/24', '192.168.77.12', 'fc00:0:0:2::/64'), etcdLease('10.244.3.0/24', '192.168.77.13', 20 * HOUR)];
+    snap.probes = { ...snap.probes!, ipv6: true, peers: {
+      '10.244.2.0/24': snap.probes!.peers['10.244.2.0/24']!,
+      '10.244.3.0/24': snap.probes!.peers['10.244.3.0/24']!,
+      'fc00:0:0:2::/64': { ...probeStatus('fc00:0:0:2::/64', '192.168.77.12', {
+        state: 'unreachable', since: now - 60_000, lastFailureAt: now - 1000, consecutiveFailures: 5, windowSent: 5, windowAnswered: 0,
+        evidence: { kind: 'no-route', from: 'fc00:0:0:1::', about: 'probe', at: now - 1000 },
+      }), family: 6, target: 'fc00:0:0:2::' },
+    } };
+    const view = buildLeasesView(snap, true);
+    const two = view.leases[1]!;
+    expect(two.probe?.state).toBe('reachable');
+    expect(two.probe6).toMatchObject({ state: 'unreachable', target: 'fc00:0:0:2::', evidence: { kind: 'no-route', from: 'fc00:0:0:1::' } });
+    expect('probe6' in view.leases[2]!).toBe(false);
+    expect(view.probes?.peers).toEqual({ reachable: 1, unreachable: 1, unknown: 0, pathMtuFailing: 0 });
+    expect(view.probes?.peers6).toEqual({ reachable: 0, unreachable: 1, unknown: 0, pathMtuFailing: 0 });
+
+    const text = formatLeaseTable(view);
+    expect(text).toMatch(/probes:\s+ipv4 1 reachable {2}1 unreachable {2}0 unknown {2}ipv6 0 reachable {2}1 unreachable {2}0 unknown/);
+    expect(text).toMatch(/10\.244\.2\.0\/24 .*ok 0\.41ms, v6 UNREACHABLE 1m\d\ds \(no-route from fc00:0:0:1::\)\s+ok 1472, v6 \?/);
+    const html = renderLeasesPage(view);
+    expect(html).toMatch(/<div class="sub fam">IPv6<\/div><span[^>]*>unreachable/);
+    expect(html).toContain('Peers reachable · IPv6');
+
+    const { pino } = await import('pino');
+    const { startDebugServer } = await import('../../src/debug/server.js');
+    const { httpRequest } = await import('../debug/http.js');
+    const { parsePrometheusText, sampleValue } = await import('../debug/prom-text.js');
+    const { HandState } = await import('../debug/state.js');
+    const server = await startDebugServer('127.0.0.1:0', new HandState(snap), pino({ level: 'silent' }));
+    try {
+      const f = parsePrometheusText((await httpRequest(server.address, '/metrics')).body);
+      expect(sampleValue(f, 'felt_probe_peers', { state: 'unreachable', family: 'ipv4' })).toBe(1);
+      expect(sampleValue(f, 'felt_probe_peers', { state: 'unreachable', family: 'ipv6' })).toBe(1);
+      expect(sampleValue(f, 'felt_probe_peers', { state: 'reachable', family: 'ipv6' })).toBe(0);
+      expect(f.get('felt_probe_path_mtu_failing_peers')!.samples).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an IPv6-only overlay: the IPv6 probe alone, untagged in text; only family="ipv6" series', () => {
+    const now = Date.now();
+    const snap = v6onlySnapshot();
+    snap.probes = { enabled: true, ipv6: true, intervalSeconds: 10, maxRate: 20, timeoutMs: 3000, sent: { small: 3, full: 1 }, replies: 4, lost: 0, errors: 0, peers: {
+      'fc00:0:0:2::/64': { subnet: 'fc00:0:0:2::/64', publicIP: '0.0.0.0', family: 6, target: 'fc00:0:0:2::', state: 'reachable', since: now - 5000,
+        consecutiveFailures: 0, windowSent: 3, windowAnswered: 3, rttP50Ms: 0.3, mtu: { state: 'ok', size: 1452, checkedAt: now } },
+    } };
+    const view = buildLeasesView(snap, true);
+    expect(view.leases[1]!.probe).toBeNull();
+    expect(view.leases[1]!.probe6?.state).toBe('reachable');
+    const text = formatLeaseTable(view);
+    expect(text).toMatch(/probes:\s+ipv6 1 reachable {2}0 unreachable {2}0 unknown {2}\(every/);
+    expect(text).toMatch(/fc00:0:0:2::\/64 .*\s+ok 0\.30ms\s+ok 1452\s/);
+    expect(text).not.toMatch(/v6 ok/);
+  });
+});

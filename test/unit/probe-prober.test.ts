@@ -3,7 +3,9 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Lease } from '../../src/lease/types.js';
 import { parseIPv4, parseSubnet } from '../../src/net/cidr.js';
 import type { EchoRequest, ReceivedIcmp } from '../../src/probe/packet.js';
-import { PeerProber, type ProbeSocketLike } from '../../src/probe/prober.js';
+import { PeerProber, type Probe6SocketLike, type ProbeSocketLike } from '../../src/probe/prober.js';
+import type { EchoRequest6, ReceivedIcmp6 } from '../../src/probe/packet6.js';
+import { parseIPv6, parseSubnet6 } from '../../src/net/ip6.js';
 import type { Received } from '../../src/probe/socket.js';
 
 function lease(subnet: string, publicIP: string): Lease {
@@ -114,5 +116,73 @@ describe('peer prober', () => {
     await vi.advanceTimersByTimeAsync(5000);
     prober.stop();
     expect(sock.sent).toHaveLength(0);
+  });
+
+  describe('IPv6', () => {
+    class FakeSocket6 implements Probe6SocketLike {
+      sent: Array<EchoRequest6 & { at: number }> = [];
+      queue: Array<Received<ReceivedIcmp6>> = [];
+      answer = new Map<bigint, { full: boolean }>();
+      send(req: EchoRequest6): number {
+        const at = Date.now();
+        this.sent.push({ ...req, at });
+        const a = this.answer.get(req.dst);
+        if (a && (req.size < 200 || a.full)) this.queue.push({ kind: 'echo-reply', from: req.dst, id: req.id, seq: req.seq, size: req.size, at: at + 1 });
+        return at;
+      }
+      poll(): Array<Received<ReceivedIcmp6>> {
+        return this.queue.splice(0);
+      }
+      close(): void {}
+    }
+    const dual = (subnet: string, subnet6: string, publicIP: string, publicIPv6?: string): Lease => ({
+      ...lease(subnet, publicIP), ipv6Subnet: parseSubnet6(subnet6), ...(publicIPv6 ? { publicIPv6 } : {}),
+    });
+    const LOCAL6 = { ...LOCAL, address6: parseIPv6('fd00:10:244:1::') };
+
+    it('probes a dual-stack peer in both families, kept apart: the IPv6 path fails on its own', async () => {
+      const peers = [dual('10.244.2.0/24', 'fd00:10:244:2::/64', '192.168.77.12')];
+      const sock = new FakeSocket();
+      const sock6 = new FakeSocket6();
+      sock.answer.set(parseIPv4('10.244.2.0'), { full: true, rttMs: 0.5 });
+      const prober = new PeerProber({ local: () => LOCAL6, peers: () => peers }, sock, { intervalSeconds: 1, maxRate: 50, timeoutMs: 500 }, Date.now, sock6);
+      prober.start();
+      await vi.advanceTimersByTimeAsync(10_000);
+      let s = prober.summary();
+      expect(s.peers['10.244.2.0/24']!.state).toBe('reachable');
+      expect(s.peers['10.244.2.0/24']!.family).toBeUndefined();
+      const six = s.peers['fd00:10:244:2::/64']!;
+      expect(six).toMatchObject({ family: 6, state: 'unreachable', target: 'fd00:10:244:2::', publicIP: '192.168.77.12' });
+      expect(sock6.sent.every((p) => p.src === LOCAL6.address6 && p.dst === parseIPv6('fd00:10:244:2::'))).toBe(true);
+      // The IPv6 path comes back: one answer makes it reachable, full-size probes at the TUN MTU pass.
+      sock6.answer.set(parseIPv6('fd00:10:244:2::'), { full: true });
+      await vi.advanceTimersByTimeAsync(10_000);
+      s = prober.summary();
+      prober.stop();
+      expect(s.peers['fd00:10:244:2::/64']).toMatchObject({ state: 'reachable', mtu: { state: 'ok', size: 1472 } });
+      // One queue, one rate for both families.
+      expect(sock.sent.length + sock6.sent.length).toBeLessThanOrEqual(50 * 20 * 2);
+    });
+
+    it('an IPv6-only overlay: only IPv6 targets, no IPv4 probe sent', async () => {
+      const peers: Lease[] = [{ ...dual('10.244.2.0/24', 'fd00:10:244:2::/64', '0.0.0.0', 'fd77::12'), subnet: undefined }];
+      const sock = new FakeSocket();
+      const sock6 = new FakeSocket6();
+      sock6.answer.set(parseIPv6('fd00:10:244:2::'), { full: false });
+      const local = { address6: LOCAL6.address6, mtu: 1452, port: 8285 };
+      const prober = new PeerProber({ local: () => local, peers: () => peers }, sock, { intervalSeconds: 1, maxRate: 50, timeoutMs: 500 }, Date.now, sock6);
+      prober.start();
+      await vi.advanceTimersByTimeAsync(10_000);
+      // An ICMPv6 port unreachable about a tunnel datagram to the peer's IPv6 underlay address is its evidence.
+      sock6.queue.push({ kind: 'error', from: parseIPv6('fd77::12'), type: 1, code: 4, mtu: 0, at: Date.now(),
+        quoted: { protocol: 17, src: parseIPv6('fd77::11'), dst: parseIPv6('fd77::12'), srcPort: 8285, dstPort: 8285 } });
+      prober.pollNow();
+      const s = prober.summary();
+      prober.stop();
+      expect(sock.sent).toHaveLength(0);
+      expect(Object.keys(s.peers)).toEqual(['fd00:10:244:2::/64']);
+      expect(s.peers['fd00:10:244:2::/64']).toMatchObject({ state: 'reachable', mtu: { state: 'failed', size: 1452 } });
+      expect(s.peers['fd00:10:244:2::/64']!.evidence).toMatchObject({ kind: 'port-unreachable', from: 'fd77::12', about: 'tunnel' });
+    });
   });
 });
