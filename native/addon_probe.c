@@ -35,6 +35,14 @@ static napi_value js_udp_sniff_open(napi_env env, napi_callback_info info) {
   return fd_result(env, fd, &err);
 }
 
+/* ---- probeUdpSniff6Open() -> fd ---- */
+static napi_value js_udp_sniff6_open(napi_env env, napi_callback_info info) {
+  (void)info;
+  felt_err err;
+  int fd = probe_udp_sniff6_open(&err);
+  return fd_result(env, fd, &err);
+}
+
 /* ---- probeIcmp6Open() -> fd ---- */
 static napi_value js_icmp6_open(napi_env env, napi_callback_info info) {
   (void)info;
@@ -185,6 +193,7 @@ void addon_probe_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"probeIcmpOpen", NULL, js_icmp_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeUdpSniffOpen", NULL, js_udp_sniff_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"probeUdpSniff6Open", NULL, js_udp_sniff6_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeIcmp6Open", NULL, js_icmp6_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeSend6", NULL, js_probe_send6, NULL, NULL, NULL, napi_enumerable, NULL},
       {"probeClose", NULL, js_probe_close, NULL, NULL, NULL, napi_enumerable, NULL},

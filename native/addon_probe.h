@@ -1,4 +1,4 @@
-/* N-API glue for probe.c: probeIcmpOpen, probeIcmp6Open, probeUdpSniffOpen, probeSend,
+/* N-API glue for probe.c: probeIcmpOpen, probeIcmp6Open, probeUdpSniffOpen, probeUdpSniff6Open, probeSend,
  * probeSend6, probeRecv, probeClose, routeGet. Used by the agent's peer prober and by `felt doctor`. */
 #ifndef FELT_ADDON_PROBE_H
 #define FELT_ADDON_PROBE_H

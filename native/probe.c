@@ -58,6 +58,8 @@ int probe_icmp_open(felt_err *err) {
 
 int probe_udp_sniff_open(felt_err *err) { return raw_open(AF_INET, IPPROTO_UDP, "IPPROTO_UDP", err); }
 
+int probe_udp_sniff6_open(felt_err *err) { return raw_open(AF_INET6, IPPROTO_UDP, "IPPROTO_UDP", err); }
+
 int probe_icmp6_open(felt_err *err) {
   int fd = raw_open(AF_INET6, IPPROTO_ICMPV6, "IPPROTO_ICMPV6", err);
   if (fd < 0) return -1;

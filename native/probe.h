@@ -18,6 +18,10 @@ int probe_icmp_open(felt_err *err);
  * for a few seconds: it sees where peers' datagrams really come from). Non-blocking. */
 int probe_udp_sniff_open(felt_err *err);
 
+/* The same for UDP over IPv6: what it receives starts at the UDP header (no IPv6 header on an IPv6
+ * raw socket); the source address comes with each datagram (probe_recv reports it). */
+int probe_udp_sniff6_open(felt_err *err);
+
 /* A raw ICMPv6 socket: the kernel builds the IPv6 header and computes the ICMPv6 checksum (always,
  * for IPPROTO_ICMPV6: RFC 3542 section 3.1), receives only echo replies and ICMPv6 errors, and
  * never fragments what it sends (IPV6_DONTFRAG: a too-big probe fails, as DF does for IPv4).

@@ -99,7 +99,7 @@ export function diagnosePeer(f: PeerFacts, port: number, ownSubnet: string): Che
   for (const e of ev.icmp) {
     evidence.push(`${e.family === 6 ? 'ICMPv6' : 'ICMP'} ${e.kind} from ${e.from} about ${e.about === 'tunnel' ? `UDP ${dest}` : 'a probe'}${e.mtu ? ` (${e.family === 6 ? 'MTU' : 'next-hop MTU'} ${e.mtu})` : ''}`);
   }
-  if (ev.natFrom.size > 0) evidence.push(`its datagrams arrive from ${[...ev.natFrom].join(', ')}, not from its lease's PublicIP ${ip}`);
+  if (ev.natFrom.size > 0) evidence.push(`its datagrams arrive from ${[...ev.natFrom].join(', ')}, not from its lease's ${[...ev.natFrom][0]!.includes(':') ? 'PublicIPv6' : 'PublicIP'} ${ip}`);
   if (f.agentProbe && f.agentProbe.state === 'unreachable') {
     evidence.push(`the agent's own probes: unreachable for ${formatDuration(f.agentProbe.sinceSecondsAgo ?? 0)}, last answer ${f.agentProbe.lastSuccessSecondsAgo === null ? 'never' : `${formatDuration(f.agentProbe.lastSuccessSecondsAgo)} ago`}`);
   }
@@ -150,6 +150,14 @@ export function diagnosePeer(f: PeerFacts, port: number, ownSubnet: string): Che
   }
   if (ev.natFrom.size > 0) {
     const real = [...ev.natFrom][0]!;
+    if (real.includes(':')) {
+      // Seen by the IPv6 sniff socket: the peer's UDP/IPv6 datagrams come from another address than its PublicIPv6.
+      return {
+        ...base, verdict: 'fail', summary: `${ip}: NAT on the IPv6 underlay, its datagrams arrive from ${real} but its lease's PublicIPv6 is ${lease.publicIPv6 ?? 'none'}`, evidence,
+        cause: `the node sits behind NAT66 (or advertises an IPv6 address others cannot reach): we send to ${lease.publicIPv6 ?? ip}, which does not reach it, and drop what it sends from ${real} as coming from no known node`,
+        fix: `run the agent on that node with --public-ipv6 ${real} (and let UDP/IPv6 ${port} through the NAT to it), or give it an IPv6 address every node can reach`,
+      };
+    }
     return {
       ...base, verdict: 'fail', summary: `${ip}: NAT, its datagrams arrive from ${real} but its lease says ${ip}`, evidence,
       cause: `the node sits behind NAT (or advertises an address others cannot reach): we send to ${ip}, which does not reach it, and drop what it sends from ${real} as coming from no known node`,

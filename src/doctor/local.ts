@@ -450,7 +450,8 @@ export function checkUnderlayMtu(ctx: DoctorContext, peers: PeerLease[], bindAdd
     }
     const r = lookupRoute6(dst, routes6);
     const mtu = r ? ifaceMTU(r.iface) ?? 0 : 0;
-    if (r && mtu && tunMtu + overhead > mtu) small6.set(ip, `dev ${r.iface} allows ${mtu}`);
+    // A route through the underlay interface itself adds nothing to what is said about that interface.
+    if (r && r.iface !== iface?.name && mtu && tunMtu + overhead > mtu) small6.set(ip, `dev ${r.iface} allows ${mtu}`);
   }
   if (small6.size > 0) problems.push(`the IPv6 route to ${[...small6].slice(0, 3).map(([ip, m]) => `${ip} (${m})`).join(', ')}${small6.size > 3 ? ', ...' : ''}`);
   if (problems.length > 0) {

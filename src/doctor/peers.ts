@@ -8,10 +8,10 @@
 import { createSocket } from 'node:dgram';
 import { formatRtt } from '../debug/table.js';
 import { formatIPv4, parseIPv4, subnetContainsIP } from '../net/cidr.js';
-import { formatIPv6, parseIPv6 } from '../net/ip6.js';
+import { formatIPv6, parseIPv6, subnet6ContainsIP } from '../net/ip6.js';
 import { buildEchoRequest, icmpErrorName, MIN_PROBE_SIZE } from '../probe/packet.js';
 import { icmp6ErrorName, MIN_PROBE6_SIZE } from '../probe/packet6.js';
-import { Icmp6ProbeSocket, IcmpProbeSocket, UdpSniffSocket } from '../probe/socket.js';
+import { Icmp6ProbeSocket, IcmpProbeSocket, UdpSniff6Socket, UdpSniffSocket } from '../probe/socket.js';
 import type { DoctorContext } from './context.js';
 import { diagnosePeer, emptyEvidence, median, peerKey, type PeerEvidence, type ProbePeer } from './diagnose.js';
 import type { CheckResult } from './types.js';
@@ -78,6 +78,13 @@ export async function gatherEvidence(ctx: DoctorContext, peers: ProbePeer[], unm
     sniff = own ? new UdpSniffSocket() : undefined;
   } catch {
     sniff = undefined; // NAT evidence is a bonus
+  }
+  // Peers reached over an IPv6 underlay: where their UDP/IPv6 datagrams really come from.
+  let sniff6: UdpSniff6Socket | undefined;
+  try {
+    sniff6 = peers.some((p) => evidence.get(peerKey(p))!.underlayFamily === 6) ? new UdpSniff6Socket() : undefined;
+  } catch {
+    sniff6 = undefined;
   }
   const id = (process.pid * 7 + Math.floor(Math.random() * 0xffff)) & 0xffff;
   const sent = new Map<number, { key: string; kind: Kind; at: number }>();
@@ -147,6 +154,16 @@ export async function gatherEvidence(ctx: DoctorContext, peers: ProbePeer[], unm
         if (p.subnet && subnetContainsIP(p.subnet, d.inner.src) && formatIPv4(d.src) !== p.publicIP) evidence.get(peerKey(p))!.natFrom.add(formatIPv4(d.src));
       }
     }
+    for (const d of sniff6?.poll() ?? []) {
+      if (d.dstPort !== port || !d.inner) continue;
+      const inner = d.inner;
+      for (const p of peers) {
+        const ev = evidence.get(peerKey(p))!;
+        if (ev.underlayFamily !== 6 || ipv6Or(p.publicIPv6) === d.src) continue;
+        const mine = inner.version === 4 ? !!p.subnet && subnetContainsIP(p.subnet, inner.src) : !!p.subnet6 && subnet6ContainsIP(p.subnet6, inner.src);
+        if (mine) ev.natFrom.add(formatIPv6(d.src));
+      }
+    }
   };
 
   try {
@@ -180,6 +197,7 @@ export async function gatherEvidence(ctx: DoctorContext, peers: ProbePeer[], unm
     icmp?.close();
     icmp6?.close();
     sniff?.close();
+    sniff6?.close();
   }
   return evidence;
 }

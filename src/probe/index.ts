@@ -55,7 +55,7 @@ export function startPeerProbes(options: PeerProbeOptions, ctx: ProberContext, l
   prober.start();
   log.info({ intervalSeconds: base.intervalSeconds, maxRate: base.maxRate }, 'peer probes started');
   return {
-    summary: () => ({ enabled: true, ...prober.summary() }),
+    summary: () => ({ enabled: true, ...prober.summary(), ...(options.ipv6 ? { ipv6: true } : {}) }),
     leaseChanged: () => prober.leaseChanged(),
     onRtt: (l) => prober.onRtt(l),
     stop: () => prober.stop(),

@@ -81,6 +81,27 @@ export function parseIcmp6(buf: Uint8Array, from: Uint8Array | undefined, length
   return { kind: 'error', from: src, type, code, mtu: type === 2 ? b.readUInt32BE(4) : 0, quoted };
 }
 
+/** A UDP datagram seen by the doctor's IPv6 UDP sniff socket (the data starts at the UDP header; the
+ *  source comes from recvmsg), and the source of the packet it carries when that looks like felt's
+ *  tunnel payload (an IPv4 or IPv6 header). */
+export interface SniffedDatagram6 {
+  src: bigint;
+  srcPort: number;
+  dstPort: number;
+  inner?: { version: 4; src: number } | { version: 6; src: bigint };
+}
+
+/** Parses one datagram from the IPv6 UDP sniff socket; malformed input gives undefined. */
+export function parseUdp6(buf: Uint8Array, from: Uint8Array | undefined, length = buf.length): SniffedDatagram6 | undefined {
+  if (!from || from.length !== 16 || length < 8 || length > buf.length) return undefined;
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const d: SniffedDatagram6 = { src: ipv6FromBytes(from), srcPort: b.readUInt16BE(0), dstPort: b.readUInt16BE(2) };
+  const version = length > 8 ? b[8]! >> 4 : 0;
+  if (version === 4 && length - 8 >= 20) d.inner = { version: 4, src: b.readUInt32BE(8 + 12) };
+  else if (version === 6 && length - 8 >= IPV6_HEADER_LEN) d.inner = { version: 6, src: ipv6FromBytes(b.subarray(8 + 8, 8 + 24)) };
+  return d;
+}
+
 /** ICMPv6 error names for people; those that mean a firewall contain "prohibited" or "reject". */
 export function icmp6ErrorName(type: number, code: number): string {
   if (type === 2) return 'packet-too-big';

@@ -6,7 +6,7 @@ import { loadAddon } from '../datapath/addon.js';
 import { parseIPv4 } from '../net/cidr.js';
 import { ipv6ToBytes } from '../net/ip6.js';
 import { buildEchoRequest, parseIcmp, parseUdp, type EchoRequest, type ReceivedIcmp, type SniffedDatagram } from './packet.js';
-import { buildEchoRequest6, parseIcmp6, type EchoRequest6, type ReceivedIcmp6 } from './packet6.js';
+import { buildEchoRequest6, parseIcmp6, parseUdp6, type EchoRequest6, type ReceivedIcmp6, type SniffedDatagram6 } from './packet6.js';
 
 export interface RouteLookup {
   type: string;
@@ -23,6 +23,7 @@ interface ProbeAddon {
   probeIcmpOpen(): number;
   probeIcmp6Open(): number;
   probeUdpSniffOpen(): number;
+  probeUdpSniff6Open(): number;
   probeClose(fd: number): void;
   probeSend(fd: number, packet: Buffer, dst: number): number;
   probeSend6(fd: number, message: Buffer, dst: Uint8Array, src: Uint8Array | null): number;
@@ -111,6 +112,16 @@ export class Icmp6ProbeSocket extends RawSocket<ReceivedIcmp6> {
   send(req: EchoRequest6): number {
     if (this.fd === undefined) throw new Error('probe socket is closed');
     return this.a.probeSend6(this.fd, buildEchoRequest6(req), ipv6ToBytes(req.dst), req.src === undefined ? null : ipv6ToBytes(req.src));
+  }
+}
+
+/** The same for UDP over IPv6 (the doctor's NAT check on an IPv6 underlay). */
+export class UdpSniff6Socket extends RawSocket<SniffedDatagram6> {
+  constructor() {
+    super((a) => {
+      if (typeof a.probeUdpSniff6Open !== 'function') throw new Error('the native addon lacks probeUdpSniff6Open (rebuild it: npm install)');
+      return a.probeUdpSniff6Open();
+    }, (data, from) => parseUdp6(data, from));
   }
 }
 

@@ -110,6 +110,14 @@ describe('diagnosePeer, IPv6', () => {
     expect(mtu.cause).toMatch(/carries less than 1500 bytes \(a hop says 1400\)/);
     expect(d6(ev6({ v4: false, small6: 2, full6: 2, underlay: 3 }), only6)!.summary).toBe('fd77::13: lossy, 2 of 3 ICMPv6 probes answered');
   });
+  it('NAT on the IPv6 underlay: named with the family, suggests --public-ipv6', () => {
+    const e = ev6({ underlay: 0 });
+    e.natFrom = new Set(['fd77::99']);
+    const r = d6(e)!;
+    expect(r.summary).toBe("fd77::13: NAT on the IPv6 underlay, its datagrams arrive from fd77::99 but its lease's PublicIPv6 is fd77::13");
+    expect(r.fix).toMatch(/--public-ipv6 fd77::99/);
+    expect(r.evidence?.join('\n')).toContain("its datagrams arrive from fd77::99, not from its lease's PublicIPv6 fd77::13");
+  });
   it('no underlay family in common', () => {
     expect(d6(ev6({ family: 0 }), only6)!.summary).toMatch(/^fd77::13: no underlay family in common: it has only an IPv6 underlay address/);
   });

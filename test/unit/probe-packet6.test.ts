@@ -2,7 +2,7 @@
 // socket, and the parser on replies, errors and malformed input (undefined, never a throw).
 import { describe, expect, it } from 'vitest';
 import { ipv6ToBytes, parseIPv6 } from '../../src/net/ip6.js';
-import { buildEchoRequest6, icmp6ErrorName, MIN_PROBE6_SIZE, parseIcmp6 } from '../../src/probe/packet6.js';
+import { buildEchoRequest6, icmp6ErrorName, MIN_PROBE6_SIZE, parseIcmp6, parseUdp6 } from '../../src/probe/packet6.js';
 
 const A = parseIPv6('fc00:0:0:1::');
 const B = parseIPv6('fc00:0:0:2::');
@@ -72,5 +72,26 @@ describe('ICMPv6 probe packets', () => {
     const cut = parseIcmp6(ok.subarray(0, 50), from(B));
     expect(cut?.kind === 'error' && cut.quoted).toEqual({ protocol: 17, src: A, dst: B });
     for (let len = 0; len < ok.length; len++) expect(() => parseIcmp6(ok.subarray(0, len), from(B))).not.toThrow();
+  });
+});
+
+describe('parseUdp6 (the doctor\'s IPv6 NAT sniff)', () => {
+  const udp = (inner: Buffer) => Buffer.concat([Buffer.from([0x20, 0x5d, 0x20, 0x5d, 0, 0, 0, 0]), inner]);
+  it('reads the ports and the inner packet\'s source, IPv4 or IPv6', () => {
+    const v4 = Buffer.alloc(20);
+    v4[0] = 0x45;
+    v4.writeUInt32BE(0x0af40302, 12);
+    expect(parseUdp6(udp(v4), from(B))).toEqual({ src: B, srcPort: 8285, dstPort: 8285, inner: { version: 4, src: 0x0af40302 } });
+    const v6 = Buffer.alloc(40);
+    v6[0] = 0x60;
+    Buffer.from(ipv6ToBytes(A)).copy(v6, 8);
+    expect(parseUdp6(udp(v6), from(B))?.inner).toEqual({ version: 6, src: A });
+  });
+  it('malformed: short, truncated inner headers, no source -> undefined or no inner, never a throw', () => {
+    expect(parseUdp6(Buffer.alloc(7), from(B))).toBeUndefined();
+    expect(parseUdp6(udp(Buffer.alloc(0)), undefined)).toBeUndefined();
+    expect(parseUdp6(udp(Buffer.from([0x60, 0, 0])), from(B))?.inner).toBeUndefined();
+    expect(parseUdp6(udp(Buffer.from([0x45, 0, 0])), from(B))?.inner).toBeUndefined();
+    expect(parseUdp6(udp(Buffer.alloc(40, 0x77)), from(B))?.inner).toBeUndefined();
   });
 });
