@@ -155,3 +155,33 @@ describe('felt doctor probes IPv6 peers (root, netns, TUN, etcd, ip6tables; both
     }
   });
 });
+
+// NAT on the IPv6 underlay: n2's outgoing UDP/IPv6 8285 is rewritten to another source (ip6tables
+// SNAT). SNAT applies to flows n2 starts, so n1's agent does not probe (it would start the flow
+// first) and n2's probes open it. n1 hears n2 from the other address: its doctor must name NAT and
+// the family.
+describe('felt doctor names NAT on the IPv6 underlay (root, netns, TUN, etcd, ip6tables nat)', () => {
+  let tb2: Testbed;
+  const NATTED = 'fd77::99';
+  beforeAll(async () => {
+    tb2 = await Testbed.create({ nodes: 2, pods: true, etcd: true, underlay: 'dual', networkConfig: DUAL_CONFIG });
+    await tb2.node(2).ns.exec(['ip6tables', '-w', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth0', '-p', 'udp', '--sport', '8285', '-j', 'SNAT', '--to-source', NATTED]);
+    await startAgent(tb2, tb2.node(1), { engine: 'native', extraArgs: ['--probe=false'] });
+    const a2 = await startAgent(tb2, tb2.node(2), { engine: 'js', extraArgs: ['--probe-interval', '1'] });
+    await waitFor("n2's probes of n1 to be sent (and lost: n1 drops datagrams from the NAT address)", async () =>
+      (await a2.fetchJSON('/leases')).probes?.lost > 0);
+  });
+  afterAll(async () => {
+    await tb2?.destroy();
+  });
+
+  it(`n2's datagrams arrive from ${NATTED}, not its PublicIPv6: "NAT on the IPv6 underlay", --public-ipv6 suggested`, async () => {
+    const n1 = tb2.node(1);
+    const n2 = tb2.node(2);
+    const run = await runDoctor(tb2, n1, 'ipv6-nat');
+    const peer = peerCheck(run, n2);
+    expect(peer.summary, run.text).toBe(`${n2.underlayIPv6}: NAT on the IPv6 underlay, its datagrams arrive from ${NATTED} but its lease's PublicIPv6 is ${n2.underlayIPv6}`);
+    expect(peer.fix).toContain(`--public-ipv6 ${NATTED}`);
+    expect(peer.evidence?.join('\n'), run.text).toContain(`its datagrams arrive from ${NATTED}, not from its lease's PublicIPv6 ${n2.underlayIPv6}`);
+  });
+});
