@@ -223,7 +223,7 @@ function leaseRow(l: LeaseView, probes: boolean): string {
   const tag = l.self ? '<span class="tag">this node</span>' : '';
   // A lease of an IPv6-only overlay has no IPv4 subnet: "-", its IPv6 subnet below as for dual-stack.
   return `<tr data-subnet="${e(l.subnet ?? l.subnet6 ?? '-')}" data-public-ip="${e(l.publicIP)}"${classes ? ` class="${classes}"` : ''}>
-  <td class="mono subnet">${e(l.subnet ?? '-')}${tag}${l.subnet6 ? `<div class="sub">${e(l.subnet6)}</div>` : ''}</td>
+  <td class="mono subnet">${e(l.subnet ?? '-')}${tag}${l.subnet6 ? `<div class="sub">${e(l.subnet6)}${l.ipv6Carried === false ? ' <span class="tag" title="a stock flannel UDP node: its tunnel carries IPv4 only, felt sends it no IPv6">IPv6 not carried</span>' : ''}</div>` : ''}</td>
   <td class="mono">${e(l.publicIP)}${l.publicIPv6 ? `<div class="sub">${e(l.publicIPv6)}</div>` : ''}</td>
   ${expiresCell(l)}
   <td class="source">${sourceCell(l)}</td>

@@ -176,10 +176,10 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
     });
   });
   // Dual-stack leases only, so an IPv4-only cluster's series are unchanged (join on subnet).
-  gauge('felt_lease_ipv6_info', 'One series per lease with an IPv6 half (value is always 1): its IPv6 subnet and PublicIPv6.', ['subnet', 'subnet6', 'public_ipv6'], (s) =>
+  gauge('felt_lease_ipv6_info', 'One series per lease with an IPv6 half (value is always 1): its IPv6 subnet, PublicIPv6, and whether its tunnel carries IPv6 pods (false: a stock flannel UDP node, sent IPv4 only).', ['subnet', 'subnet6', 'public_ipv6', 'carried'], (s) =>
     s.leases
       .filter((l) => l.ipv6Subnet || l.publicIPv6)
-      .map((l) => [{ subnet: leaseName(l), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '' }, 1]),
+      .map((l) => [{ subnet: leaseName(l), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '', carried: String(l.ipv6Subnet !== undefined && l.carriesIPv6 === true) }, 1]),
   );
   gauge('felt_lease_expiry_timestamp_seconds', 'Unix time at which a lease expires unless renewed (absent when it has no expiry).', ['subnet', 'public_ip'], (s) =>
     s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: leaseName(l), public_ip: l.publicIP }, l.expiresAt! / 1000]),

@@ -143,6 +143,12 @@ function probeCountsText(p: ProbesView): string {
   return [...(n4 > 0 ? [`ipv4 ${countsText(p.peers)}`] : []), `ipv6 ${countsText(p.peers6)}`].join('  ');
 }
 
+/** The IPv6 subnet cell; a stock flannel UDP node's IPv6 subnet is marked: felt sends it IPv4 only. */
+function subnet6Text(l: LeaseView): string {
+  if (l.subnet6 === null || l.subnet6 === undefined) return '-';
+  return l.ipv6Carried === false ? `${l.subnet6} (not carried)` : l.subnet6;
+}
+
 /** Renders the lease document as aligned text (one line per lease, numbers right-aligned). */
 export function formatLeaseTable(v: LeasesView): string {
   const withPath = v.datapath !== null;
@@ -155,7 +161,7 @@ export function formatLeaseTable(v: LeasesView): string {
   header.push('SOURCE');
   const rows = [header];
   for (const l of v.leases) {
-    const row = [l.self ? '*' : '', l.subnet ?? '-', l.publicIP, ...(withIPv6 ? [l.subnet6 ?? '-', l.publicIPv6 ?? '-'] : []), expiresText(l)];
+    const row = [l.self ? '*' : '', l.subnet ?? '-', l.publicIP, ...(withIPv6 ? [subnet6Text(l), l.publicIPv6 ?? '-'] : []), expiresText(l)];
     if (withProbes) row.push(l.self ? 'self' : familyCells(l, probeText), l.self ? '' : familyCells(l, pathMtuText));
     if (withPath) row.push(...peerCells(l.datapath));
     row.push(sourceText(l.source));

@@ -41,6 +41,11 @@ export interface LeaseView {
   subnet6: string | null;
   /** PublicIPv6; null when the node has no IPv6 underlay address. */
   publicIPv6: string | null;
+  /**
+   * With an IPv6 subnet: whether the holder's tunnel carries IPv6 pods (felt's BackendV6Data). False
+   * for a stock flannel UDP node, which is sent IPv4 only. Null on a lease without an IPv6 subnet.
+   */
+  ipv6Carried: boolean | null;
   /** True for this node's own lease. */
   self: boolean;
   expiresAt: string | null;
@@ -224,6 +229,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
       publicIP: lease.publicIP,
       subnet6: lease.ipv6Subnet ? formatSubnet6(lease.ipv6Subnet) : null,
       publicIPv6: lease.publicIPv6 ?? null,
+      ipv6Carried: lease.ipv6Subnet ? lease.carriesIPv6 === true : null,
       self: isSelf(lease, snap),
       expiresAt: iso(lease.expiresAt),
       expiresInSeconds: secondsLeft,

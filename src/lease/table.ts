@@ -176,7 +176,8 @@ export class LeaseTable {
         continue; // the store validates PublicIP; never let one bad value break the table
       }
       const route: Route = lease.subnet ? { subnet: lease.subnet, publicIP } : { publicIP };
-      if (ipv6 && lease.ipv6Subnet) route.subnet6 = lease.ipv6Subnet;
+      // Only to a holder whose tunnel carries IPv6: a stock flannel UDP node's IPv6 subnet gets no route.
+      if (ipv6 && lease.ipv6Subnet && lease.carriesIPv6) route.subnet6 = lease.ipv6Subnet;
       if (!route.subnet && !route.subnet6) continue; // an IPv6-only lease in a cluster without IPv6: nothing to route
       if (publicIPv6 !== undefined) route.publicIPv6 = publicIPv6;
       routes.push(route);

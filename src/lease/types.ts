@@ -78,6 +78,11 @@ export interface Lease {
   ipv6Subnet?: Subnet6;
   /** PublicIPv6 (RFC 5952 text): the node's IPv6 underlay address; absent (null in etcd) when it has none. */
   publicIPv6?: string;
+  /**
+   * True when the holder's tunnel carries IPv6 pods (felt's BackendV6Data). A lease with an IPv6
+   * subnet but without it (a stock flannel UDP node in a dual-stack network) is sent IPv4 only.
+   */
+  carriesIPv6?: boolean;
   /** When the lease expires if not renewed (ms since epoch); undefined when unknown/none. */
   expiresAt?: number;
   /** Where the lease came from, for the debug endpoint. */

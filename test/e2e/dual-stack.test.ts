@@ -27,6 +27,8 @@ const UNDERLAY_MTU = 1500;
 /** The stock flannel node's lease, and the pod address its stand-in answers pings for. */
 const STOCK_SUBNET = '10.244.200.0/24';
 const STOCK_POD = '10.244.200.2';
+/** The IPv6 subnet a stock flannel node takes in a dual-stack network (its tunnel cannot carry it). */
+const STOCK_SUBNET6 = 'fc00:0:0:c8::/64';
 const PEER_FIXTURE = join(repoRoot(), 'test', 'e2e', 'fixtures', 'flannel-v4-peer.mjs');
 
 /** `fc00:0:0:5::1/64` -> the address with its host part replaced by `host` (`fc00:0:0:5::<host>`). */
@@ -140,12 +142,14 @@ for (const underlay of UNDERLAYS) {
       }
 
       if (underlay === 'ipv4') {
-        it('a stock flannel node (IPv4-only lease, plain UDP endpoint) exchanges IPv4 traffic and is never sent IPv6', async () => {
+        it('a stock flannel node (dual-stack lease without felt\'s BackendV6Data, plain UDP endpoint) exchanges IPv4 traffic and is never sent IPv6', async () => {
           const stock: TestbedNode = await tb.addNode();
           const peer = await startStockPeer(stock);
           const lease = tb.etcdClient.lease(3600);
           try {
-            await lease.put(`${tb.etcdPrefix}/subnets/${STOCK_SUBNET.replace('/', '-')}`).value(leaseValue(stock.underlayIP));
+            // What stock flannel writes given EnableIPv6: an IPv6 subnet too, PublicIPv6 null, no BackendV6Data.
+            const key = `${STOCK_SUBNET.replace('/', '-')}&${STOCK_SUBNET6.replace('/', '-')}`;
+            await lease.put(`${tb.etcdPrefix}/subnets/${key}`).value(leaseValue(stock.underlayIP));
             await converged(agents, [STOCK_SUBNET]);
             for (const n of tb.nodes.filter((x) => x !== stock)) {
               const r = await tb.ping(podOf(n), STOCK_POD, { count: 3, intervalS: 0.1, waitS: 2 });
@@ -156,6 +160,12 @@ for (const underlay of UNDERLAYS) {
             expect(await pingAllPairs(tb, tb.nodes.filter((x) => x !== stock), `${label}, stock peer present`)).toEqual([]);
             const lost = await tb.ping(podOf(tb.node(1)), 'fc00:0:ffff::2', { count: 1, waitS: 1, family: 6 });
             expect(lost.ok).toBe(false);
+            // The stock node's IPv6 subnet has no route: the pod hears "unreachable" at once.
+            const toStock6 = await tb.ping(podOf(tb.node(1)), host6(STOCK_SUBNET6, 2), { count: 2, intervalS: 0.1, waitS: 1, family: 6 });
+            expect(toStock6.ok).toBe(false);
+            expect(toStock6.raw).toMatch(/unreachable/i);
+            const view = await leasesDoc(agents[0]!);
+            expect(view.leases.find((l) => l.subnet === STOCK_SUBNET)).toMatchObject({ subnet6: STOCK_SUBNET6, ipv6Carried: false });
             const got = peer.records();
             console.log(`[${label}] stock node got ${got.length} datagrams: versions ${[...new Set(got.map((g) => g.version))].join(', ')}`);
             expect(got.filter((g) => g.replied).length).toBeGreaterThanOrEqual(6);

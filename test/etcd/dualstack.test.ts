@@ -34,19 +34,19 @@ describe('dual-stack leases (needs the etcd binary)', () => {
     expect(lease.publicIPv6).toBe('fd00::2');
     const key = `${prefix}/subnets/10.244.1.0-24&fc00:0:0:1::-64`;
     expect(lease.source).toMatchObject({ kind: 'etcd', key });
-    expect(await subnetKeys(prefix)).toEqual({ '10.244.1.0-24&fc00:0:0:1::-64': '{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::2"}' });
+    expect(await subnetKeys(prefix)).toEqual({ '10.244.1.0-24&fc00:0:0:1::-64': '{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::2","BackendV6Data":{"CarriesIPv6":true}}' });
 
     // Renewal keeps both halves of the key and the value.
     const renewed = await store.renew(lease);
     expect(renewed.source).toMatchObject({ key });
-    expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::2"}');
+    expect((await keyInfo(key))?.value).toBe('{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::2","BackendV6Data":{"CarriesIPv6":true}}');
   });
 
   it('a node without an IPv6 underlay address writes PublicIPv6 null but still gets an IPv6 subnet', async () => {
     const prefix = await freshPrefix(DUAL);
     const lease = await newStore(prefix, { random: first }).store.acquire('192.168.77.3');
     expect(await subnetKeys(prefix)).toEqual({
-      [`10.244.1.0-24&fc00:0:0:1::-64`]: '{"PublicIP":"192.168.77.3","PublicIPv6":null}',
+      [`10.244.1.0-24&fc00:0:0:1::-64`]: '{"PublicIP":"192.168.77.3","PublicIPv6":null,"BackendV6Data":{"CarriesIPv6":true}}',
     });
     expect(lease.publicIPv6).toBeUndefined();
   });
@@ -77,7 +77,7 @@ describe('dual-stack leases (needs the etcd binary)', () => {
     const a = await newStore(prefix).store.acquire('192.168.77.2', { publicIPv6: 'fd00::2' });
     const b = await newStore(prefix).store.acquire('192.168.77.2', { publicIPv6: 'fd00::22' });
     expect(b.source).toMatchObject({ key: (a.source as { key: string }).key });
-    expect(Object.values(await subnetKeys(prefix))).toEqual(['{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::22"}']);
+    expect(Object.values(await subnetKeys(prefix))).toEqual(['{"PublicIP":"192.168.77.2","PublicIPv6":"fd00::22","BackendV6Data":{"CarriesIPv6":true}}']);
   });
 
   it('an IPv4-only lease for our PublicIP is not compatible once IPv6 is enabled: replaced by a dual-stack one', async () => {

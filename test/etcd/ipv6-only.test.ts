@@ -20,12 +20,12 @@ describe('IPv6-only overlay leases (needs the etcd binary)', () => {
     expect(lease.ipv6Subnet && formatSubnet6(lease.ipv6Subnet)).toBe('fc00:0:0:1::/64');
     const key = `${prefix}/subnets/0.0.0.0-0&fc00:0:0:1::-64`;
     expect(lease.source).toMatchObject({ kind: 'etcd', key });
-    expect(await subnetKeys(prefix)).toEqual({ '0.0.0.0-0&fc00:0:0:1::-64': '{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11"}' });
+    expect(await subnetKeys(prefix)).toEqual({ '0.0.0.0-0&fc00:0:0:1::-64': '{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11","BackendV6Data":{"CarriesIPv6":true}}' });
 
     const renewed = await store.renew(lease);
     expect(renewed.source).toMatchObject({ key });
     expect(renewed.subnet).toBeUndefined();
-    expect((await keyInfo(key))?.value).toBe('{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11"}');
+    expect((await keyInfo(key))?.value).toBe('{"PublicIP":"0.0.0.0","PublicIPv6":"fd77::11","BackendV6Data":{"CarriesIPv6":true}}');
   });
 
   it('a second node gets the next IPv6 subnet; each takes its own lease back by PublicIPv6', async () => {
@@ -43,7 +43,7 @@ describe('IPv6-only overlay leases (needs the etcd binary)', () => {
     const a = await newStore(prefix).store.acquire('192.168.77.2', { publicIPv6: 'fd77::2' });
     const b = await newStore(prefix).store.acquire('192.168.77.2', { publicIPv6: 'fd77::22' });
     expect(b.source).toMatchObject({ key: (a.source as { key: string }).key });
-    expect(Object.values(await subnetKeys(prefix))).toEqual(['{"PublicIP":"192.168.77.2","PublicIPv6":"fd77::22"}']);
+    expect(Object.values(await subnetKeys(prefix))).toEqual(['{"PublicIP":"192.168.77.2","PublicIPv6":"fd77::22","BackendV6Data":{"CarriesIPv6":true}}']);
   });
 
   it('takes back the previous IPv6 subnet alone (subnet.env has no FLANNEL_SUBNET), unless it does not fit', async () => {

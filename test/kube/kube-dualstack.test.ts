@@ -52,9 +52,17 @@ describe('KubeLeaseStore dual-stack', () => {
       [`${PREFIX}backend-type`]: '',
       [`${PREFIX}backend-data`]: 'null',
       [`${PREFIX}public-ip`]: '192.168.77.11',
-      [`${PREFIX}backend-v6-data`]: 'null',
+      [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}',
       [`${PREFIX}public-ipv6`]: 'fd00::11',
     });
+  });
+
+  it('a node without an IPv6 underlay address still writes backend-v6-data (its tunnel carries IPv6 pods) but no public-ipv6', async () => {
+    api.addNode(bareNode('n1', ['10.244.1.0/24', 'fc00:0:0:1::/64']));
+    const lease = await store(dual.path).acquire('192.168.77.11');
+    expect(lease.publicIPv6).toBeUndefined();
+    expect(annotations('n1')[`${PREFIX}backend-v6-data`]).toBe('{"CarriesIPv6":true}');
+    expect(annotations('n1')[`${PREFIX}public-ipv6`]).toBeUndefined();
   });
 
   it('honours public-ipv6-overwrite and reads node-public-ipv6; rejects bad values clearly', async () => {
@@ -83,16 +91,24 @@ describe('KubeLeaseStore dual-stack', () => {
   it('lists peers with their IPv6 halves; a stock flannel UDP node (IPv4 only) stays an IPv4 peer', async () => {
     const v6peer = managedNode('n2', '10.244.2.0/24', '192.168.77.12');
     (v6peer.spec as JsonObject).podCIDRs = ['10.244.2.0/24', 'fc00:0:0:2::/64'];
-    Object.assign((v6peer.metadata as JsonObject).annotations as JsonObject, { [`${PREFIX}public-ipv6`]: 'fd00::12', [`${PREFIX}backend-v6-data`]: 'null' });
+    Object.assign((v6peer.metadata as JsonObject).annotations as JsonObject, { [`${PREFIX}public-ipv6`]: 'fd00::12', [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}' });
     api.addNode(v6peer);
     api.addNode(managedNode('n3', '10.244.3.0/24', '192.168.77.13'));
+    const stock = managedNode('n4', '10.244.4.0/24', '192.168.77.14');
+    (stock.spec as JsonObject).podCIDRs = ['10.244.4.0/24', 'fc00:0:0:4::/64'];
+    api.addNode(stock);
     const { leases } = await store(dual.path).list();
     const byIP = Object.fromEntries(leases.map((l) => [l.publicIP, l]));
     expect(formatSubnet6(byIP['192.168.77.12']!.ipv6Subnet!)).toBe('fc00:0:0:2::/64');
     expect(byIP['192.168.77.12']!.publicIPv6).toBe('fd00::12');
-    expect(byIP['192.168.77.12']!.attrs).toMatchObject({ PublicIPv6: 'fd00::12', BackendV6Data: null });
+    expect(byIP['192.168.77.12']!.attrs).toMatchObject({ PublicIPv6: 'fd00::12', BackendV6Data: { CarriesIPv6: true } });
+    expect(byIP['192.168.77.12']!.carriesIPv6).toBe(true);
     expect(byIP['192.168.77.13']!.ipv6Subnet).toBeUndefined();
     expect(byIP['192.168.77.13']!.publicIPv6).toBeUndefined();
+    // A stock flannel UDP node in the dual-stack cluster: both podCIDRs, no backend-v6-data. Its IPv6
+    // subnet is listed but not carried, so the lease table gives it no IPv6 route.
+    expect(formatSubnet6(byIP['192.168.77.14']!.ipv6Subnet!)).toBe('fc00:0:0:4::/64');
+    expect(byIP['192.168.77.14']!.carriesIPv6).toBeUndefined();
   });
 
   it('IPv4-only config: the IPv6 podCIDR and annotations are ignored and none are written', async () => {

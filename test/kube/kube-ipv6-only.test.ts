@@ -32,7 +32,7 @@ function managedNode6(name: string, podCIDR6: string, publicIPv6: string): JsonO
     [`${PREFIX}backend-type`]: '',
     [`${PREFIX}backend-data`]: 'null',
     [`${PREFIX}public-ip`]: '0.0.0.0',
-    [`${PREFIX}backend-v6-data`]: 'null',
+    [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}',
     [`${PREFIX}public-ipv6`]: publicIPv6,
   };
   return node;
@@ -62,7 +62,7 @@ describe('KubeLeaseStore IPv6-only overlay', () => {
       [`${PREFIX}backend-type`]: '',
       [`${PREFIX}backend-data`]: 'null',
       [`${PREFIX}public-ip`]: '0.0.0.0',
-      [`${PREFIX}backend-v6-data`]: 'null',
+      [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}',
       [`${PREFIX}public-ipv6`]: 'fd00::11',
     });
   });

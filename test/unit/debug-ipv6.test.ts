@@ -11,7 +11,7 @@ import { HOUR, etcdLease, peer, sampleSnapshot } from '../debug/state.js';
 
 function dual(subnet: string, publicIP: string, subnet6: string, publicIPv6?: string): Lease {
   const l = etcdLease(subnet, publicIP, 20 * HOUR);
-  return { ...l, ipv6Subnet: parseSubnet6(subnet6), ...(publicIPv6 ? { publicIPv6 } : {}), attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null } };
+  return { ...l, ipv6Subnet: parseSubnet6(subnet6), ...(publicIPv6 ? { publicIPv6 } : {}), carriesIPv6: true, attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null, BackendV6Data: { CarriesIPv6: true } } };
 }
 
 describe('lease document with IPv6 halves (no root)', () => {
@@ -50,6 +50,20 @@ describe('lease document with IPv6 halves (no root)', () => {
     expect(html).toContain('<div class="sub">fd77::12</div>');
     expect(html).toContain('IPv6 network fc00::/48');
     expect(renderLeasesPage(buildLeasesView(sampleSnapshot(), true))).not.toMatch(/IPv6|fc00/);
+    expect(view.leases.map((l) => l.ipv6Carried)).toEqual([true, true, null]);
+    expect(text).not.toContain('not carried');
+  });
+
+  it("marks a stock flannel UDP node's IPv6 subnet (no felt BackendV6Data) as not carried in JSON, text and HTML", () => {
+    const snap = sampleSnapshot();
+    const own = dual('10.244.1.0/24', '192.168.77.11', 'fc00:0:0:1::/64');
+    const { carriesIPv6: _, ...stock } = dual('10.244.2.0/24', '192.168.77.12', 'fc00:0:0:2::/64');
+    snap.self = { ...snap.self!, lease: own, network6: 'fc00::/48' };
+    snap.leases = [own, { ...stock, attrs: { PublicIP: '192.168.77.12', PublicIPv6: null } }];
+    const view = buildLeasesView(snap, true);
+    expect(view.leases.map((l) => l.ipv6Carried)).toEqual([true, false]);
+    expect(formatLeaseTable(view)).toMatch(/10\.244\.2\.0\/24\s+192\.168\.77\.12\s+fc00:0:0:2::\/64 \(not carried\)/);
+    expect(renderLeasesPage(view)).toContain('IPv6 not carried</span>');
   });
 });
 
@@ -65,7 +79,7 @@ describe('/metrics with IPv6 halves (no root)', () => {
     const server = await startDebugServer('127.0.0.1:0', new HandState(snap), pino({ level: 'silent' }));
     try {
       const f = parsePrometheusText((await httpRequest(server.address, '/metrics')).body);
-      expect(sampleValue(f, 'felt_lease_ipv6_info', { subnet: '10.244.9.0/24', subnet6: 'fc00:0:0:9::/64', public_ipv6: 'fd77::19' })).toBe(1);
+      expect(sampleValue(f, 'felt_lease_ipv6_info', { subnet: '10.244.9.0/24', subnet6: 'fc00:0:0:9::/64', public_ipv6: 'fd77::19', carried: 'true' })).toBe(1);
       expect(f.get('felt_lease_ipv6_info')!.samples).toHaveLength(1);
     } finally {
       await server.close();
@@ -76,7 +90,7 @@ describe('/metrics with IPv6 halves (no root)', () => {
 /** A lease of an IPv6-only overlay: no IPv4 subnet, key "0.0.0.0-0&<ipv6>-<len>". */
 function v6only(subnet6: string, publicIPv6: string): Lease {
   const { subnet: _none, ...rest } = etcdLease('10.244.250.0/24', '0.0.0.0', 20 * HOUR);
-  return { ...rest, ipv6Subnet: parseSubnet6(subnet6), publicIPv6, attrs: { PublicIP: '0.0.0.0', PublicIPv6: publicIPv6 } };
+  return { ...rest, ipv6Subnet: parseSubnet6(subnet6), publicIPv6, carriesIPv6: true, attrs: { PublicIP: '0.0.0.0', PublicIPv6: publicIPv6, BackendV6Data: { CarriesIPv6: true } } };
 }
 
 function v6onlySnapshot(): ReturnType<typeof sampleSnapshot> {

@@ -25,6 +25,7 @@ const kv = (name: string, value: string): IKeyValue =>
 const lease6 = (subnet6: string, publicIPv6: string, publicIP = '0.0.0.0'): Lease => ({
   publicIP,
   ipv6Subnet: parseSubnet6(subnet6),
+  carriesIPv6: true,
   publicIPv6,
   attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6 },
   source: { kind: 'etcd', key: PREFIX + makeSubnetKey(undefined, parseSubnet6(subnet6)), modRevision: '1' },

@@ -4,10 +4,11 @@ import { parseIPv4, parseSubnet } from '../../src/net/cidr.js';
 import { parseIPv6, parseSubnet6 } from '../../src/net/ip6.js';
 import type { Lease } from '../../src/lease/types.js';
 
+// A felt lease: an IPv6 subnet comes with felt's BackendV6Data (its tunnel carries IPv6).
 const lease = (subnet: string, publicIP: string, subnet6?: string, publicIPv6?: string): Lease => ({
   subnet: parseSubnet(subnet),
   publicIP,
-  ...(subnet6 ? { ipv6Subnet: parseSubnet6(subnet6) } : {}),
+  ...(subnet6 ? { ipv6Subnet: parseSubnet6(subnet6), carriesIPv6: true } : {}),
   ...(publicIPv6 ? { publicIPv6 } : {}),
   attrs: { PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null },
   source: { kind: 'etcd', key: subnet, modRevision: '1' },
@@ -31,6 +32,19 @@ describe('LeaseTable with IPv6 halves', () => {
       { subnet: parseSubnet('10.244.3.0/24'), publicIP: 0, subnet6: parseSubnet6('fc00:0:0:3::/64'), publicIPv6: parseIPv6('fd00::13') },
     ]);
     expect(t.routes(undefined, false).map((r) => Object.keys(r))).toEqual([['subnet', 'publicIP'], ['subnet', 'publicIP'], ['subnet', 'publicIP']]);
+  });
+
+  it("a stock flannel UDP node's IPv6 subnet (no felt BackendV6Data) gets no IPv6 route: it is sent IPv4 only", () => {
+    const t = new LeaseTable();
+    const { carriesIPv6: _, ...stock } = lease('10.244.2.0/24', '192.168.77.12', 'fc00:0:0:2::/64');
+    t.apply({ kind: 'snapshot', revision: '1', leases: [lease('10.244.1.0/24', '192.168.77.11', 'fc00:0:0:1::/64'), stock] });
+    expect(t.routes(undefined, true)).toEqual([
+      { subnet: parseSubnet('10.244.1.0/24'), publicIP: parseIPv4('192.168.77.11'), subnet6: parseSubnet6('fc00:0:0:1::/64') },
+      { subnet: parseSubnet('10.244.2.0/24'), publicIP: parseIPv4('192.168.77.12') },
+    ]);
+    // The node starts felt: its lease is rewritten with the marker, and the IPv6 route appears.
+    t.apply({ kind: 'events', revision: '2', events: [{ type: 'added', lease: lease('10.244.2.0/24', '192.168.77.12', 'fc00:0:0:2::/64') }] });
+    expect(t.routes(undefined, true)[1]).toEqual({ subnet: parseSubnet('10.244.2.0/24'), publicIP: parseIPv4('192.168.77.12'), subnet6: parseSubnet6('fc00:0:0:2::/64') });
   });
 
   it('a changed IPv6 half or PublicIPv6 is an add; a duplicate IPv6 subnet of another node is refused', () => {

@@ -7,16 +7,19 @@
 import type { IKeyValue } from 'etcd3';
 import { formatIPv4, NO_SUBNET, parseIPv4, parseSubnetKey, type Subnet } from '../../net/cidr.js';
 import { formatIPv6, parseIPv6, type Subnet6 } from '../../net/ip6.js';
+import { carriesIPv6, IPV6_TUNNEL_DATA } from '../backend-data.js';
 import type { Lease } from '../types.js';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
 
 /**
  * Exactly what a stock flannel UDP node writes (v0.15+): no BackendType, PublicIPv6 null; a node with
- * an IPv6 underlay address writes it (RFC 5952 text, as Go does) instead of null.
+ * an IPv6 underlay address writes it (RFC 5952 text, as Go does) instead of null. With `ipv6Tunnel`
+ * (a network with IPv6) felt adds its BackendV6Data, which says the node's tunnel carries IPv6 pods.
  */
-export function leaseValue(publicIP: string, publicIPv6?: string): string {
-  return JSON.stringify({ PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null });
+export function leaseValue(publicIP: string, publicIPv6?: string, ipv6Tunnel = false): string {
+  const value = { PublicIP: publicIP, PublicIPv6: publicIPv6 ?? null };
+  return JSON.stringify(ipv6Tunnel ? { ...value, BackendV6Data: IPV6_TUNNEL_DATA } : value);
 }
 
 /** A key under <prefix>/subnets/ after parsing: a lease, or why it is not one. */
@@ -72,6 +75,7 @@ export function parseLeaseKv(kv: IKeyValue, subnetsPrefix: string): ParsedKv {
     }
   }
   const etcdLeaseId = kv.lease && kv.lease !== '0' ? kv.lease : undefined;
+  const carries = subnet6 !== undefined && carriesIPv6(field(record, 'BackendV6Data'));
   return {
     ok: true,
     lease: {
@@ -79,6 +83,7 @@ export function parseLeaseKv(kv: IKeyValue, subnetsPrefix: string): ParsedKv {
       publicIP,
       ...(subnet6 ? { ipv6Subnet: subnet6 } : {}),
       ...(publicIPv6 !== undefined ? { publicIPv6 } : {}),
+      ...(carries ? { carriesIPv6: true } : {}),
       source: { kind: 'etcd', key, modRevision: kv.mod_revision, ...(etcdLeaseId ? { etcdLeaseId } : {}) },
       attrs: record,
     },

@@ -13,6 +13,7 @@ import { errorText } from '../../retry.js';
 import { countSubnets, countSubnets6, isCompatible4, isCompatible6, pickFreeSubnet, pickFreeSubnet6 } from '../allocate.js';
 import { leaseName, subnetText } from '../name.js';
 import { parseNetworkConfigText } from '../config.js';
+import { carriesIPv6 } from '../backend-data.js';
 import {
   ConfigError,
   LeaseLostError,
@@ -144,7 +145,8 @@ export class EtcdLeaseStore implements LeaseStore {
     // An IPv4-only cluster publishes no IPv6 address: its values stay exactly what flannel's UDP nodes write.
     if (!config.ipv6) ipv6 = undefined;
     const me = { publicIP: ip, publicIPv6: ipv6 };
-    const value = leaseValue(ip, ipv6);
+    // felt's BackendV6Data only where the network has IPv6: IPv4-only values stay flannel's, byte for byte.
+    const value = leaseValue(ip, ipv6, config.ipv6 !== undefined);
     // flannel reuses the previous IPv6 subnet only together with the IPv4 one, and only if it fits the config;
     // on an IPv6-only overlay the IPv6 subnet alone.
     const previous = config.enableIPv4 ? options.previousSubnet : undefined;
@@ -402,12 +404,13 @@ export class EtcdLeaseStore implements LeaseStore {
       await this.revoke(granted.id);
       return undefined;
     }
-    const attrs = JSON.parse(value) as { PublicIP: string; PublicIPv6: string | null };
+    const attrs = JSON.parse(value) as { PublicIP: string; PublicIPv6: string | null; BackendV6Data?: unknown };
     return {
       ...(subnet ? { subnet } : {}),
       publicIP: attrs.PublicIP,
       ...(subnet6 ? { ipv6Subnet: subnet6 } : {}),
       ...(attrs.PublicIPv6 !== null ? { publicIPv6: attrs.PublicIPv6 } : {}),
+      ...(subnet6 && carriesIPv6(attrs.BackendV6Data) ? { carriesIPv6: true } : {}),
       expiresAt: Date.now() + granted.ttl * 1000,
       source: { kind: 'etcd', key: key.toString(), modRevision: res.header.revision, etcdLeaseId: granted.id },
       attrs: JSON.parse(value) as Record<string, unknown>,
@@ -439,7 +442,7 @@ export class EtcdLeaseStore implements LeaseStore {
    * last-writer-wins): still ours -> renewed; gone -> re-created if still free; someone else's -> LeaseLostError.
    */
   private async renewOnce(lease: Lease): Promise<Lease> {
-    const value = leaseValue(lease.publicIP, lease.publicIPv6);
+    const value = leaseValue(lease.publicIP, lease.publicIPv6, lease.carriesIPv6 === true);
     const oldId = etcdSource(lease)?.etcdLeaseId;
     const current = await this.readKey(lease.subnet, lease.ipv6Subnet);
 

@@ -2,6 +2,7 @@
 // and the Node fields felt reads: which nodes are peers, and the lease each one stands for.
 import { isIPv4, parseSubnet, type Subnet } from '../../net/cidr.js';
 import { formatIPv6, formatSubnet6, isIPv6, parseIPv6, parseSubnet6, type Subnet6 } from '../../net/ip6.js';
+import { carriesIPv6 } from '../backend-data.js';
 import type { Lease } from '../types.js';
 import { subnetText } from '../name.js';
 import { NO_PUBLIC_IP } from '../../public-ips.js';
@@ -135,7 +136,7 @@ export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false,
   const publicIP = !ipv4 && (rawIP === undefined || rawIP === '') ? NO_PUBLIC_IP : rawIP;
   if (publicIP === undefined || !isIPv4(publicIP)) return { reason: `public-ip annotation ${JSON.stringify(publicIP ?? null)} is not an IPv4 address` };
   const attrs: Record<string, unknown> = { PublicIP: publicIP, BackendType: ann[keys.backendType] ?? '', BackendData: jsonAnnotation(ann[keys.backendData]) };
-  let six: { ipv6Subnet?: Subnet6; publicIPv6?: string } = {};
+  let six: { ipv6Subnet?: Subnet6; publicIPv6?: string; carriesIPv6?: boolean } = {};
   if (ipv6) {
     const ipv6Subnet = nodePodCIDR6(node);
     const rawV6 = ann[keys.publicIPv6];
@@ -143,9 +144,11 @@ export function nodeToLease(node: KubeNode, keys: KubeAnnotations, ipv6 = false,
       return { reason: `public-ipv6 annotation ${JSON.stringify(rawV6)} is not an IPv6 address` };
     }
     const publicIPv6 = rawV6 ? formatIPv6(parseIPv6(rawV6)) : undefined;
-    six = { ...(ipv6Subnet ? { ipv6Subnet } : {}), ...(publicIPv6 ? { publicIPv6 } : {}) };
+    const backendV6Data = ann[keys.backendV6Data] !== undefined ? jsonAnnotation(ann[keys.backendV6Data]) : undefined;
+    const carries = ipv6Subnet !== undefined && carriesIPv6(backendV6Data);
+    six = { ...(ipv6Subnet ? { ipv6Subnet } : {}), ...(publicIPv6 ? { publicIPv6 } : {}), ...(carries ? { carriesIPv6: true } : {}) };
     attrs.PublicIPv6 = publicIPv6 ?? null;
-    if (ann[keys.backendV6Data] !== undefined) attrs.BackendV6Data = jsonAnnotation(ann[keys.backendV6Data]);
+    if (backendV6Data !== undefined) attrs.BackendV6Data = backendV6Data;
   }
   return {
     lease: {

@@ -9,6 +9,7 @@ import { LoggedOnce } from '../../log.js';
 import { formatSubnet, isIPv4, subnetContains } from '../../net/cidr.js';
 import { formatIPv6, formatSubnet6, isIPv6, parseIPv6, subnet6Contains } from '../../net/ip6.js';
 import { errorText, retry } from '../../retry.js';
+import { IPV6_TUNNEL_DATA } from '../backend-data.js';
 import { parseNetworkConfigText } from '../config.js';
 import {
   ConfigError,
@@ -206,7 +207,9 @@ export class KubeLeaseStore implements LeaseStore {
       [this.annotations.backendData]: 'null',
       [this.annotations.publicIP]: advertised,
     };
-    // Dual-stack: felt's UDP backend carries IPv6 (flannel's keeps UDP leases IPv4-only and writes none of these).
+    // Dual-stack: felt's UDP backend carries IPv6 (flannel's keeps UDP leases IPv4-only and writes none of
+    // these), and says so in backend-v6-data, also when the node has no IPv6 underlay address.
+    if (config.ipv6) desired[this.annotations.backendV6Data] = JSON.stringify(IPV6_TUNNEL_DATA);
     if (config.ipv6 && options.publicIPv6 !== undefined) {
       let advertised6 = formatIPv6(parseIPv6(options.publicIPv6));
       const overwrite6 = ann[this.annotations.publicIPv6Overwrite];
@@ -217,7 +220,6 @@ export class KubeLeaseStore implements LeaseStore {
         if (overwrite6 !== advertised6) this.log.info({ publicIPv6: advertised6, overwrite: overwrite6 }, 'advertising the public-ipv6-overwrite address');
         advertised6 = overwrite6;
       }
-      desired[this.annotations.backendV6Data] = 'null';
       desired[this.annotations.publicIPv6] = advertised6;
     }
     const changes = Object.fromEntries(Object.entries(desired).filter(([k, v]) => ann[k] !== v));
