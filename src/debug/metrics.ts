@@ -9,6 +9,7 @@ import type { AgentSnapshot, AgentState } from '../agent-state.js';
 import type { PeerProbeStatus, ProbeSummary } from '../probe/types.js';
 import { DROP_REASONS } from '../datapath/types.js';
 import { leaseName } from '../lease/name.js';
+import { leaseCarriesIPv6 } from '../lease/backend-data.js';
 import { formatSubnet6 } from '../net/ip6.js';
 
 type Labels = Record<string, string>;
@@ -179,7 +180,7 @@ export function createAgentMetrics(state: AgentState): AgentMetrics {
   gauge('felt_lease_ipv6_info', 'One series per lease with an IPv6 half (value is always 1): its IPv6 subnet, PublicIPv6, and whether its tunnel carries IPv6 pods (false: a stock flannel UDP node, sent IPv4 only).', ['subnet', 'subnet6', 'public_ipv6', 'carried'], (s) =>
     s.leases
       .filter((l) => l.ipv6Subnet || l.publicIPv6)
-      .map((l) => [{ subnet: leaseName(l), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '', carried: String(l.ipv6Subnet !== undefined && l.carriesIPv6 === true) }, 1]),
+      .map((l) => [{ subnet: leaseName(l), subnet6: l.ipv6Subnet ? formatSubnet6(l.ipv6Subnet) : '', public_ipv6: l.publicIPv6 ?? '', carried: String(leaseCarriesIPv6(l)) }, 1]),
   );
   gauge('felt_lease_expiry_timestamp_seconds', 'Unix time at which a lease expires unless renewed (absent when it has no expiry).', ['subnet', 'public_ip'], (s) =>
     s.leases.filter((l) => l.expiresAt !== undefined).map((l) => [{ subnet: leaseName(l), public_ip: l.publicIP }, l.expiresAt! / 1000]),

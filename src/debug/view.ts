@@ -7,6 +7,7 @@ import { DROP_REASONS } from '../datapath/types.js';
 import type { Lease, StoreStatus } from '../lease/types.js';
 import { formatSubnet } from '../net/cidr.js';
 import { leaseName } from '../lease/name.js';
+import { leaseCarriesIPv6 } from '../lease/backend-data.js';
 import { formatSubnet6 } from '../net/ip6.js';
 import { peerProbeView, probesView, type PeerProbeView, type ProbesView } from '../probe/view.js';
 
@@ -229,7 +230,7 @@ export function buildLeasesView(snap: AgentSnapshot, ready: boolean | null, now:
       publicIP: lease.publicIP,
       subnet6: lease.ipv6Subnet ? formatSubnet6(lease.ipv6Subnet) : null,
       publicIPv6: lease.publicIPv6 ?? null,
-      ipv6Carried: lease.ipv6Subnet ? lease.carriesIPv6 === true : null,
+      ipv6Carried: lease.ipv6Subnet ? leaseCarriesIPv6(lease) : null,
       self: isSelf(lease, snap),
       expiresAt: iso(lease.expiresAt),
       expiresInSeconds: secondsLeft,

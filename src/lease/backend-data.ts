@@ -12,3 +12,12 @@ export const IPV6_TUNNEL_DATA = { CarriesIPv6: true } as const;
 export function carriesIPv6(backendV6Data: unknown): boolean {
   return typeof backendV6Data === 'object' && backendV6Data !== null && (backendV6Data as Record<string, unknown>).CarriesIPv6 === true;
 }
+
+/**
+ * Whether IPv6 pod traffic may go to a lease's holder: its lease has an IPv6 subnet and felt's marker,
+ * or has only an IPv6 subnet (an IPv6-only overlay, which no stock flannel UDP node can join, so a
+ * reservation written by hand without the marker still works there).
+ */
+export function leaseCarriesIPv6(lease: { subnet?: unknown; ipv6Subnet?: unknown; carriesIPv6?: boolean }): boolean {
+  return lease.ipv6Subnet !== undefined && (lease.carriesIPv6 === true || lease.subnet === undefined);
+}

@@ -6,6 +6,7 @@ import { formatSubnet6, parseIPv6, subnet6Equals, subnets6Overlap, type Subnet6 
 import type { Route } from '../datapath/types.js';
 import type { Lease, LeaseEvent, LeaseUpdate } from './types.js';
 import { leaseName, type LeaseSubnets } from './name.js';
+import { leaseCarriesIPv6 } from './backend-data.js';
 
 /** Leases are keyed by their IPv4 subnet, or by their IPv6 subnet when they have none (IPv6-only overlay). */
 const keyOf = leaseName;
@@ -177,7 +178,7 @@ export class LeaseTable {
       }
       const route: Route = lease.subnet ? { subnet: lease.subnet, publicIP } : { publicIP };
       // Only to a holder whose tunnel carries IPv6: a stock flannel UDP node's IPv6 subnet gets no route.
-      if (ipv6 && lease.ipv6Subnet && lease.carriesIPv6) route.subnet6 = lease.ipv6Subnet;
+      if (ipv6 && lease.ipv6Subnet && leaseCarriesIPv6(lease)) route.subnet6 = lease.ipv6Subnet;
       if (!route.subnet && !route.subnet6) continue; // an IPv6-only lease in a cluster without IPv6: nothing to route
       if (publicIPv6 !== undefined) route.publicIPv6 = publicIPv6;
       routes.push(route);

@@ -2,7 +2,7 @@
 // IPv6 pods; a stock flannel UDP node takes an IPv6 subnet too but writes no marker and is sent IPv4 only.
 import type { IKeyValue } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { carriesIPv6 } from '../../src/lease/backend-data.js';
+import { carriesIPv6, leaseCarriesIPv6 } from '../../src/lease/backend-data.js';
 import { leaseValue, parseLeaseKv } from '../../src/lease/etcd/keys.js';
 
 const PREFIX = '/coreos.com/network/subnets/';
@@ -33,5 +33,14 @@ describe('BackendV6Data: which leases carry IPv6 pods (no root)', () => {
   it('carriesIPv6 accepts only the exact marker', () => {
     expect(carriesIPv6({ CarriesIPv6: true })).toBe(true);
     for (const v of [undefined, null, true, 'CarriesIPv6', [], {}, { CarriesIPv6: 'true' }, { CarriesIPv6: 1 }]) expect(carriesIPv6(v)).toBe(false);
+  });
+
+  it('a lease with only an IPv6 subnet (IPv6-only overlay, where no stock flannel node can be) carries IPv6 without the marker', () => {
+    const subnet = { ip: 1, prefixLen: 24 };
+    const ipv6Subnet = { ip: 1n, prefixLen: 64 };
+    expect(leaseCarriesIPv6({ ipv6Subnet })).toBe(true);
+    expect(leaseCarriesIPv6({ subnet, ipv6Subnet })).toBe(false);
+    expect(leaseCarriesIPv6({ subnet, ipv6Subnet, carriesIPv6: true })).toBe(true);
+    expect(leaseCarriesIPv6({ subnet, carriesIPv6: true })).toBe(false);
   });
 });
