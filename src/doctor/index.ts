@@ -10,6 +10,7 @@ import { storeSettings } from '../settings.js';
 import { agentTarget, fromAgent, oneLine } from '../leases-cmd.js';
 import { parseSubnet, type Subnet } from '../net/cidr.js';
 import { leaseName } from '../lease/name.js';
+import { leaseCarriesIPv6 } from '../lease/backend-data.js';
 import type { DoctorContext } from './context.js';
 import {
   checkAgent, checkForward, checkIpForward, checkOwnLease, checkRoutes, checkRpFilter, checkStore,
@@ -154,13 +155,14 @@ function probePeers(ctx: DoctorContext): ProbePeer[] {
   if (ctx.view) {
     return ctx.view.leases.filter((l) => !l.self && (l.subnet !== null || l.subnet6 !== null))
       .map((l) => ({
-        ...(l.subnet !== null ? { subnet: parseSubnet(l.subnet) } : {}), ...(l.subnet6 !== null ? { subnet6: parseSubnet6(l.subnet6) } : {}),
+        // A stock flannel node's IPv6 subnet (ipv6Carried false) is sent no IPv6: not probed.
+        ...(l.subnet !== null ? { subnet: parseSubnet(l.subnet) } : {}), ...(l.subnet6 !== null && l.ipv6Carried !== false ? { subnet6: parseSubnet6(l.subnet6) } : {}),
         publicIP: l.publicIP, ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}), expiresInSeconds: l.expiresInSeconds,
       }))
       .filter((l) => !isOwn(l));
   }
   return (ctx.store?.leases ?? []).filter((l) => (l.subnet || l.ipv6Subnet) && !isOwn({ subnet: l.subnet, subnet6: l.ipv6Subnet })).map((l) => ({
-    ...(l.subnet ? { subnet: l.subnet } : {}), ...(l.ipv6Subnet ? { subnet6: l.ipv6Subnet } : {}),
+    ...(l.subnet ? { subnet: l.subnet } : {}), ...(l.ipv6Subnet && leaseCarriesIPv6(l) ? { subnet6: l.ipv6Subnet } : {}),
     publicIP: l.publicIP, ...(l.publicIPv6 ? { publicIPv6: l.publicIPv6 } : {}),
     expiresInSeconds: l.expiresAt === undefined ? null : Math.round((l.expiresAt - Date.now()) / 1000),
   }));

@@ -23,6 +23,7 @@ import { icmpErrorName, MIN_PROBE_SIZE, type EchoRequest, type ReceivedIcmp } fr
 import { icmp6ErrorName, MIN_PROBE6_SIZE, type EchoRequest6, type ReceivedIcmp6 } from './packet6.js';
 import type { Received } from './socket.js';
 import type { PeerProbeStatus, ProbeEvidence, ProbeSummary, Reachability } from './types.js';
+import { leaseCarriesIPv6 } from '../lease/backend-data.js';
 
 export interface ProberOptions {
   /** Each peer is probed about this often when the rate allows (seconds). */
@@ -198,7 +199,8 @@ export class PeerProber {
         seen.add(key);
         this.track(key, lease, underlay, underlayAddrs, 4, lease.subnet.ip >>> 0, formatIPv4(lease.subnet.ip));
       }
-      if (this.socket6 && lease.ipv6Subnet !== undefined) {
+      // Not a stock flannel node's IPv6 subnet: felt sends it no IPv6, so there is nothing to probe.
+      if (this.socket6 && lease.ipv6Subnet !== undefined && leaseCarriesIPv6(lease)) {
         const key = formatSubnet6(lease.ipv6Subnet);
         seen.add(key);
         this.track(key, lease, underlay, underlayAddrs, 6, lease.ipv6Subnet.ip, formatIPv6(lease.ipv6Subnet.ip));

@@ -136,7 +136,7 @@ describe('peer prober', () => {
       close(): void {}
     }
     const dual = (subnet: string, subnet6: string, publicIP: string, publicIPv6?: string): Lease => ({
-      ...lease(subnet, publicIP), ipv6Subnet: parseSubnet6(subnet6), ...(publicIPv6 ? { publicIPv6 } : {}),
+      ...lease(subnet, publicIP), ipv6Subnet: parseSubnet6(subnet6), carriesIPv6: true, ...(publicIPv6 ? { publicIPv6 } : {}),
     });
     const LOCAL6 = { ...LOCAL, address6: parseIPv6('fd00:10:244:1::') };
 
@@ -162,6 +162,22 @@ describe('peer prober', () => {
       expect(s.peers['fd00:10:244:2::/64']).toMatchObject({ state: 'reachable', mtu: { state: 'ok', size: 1472 } });
       // One queue, one rate for both families.
       expect(sock.sent.length + sock6.sent.length).toBeLessThanOrEqual(50 * 20 * 2);
+    });
+
+    it("a stock flannel node's IPv6 subnet (no felt BackendV6Data) is not probed over IPv6: felt sends it IPv4 only", async () => {
+      const { carriesIPv6: _, ...stock } = dual('10.244.3.0/24', 'fd00:10:244:3::/64', '192.168.77.13');
+      const peers: Lease[] = [stock];
+      const sock = new FakeSocket();
+      const sock6 = new FakeSocket6();
+      sock.answer.set(parseIPv4('10.244.3.0'), { full: true, rttMs: 0.5 });
+      const prober = new PeerProber({ local: () => LOCAL6, peers: () => peers }, sock, { intervalSeconds: 1, maxRate: 50, timeoutMs: 500 }, Date.now, sock6);
+      prober.start();
+      await vi.advanceTimersByTimeAsync(10_000);
+      const s = prober.summary();
+      prober.stop();
+      expect(Object.keys(s.peers)).toEqual(['10.244.3.0/24']);
+      expect(s.peers['10.244.3.0/24']!.state).toBe('reachable');
+      expect(sock6.sent).toHaveLength(0);
     });
 
     it('an IPv6-only overlay: only IPv6 targets, no IPv4 probe sent', async () => {
