@@ -263,13 +263,6 @@ export class JsForwarder {
    */
   private encap(buf: Buffer, start: number, length: number): void {
     const c = this.counters;
-    const local = this.config.localSubnet;
-    if (local === undefined) {
-      // An IPv6-only overlay (localSubnet6 is then set): any other family is one this cluster does not carry.
-      if (length > 0 && buf[start]! >> 4 === 6) this.encap6(buf, start, length);
-      else c.dropEncap(length > 0 ? 'not-ip' : 'truncated');
-      return;
-    }
     const verdict = validateIPv4(buf, start, length, false);
     if (verdict !== 'ok') {
       if (verdict === 'not-ip' && buf[start]! >> 4 === 6 && this.local6 !== undefined) this.encap6(buf, start, length);
@@ -277,9 +270,11 @@ export class JsForwarder {
       return;
     }
     const dst = readU32(buf, start + IP_OFF.dst);
-    if (subnetContainsIP(local, dst)) {
-      // Our own subnet never leaves through the tunnel: sending it to ourselves would loop.
-      c.dropEncap('own-subnet');
+    const local = this.config.localSubnet;
+    if (local === undefined || subnetContainsIP(local, dst)) {
+      // Our own subnet never leaves through the tunnel: sending it to ourselves would loop. An IPv6-only
+      // overlay (no IPv4 lease) carries no IPv4 at all; telling it apart here costs the IPv4 path nothing.
+      c.dropEncap(local === undefined ? 'not-ip' : 'own-subnet');
       return;
     }
     const route = this.table.lookup(dst);
@@ -358,17 +353,15 @@ export class JsForwarder {
    */
   private admitDecap(buf: Buffer, start: number, length: number, peer: Peer): number {
     const counters = peer.counters;
-    if (this.config.localSubnet === undefined) {
-      // An IPv6-only overlay: as on encap, only IPv6 inner packets are carried.
-      if (length > 0 && buf[start]! >> 4 === 6) return this.admitDecap6(buf, start, length, peer);
-      return this.decapDrop(length > 0 ? 'not-ip' : 'truncated', counters);
-    }
     const verdict = validateIPv4(buf, start, length, true);
     if (verdict !== 'ok') {
       if (verdict === 'not-ip' && buf[start]! >> 4 === 6 && this.local6 !== undefined) return this.admitDecap6(buf, start, length, peer);
       return this.decapDrop(verdict, counters);
     }
-    if (!subnetsContain(peer.subnets, readU32(buf, start + IP_OFF.src))) return this.decapDrop('spoofed-source', counters);
+    if (!subnetsContain(peer.subnets, readU32(buf, start + IP_OFF.src))) {
+      // On an IPv6-only overlay no peer has an IPv4 subnet: every IPv4 packet lands here, and is not-ip.
+      return this.decapDrop(this.config.localSubnet === undefined ? 'not-ip' : 'spoofed-source', counters);
+    }
     if (buf[start + IP_OFF.ttl] === 0) return this.decapDrop('ttl-expired', counters);
     return readU16(buf, start + IP_OFF.totalLength);
   }

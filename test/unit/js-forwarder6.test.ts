@@ -251,3 +251,47 @@ it('checks the underlay last: hop limit and size first, as for any peer', () => 
   expect(d).toEqual({ 'ttl-expired': 1, oversize: 1 });
   expect(io.tun).toHaveLength(2);
 });
+
+describe('js forwarder, IPv6-only overlay (no IPv4 lease, routes with only subnet6)', () => {
+  const V6_ONLY: ForwarderConfig = { mtu: MTU, localSubnet6: parseSubnet6('fd00:10:244:1::/64'), bindIP: 0, bindIPv6: parseIPv6('fd77::2') };
+  beforeEach(() => {
+    io = new RecordingIO();
+    fwd = new JsForwarder(V6_ONLY, io, new TokenBucket(100, 100, () => 0));
+    fwd.setRoutes([{ publicIP: 0, subnet6: parseSubnet6('fd00:10:244:2::/64'), publicIPv6: parseIPv6(B6) }]);
+  });
+
+  it('carries IPv6 to the peer by its PublicIPv6; has no IPv4 route', () => {
+    encapOne(fwd, ip6Packet());
+    expect(io.sent.map((s) => s.address)).toEqual([B6]);
+    const s = fwd.stats({});
+    expect(s.peers[B6]!.tx.packets).toBe(1);
+    expect([s.features.routes, s.features.routes6]).toEqual([0, 1]);
+  });
+
+  it('drops IPv4 from the TUN as not-ip after validation: a broken IPv4 header still counts as itself; no ICMP', () => {
+    encapOne(fwd, ipv4('10.244.1.5', '10.244.2.7'));
+    const short = ipv4('10.244.1.5', '10.244.2.7').subarray(0, 12);
+    encapOne(fwd, short);
+    const badLen = ipv4('10.244.1.5', '10.244.2.7');
+    badLen.writeUInt16BE(10, 2); // total length below the header length
+    encapOne(fwd, badLen);
+    const s = fwd.stats({});
+    expect(s.drops.encap['not-ip']).toBe(1);
+    expect(s.drops.encap.truncated).toBe(1);
+    expect(s.drops.encap.malformed).toBe(1);
+    expect(s.drops.encap['own-subnet']).toBe(0);
+    expect(io.sent).toEqual([]);
+    expect(io.tun).toEqual([]);
+  });
+
+  it('decap: delivers an inner IPv6 packet from the peer; an inner IPv4 one is not-ip, counted on the peer', () => {
+    decapOne(fwd, ip6Packet({ src: 'fd00:10:244:2::7', dst: 'fd00:10:244:1::9' }), B6);
+    expect(io.tun).toHaveLength(1);
+    decapOne(fwd, ipv4('10.244.2.7', '10.244.1.9'), B6);
+    const s = fwd.stats({});
+    expect(s.drops.decap['not-ip']).toBe(1);
+    expect(s.drops.decap['spoofed-source']).toBe(0);
+    expect(s.peers[B6]!.drops['not-ip']).toBe(1);
+    expect(io.tun).toHaveLength(1);
+  });
+});
