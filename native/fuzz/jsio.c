@@ -707,6 +707,7 @@ static void fuzz_tun_reader(int v6) {
 
 typedef struct {
   uint32_t src_be;
+  uint8_t src6[16]; /* the IPv6 socket's records: 16-byte sources (zeros: no IPv6 sender) */
   size_t len, seg;
   uint8_t flags;
   const uint8_t *data;
@@ -716,21 +717,25 @@ typedef struct {
 static msg_expect mexp[UDP_BATCH_MAX];
 static uint32_t nmsgs, mexp_next;
 static int udp_pending; /* a batch waits for the next recvmmsg */
+static int udp6_fd = -1; /* an unbound AF_INET6 socket: its family makes the reader an IPv6 one; never used for I/O */
+static uint64_t udp6_msgs_total, udp6_gro_msgs;
 static uint64_t udp_msgs_total, udp_records_total;
 
 static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
   (void)ctx;
   size_t off = 0;
+  int v6 = ctx != NULL;
+  size_t hdr = v6 ? UDP_REC_HDR6 : UDP_REC_HDR, a = hdr - 4;
   for (uint32_t i = 0; i < count; i++) {
-    if (off + UDP_REC_HDR > len) {
+    if (off + hdr > len) {
       violation("UDP batch shorter than its %u records", count);
       break;
     }
-    uint32_t src;
-    memcpy(&src, data + off, 4);
-    size_t l = (size_t)data[off + 4] << 8 | data[off + 5];
-    uint8_t flags = data[off + 6];
-    if (off + UDP_REC_HDR + l > len) {
+    uint32_t src = 0;
+    if (!v6) memcpy(&src, data + off, 4);
+    size_t l = (size_t)data[off + a] << 8 | data[off + a + 1];
+    uint8_t flags = data[off + a + 2];
+    if (off + hdr + l > len) {
       violation("UDP record runs past the batch");
       break;
     }
@@ -742,12 +747,12 @@ static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
     msg_expect *x = &mexp[mexp_next];
     size_t at = (size_t)x->seen * x->seg;
     size_t want = x->pieces == 1 ? x->len : (x->len - at < x->seg ? x->len - at : x->seg);
-    if (src != x->src_be || l != want || flags != (x->pieces == 1 ? x->flags : 0) ||
-        memcmp(data + off + UDP_REC_HDR, x->data + at, l) != 0)
+    if ((v6 ? memcmp(data + off, x->src6, 16) != 0 : src != x->src_be) || l != want ||
+        flags != (x->pieces == 1 ? x->flags : 0) || memcmp(data + off + hdr, x->data + at, l) != 0)
       violation("UDP record %u of a message: %zu bytes flags %u (want %zu, flags %u)", x->seen, l, flags, want, x->flags);
     x->seen++;
     udp_records_total++;
-    off += UDP_REC_HDR + l;
+    off += hdr + l;
   }
   if (off != len) violation("UDP batch of %zu bytes, records end at %zu", len, off);
   free(data);
@@ -760,10 +765,11 @@ static int deliver_udp(void *ctx, uint8_t *data, size_t len, uint32_t count) {
 static int jsio_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags, struct timespec *timeout) {
   (void)flags;
   (void)timeout;
-  if (fd != FAKE_UDP_FD || !udp_pending) {
+  if ((fd != FAKE_UDP_FD && fd != udp6_fd) || !udp_pending) {
     errno = EAGAIN;
     return -1;
   }
+  int v6 = fd == udp6_fd;
   udp_pending = 0;
   if (nmsgs > vlen) violation("recvmmsg for %u messages, %u queued", vlen, nmsgs);
   for (uint32_t i = 0; i < nmsgs && i < vlen; i++) {
@@ -773,9 +779,19 @@ static int jsio_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags
     size_t len = chance(70) ? rnd(1500) : rnd((uint32_t)cap + 1);
     fill_random(slot, len);
     struct sockaddr_in *from = mh->msg_name;
-    *from = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d00u | rnd(256))}};
-    mh->msg_namelen = sizeof *from;
-    if (chance(3)) from->sin_family = AF_INET6;
+    struct sockaddr_in6 *from6 = mh->msg_name;
+    if (v6) {
+      *from6 = (struct sockaddr_in6){.sin6_family = AF_INET6};
+      from6->sin6_addr.s6_addr[0] = 0xfd;
+      from6->sin6_addr.s6_addr[1] = 0x77;
+      from6->sin6_addr.s6_addr[15] = (uint8_t)rnd(256);
+      mh->msg_namelen = sizeof *from6;
+      if (chance(3)) from6->sin6_family = AF_INET;
+    } else {
+      *from = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr = {htonl(0xc0a84d00u | rnd(256))}};
+      mh->msg_namelen = sizeof *from;
+      if (chance(3)) from->sin_family = AF_INET6;
+    }
     if (chance(3)) mh->msg_namelen = 0;
     size_t ctl_cap = mh->msg_controllen;
     mh->msg_controllen = 0;
@@ -796,7 +812,12 @@ static int jsio_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags
     v[i].msg_len = (unsigned)len;
     /* The reference: one record per GRO segment; a truncated message is one record, flagged. */
     msg_expect *x = &mexp[i];
-    x->src_be = (mh->msg_namelen >= sizeof(struct sockaddr_in) && from->sin_family == AF_INET) ? from->sin_addr.s_addr : 0;
+    x->src_be = (!v6 && mh->msg_namelen >= sizeof(struct sockaddr_in) && from->sin_family == AF_INET) ? from->sin_addr.s_addr : 0;
+    memset(x->src6, 0, 16);
+    if (v6 && mh->msg_namelen >= sizeof(struct sockaddr_in6) && from6->sin6_family == AF_INET6)
+      memcpy(x->src6, &from6->sin6_addr, 16);
+    udp6_msgs_total += v6;
+    udp6_gro_msgs += v6 && seg > 0 && seg < len && !(mh->msg_flags & MSG_TRUNC);
     x->len = len;
     x->flags = mh->msg_flags & MSG_TRUNC ? UDP_REC_TRUNC : 0;
     if (x->flags) seg = 0;
@@ -810,8 +831,8 @@ static int jsio_recvmmsg(int fd, struct mmsghdr *v, unsigned int vlen, int flags
   return (int)(nmsgs < vlen ? nmsgs : vlen);
 }
 
-static void fuzz_udp_reader(void) {
-  phase = "UDP reader";
+static void fuzz_udp_reader(int v6) {
+  phase = v6 ? "UDP reader (IPv6 socket)" : "UDP reader";
   nmsgs = 1 + rnd(UDP_BATCH_MAX);
   mexp_next = 0;
   udp_pending = 1;
@@ -844,7 +865,10 @@ int main(int argc, char **argv) {
   batch_reader *tun = tun_reader_create(FAKE_TUN_FD, 1, deliver_tun, NULL);
   batch_reader *tun6 = tun_reader_create6(FAKE_TUN_FD, 1, 1, deliver_tun, NULL);
   batch_reader *udp = udp_reader_create(FAKE_UDP_FD, deliver_udp, NULL);
-  if (!base || !tun || !tun6 || !udp) return 2;
+  udp6_fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  static int six = 1; /* deliver_udp's ctx: records carry 16-byte sources */
+  batch_reader *udp6 = udp6_fd >= 0 ? udp_reader_create(udp6_fd, deliver_udp, &six) : NULL;
+  if (!base || !tun || !tun6 || !udp || !udp6) return 2;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (round_index = 0; udp_entries + tun_entries + reads_total + udp_msgs_total < count; round_index++) {
@@ -860,7 +884,15 @@ int main(int argc, char **argv) {
           fuzz_tun_reader(0);
         }
         break;
-      default: R = udp; fuzz_udp_reader(); break;
+      default:
+        if (chance(40)) {
+          R = udp6;
+          fuzz_udp_reader(1);
+        } else {
+          R = udp;
+          fuzz_udp_reader(0);
+        }
+        break;
     }
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -875,11 +907,14 @@ int main(int argc, char **argv) {
   printf("  reader TUN: %" PRIu64 " reads (%" PRIu64 " split, %" PRIu64 " dropped; IPv6 %" PRIu64 ", %" PRIu64
          " of them split) -> %" PRIu64 " records\n",
          reads_total, split_reads, dropped_reads, reads6_total, split6_reads, records_total);
-  printf("  reader UDP: %" PRIu64 " messages -> %" PRIu64 " records\n", udp_msgs_total, udp_records_total);
+  printf("  reader UDP: %" PRIu64 " messages (IPv6 socket %" PRIu64 ", %" PRIu64 " of them UDP_GRO trains) -> %" PRIu64
+         " records\n", udp_msgs_total, udp6_msgs_total, udp6_gro_msgs, udp_records_total);
   printf("%s: %" PRIu64 " violations\n", violations ? "FAIL" : "OK", violations);
   reader_free(tun);
   reader_free(tun6);
   reader_free(udp);
+  reader_free(udp6);
+  close(udp6_fd);
   free(base);
   return violations ? 1 : 0;
 }
