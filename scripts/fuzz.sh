@@ -3,8 +3,8 @@
 # the decap and encap paths of each engine, each run on its own:
 #   js      the js engine's per-packet decisions (JsForwarder, PacketIO and batched paths), heap
 #           measured after a full GC round by round;
-#   jsio    the js engine's C I/O (reader.c: TSO split, UDP GRO split; writer.c: GSO trains, GRO
-#           writes), plain and ASan/UBSan builds;
+#   jsio    the js engine's C I/O (reader.c: TSO/TSO6 split, UDP GRO split; writer.c: GSO trains, GRO
+#           writes; IPv4 and IPv6), plain and ASan/UBSan builds;
 #   native  the native engine's packet path (engine.c), plain and ASan/UBSan builds. The verdicts
 #           come from the same reference model as the js run (scripts/fuzz/model.ts):
 #           fuzz --emit | node dist/scripts/fuzz-vectors.js | fuzz --vectors -

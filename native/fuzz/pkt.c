@@ -1,4 +1,4 @@
-/* Packet helpers shared by the fuzz harnesses: a seeded PRNG, IPv4 packet builders (with the
+/* Packet helpers shared by the fuzz harnesses: a seeded PRNG, IPv4 and IPv6 packet builders (with the
  * structure mark and stream-position payload of fuzz.h), checksums and the payload oracle. */
 #include "pkt.h"
 

@@ -2,7 +2,8 @@
 // bytes, mutations) one at a time into dual-stack forwarders with each combination of underlays,
 // judged by the IPv6 reference model (model.ts); what leaves is checked against its input: the
 // datagram (hop limit - 1, right underlay address), the TUN write, the ICMPv6 error (fields,
-// checksum over the pseudo-header, quote, suppression rules).
+// checksum over the pseudo-header, quote, suppression rules). Now and then the send or TUN write
+// an input leads to is refused or throws: it must show as one send-error / tun-write-error.
 import { JsForwarder, type BatchIO } from '../../src/datapath/js.js';
 import { TokenBucket } from '../../src/datapath/packet.js';
 import { DROP_REASONS } from '../../src/datapath/types.js';
