@@ -490,6 +490,7 @@ static void expect_drop(read_expect *x, int reason) {
  * csum_start/offset out of range, TCPV4 on IPv6, the type of the other protocol, an extension
  * header before TCP, a TCP data offset below 5, cut-short reads). The reference: ipv6_validate
  * and gso_make_plan6 (judged against the model by the native harness), the split checked here. */
+static void expect_read6(const uint8_t *buf, size_t n, read_expect *x);
 static size_t gen_tun_read6(uint8_t *buf, read_expect *x) {
   uint8_t *p = buf + VNET_HDR_LEN;
   pkt_spec s;
@@ -542,43 +543,50 @@ static size_t gen_tun_read6(uint8_t *buf, read_expect *x) {
   /* Only a split is judged by checksum and oracle, and a split recomputes both: no unmarking. */
   if (!keep_hdr) vnet_write(buf, &h);
   size_t n = VNET_HDR_LEN + len;
+  expect_read6(buf, n, x);
+  return n;
+}
 
+/* What a reader with IPv6 on makes of a read of n bytes whose packet has version 6. */
+static void expect_read6(const uint8_t *buf, size_t n, read_expect *x) {
+  const uint8_t *p = buf + VNET_HDR_LEN;
+  vnet_hdr h;
   memset(x, 0, sizeof *x);
   x->csum_at = ~0u;
   x->v6 = 1;
   vnet_parse(buf, &h);
-  size_t plen = len;
+  size_t plen = n - VNET_HDR_LEN;
   int g = (h.gso_type & ~VNET_GSO_ECN) != VNET_GSO_NONE;
   drop_reason v = plen > 0 && p[0] >> 4 == 6 ? ipv6_validate(p, plen, g) : DROP_TRUNCATED;
   if (v != DROP_NONE) {
     expect_drop(x, v);
-    return n;
+    return;
   }
   gso_plan plan;
   if (g) {
     if (gso_make_plan6(p, plen, h.gso_type, h.gso_size, &plan) < 0) {
       expect_drop(x, DROP_MALFORMED);
-      return n;
+      return;
     }
     x->split = 1;
     x->nrec = plan.nsegs;
     x->seg_max = plan.seg_len;
-    return n;
+    return;
   }
   size_t tot = 40 + (size_t)rd16(p + 4);
   if ((h.flags & VNET_F_NEEDS_CSUM) &&
       ((size_t)h.csum_start + h.csum_offset + 2 > tot || (h.csum_start & 1) || h.csum_start < 40)) {
     expect_drop(x, DROP_MALFORMED);
-    return n;
+    return;
   }
   x->nrec = 1;
   x->len = tot;
   memcpy(x->head, p, tot < 64 ? tot : 64);
   if (h.flags & VNET_F_NEEDS_CSUM) x->csum_at = (uint32_t)h.csum_start + h.csum_offset;
-  return n;
+  return;
 }
 
-static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
+static size_t gen_tun_read(uint8_t *buf, read_expect *x, int ipv6) {
   uint8_t *p = buf + VNET_HDR_LEN;
   vnet_hdr h = {0};
   pkt_spec s;
@@ -639,6 +647,10 @@ static size_t gen_tun_read(uint8_t *buf, read_expect *x) {
     expect_drop(x, DROP_TRUNCATED);
     return n;
   }
+  if (ipv6 && n > VNET_HDR_LEN && p[0] >> 4 == 6) { /* garbage made it an IPv6 read */
+    expect_read6(buf, n, x);
+    return n;
+  }
   vnet_parse(buf, &h);
   size_t plen = n - VNET_HDR_LEN;
   gso_plan plan;
@@ -681,7 +693,7 @@ static void fuzz_tun_reader(int v6) {
   reader_stats before;
   reader_get_stats(R, &before);
   for (uint32_t i = 0; i < nreads; i++) {
-    rqueue_len[i] = v6 && chance(60) ? gen_tun_read6(rqueue[i], &rexp[i]) : gen_tun_read(rqueue[i], &rexp[i]);
+    rqueue_len[i] = v6 && chance(60) ? gen_tun_read6(rqueue[i], &rexp[i]) : gen_tun_read(rqueue[i], &rexp[i], v6);
     reads6_total += rexp[i].v6;
     split6_reads += rexp[i].v6 && rexp[i].split;
     reads_total++;
