@@ -8,6 +8,8 @@ import { Testbed } from '../testbed/testbed.js';
 import { waitFor } from '../support/wait.js';
 
 const DUAL_CONFIG = { Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fc00::/48', Backend: { Type: 'udp' } };
+/** felt's BackendV6Data in a value: its tunnel carries IPv6 pods. */
+const MARK = '"BackendV6Data":{"CarriesIPv6":true}';
 const testbeds: Testbed[] = [];
 const agents: AgentHandle[] = [];
 afterAll(async () => {
@@ -43,7 +45,7 @@ describe('felt run in a dual-stack cluster (root, netns, etcd)', () => {
 
     const values = await subnetValues(tb);
     const keyA = `${a.subnet.replace('/', '-')}&${a.subnet6!.replace('/', '-')}`;
-    expect(values[keyA]).toBe(`{"PublicIP":"${tb.nodes[0]!.underlayIPv4}","PublicIPv6":"${tb.nodes[0]!.underlayIPv6}"}`);
+    expect(values[keyA]).toBe(`{"PublicIP":"${tb.nodes[0]!.underlayIPv4}","PublicIPv6":"${tb.nodes[0]!.underlayIPv6}",${MARK}}`);
     expect(Object.keys(values)).toHaveLength(2);
 
     const doc = await waitFor('the peer on /leases', async () => {
@@ -60,7 +62,7 @@ describe('felt run in a dual-stack cluster (root, netns, etcd)', () => {
     const a = await agent(tb, 0);
     expect(a.env.FLANNEL_MTU).toBe('1452');
     const values = await subnetValues(tb);
-    expect(values[`${a.subnet.replace('/', '-')}&${a.subnet6!.replace('/', '-')}`]).toBe(`{"PublicIP":"0.0.0.0","PublicIPv6":"${tb.nodes[0]!.underlayIPv6}"}`);
+    expect(values[`${a.subnet.replace('/', '-')}&${a.subnet6!.replace('/', '-')}`]).toBe(`{"PublicIP":"0.0.0.0","PublicIPv6":"${tb.nodes[0]!.underlayIPv6}",${MARK}}`);
   });
 
   it('an IPv4-only cluster on a dual-stack underlay is unchanged: plain key, PublicIPv6 null, no IPv6 lines, MTU 1472', async () => {

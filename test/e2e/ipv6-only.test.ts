@@ -74,7 +74,8 @@ for (const { engine, underlay, masq } of RUNS) {
       for (const a of agents) {
         const n = a.node;
         expect(a.subnet6, `${n.name}: subnet.env ${JSON.stringify(a.env)}`).toMatch(/^fc00:[0-9a-f:]*\/64$/);
-        const value = underlay === 'ipv6' ? leaseValue('0.0.0.0', n.underlayIPv6) : leaseValue(n.underlayIPv4!);
+        // With felt's BackendV6Data ({"CarriesIPv6":true}), pinned byte for byte in the unit tests.
+        const value = underlay === 'ipv6' ? leaseValue('0.0.0.0', n.underlayIPv6, true) : leaseValue(n.underlayIPv4!, undefined, true);
         want[`${tb.etcdPrefix}/subnets/0.0.0.0-0&${a.subnet6!.replace('/', '-')}`] = value;
         const text = readFileSync(join(tb.workDir, n.name, 'subnet.env'), 'utf8');
         expect(text).toBe(`FLANNEL_IPV6_NETWORK=${NETWORK6}\nFLANNEL_IPV6_SUBNET=${host6(a.subnet6!, 1)}/64\nFLANNEL_MTU=${tunMtu}\nFLANNEL_IPMASQ=${masq}\n`);

@@ -51,7 +51,7 @@ describe('Kubernetes mode, dual-stack (root, netns, TUN)', () => {
     expect(annotations).toMatchObject({
       [`${PREFIX}public-ip`]: n1.underlayIPv4,
       [`${PREFIX}public-ipv6`]: n1.underlayIPv6,
-      [`${PREFIX}backend-v6-data`]: 'null',
+      [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}',
       [`${PREFIX}backend-data`]: 'null',
     });
     const doc = await waitFor('the peer on /leases', async () => {

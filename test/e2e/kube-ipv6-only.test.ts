@@ -68,6 +68,7 @@ describe(`Kubernetes mode, IPv6-only overlay, engine ${ENGINE} (root, netns, TUN
         [`${PREFIX}backend-type`]: '',
         [`${PREFIX}backend-data`]: 'null',
         [`${PREFIX}public-ip`]: n.underlayIP,
+        [`${PREFIX}backend-v6-data`]: '{"CarriesIPv6":true}',
       });
       expect((await n.ns.ip(['-4', 'addr', 'show', 'dev', 'flannel0'])).trim()).toBe('');
     }
