@@ -3,7 +3,8 @@
 // with only subnet6). The TUN gets no IPv4 address or route; IPv4 read from the TUN or received from a
 // peer is dropped as not-ip (docs/datapath.md). Run over an IPv4 underlay and over an IPv6 one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Netns, runPrefix } from '../testbed/netns.js';
+import { type Netns, runPrefix } from '../testbed/netns.js';
+import { A_IP, A_IP6, A_SUBNET6, A_TUNNEL6, B_IP, B_IP6, B_SUBNET6, B_TUNNEL6, MTU, NET6, PORT, twoNodes6 } from '../support/pair6.js';
 import { tcpTransfer } from '../testbed/tcp.js';
 import type { FixtureDriver } from '../support/driver.js';
 import { requireBuild, run, spawnEngine, stats, stopEngines, VARIANTS } from '../support/engine-fixture.js';
@@ -12,32 +13,7 @@ import { udp6Packet } from '../support/packets6.js';
 import { sendDatagrams, UdpListener } from '../support/udp.js';
 import { waitFor } from '../support/wait.js';
 
-const A_IP = '192.168.77.2';
-const B_IP = '192.168.77.3';
-const A_IP6 = 'fd77::2';
-const B_IP6 = 'fd77::3';
-const NET6 = 'fd10::/32';
-const A_SUBNET6 = 'fd10:0:1::/64';
-const B_SUBNET6 = 'fd10:0:2::/64';
-const A_TUNNEL6 = 'fd10:0:1::';
-const B_TUNNEL6 = 'fd10:0:2::';
-const PORT = 8285;
 const LISTEN_PORT = 9998;
-const MTU = 1452;
-
-async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
-  const nsA = await Netns.create(`${prefix}-a`);
-  const nsB = await Netns.create(`${prefix}-b`);
-  await nsA.ip(['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth0', 'netns', nsB.name]);
-  for (const [ns, v4, v6] of [[nsA, A_IP, A_IP6], [nsB, B_IP, B_IP6]] as const) {
-    await ns.sysctl('net.ipv6.conf.all.disable_ipv6', '0');
-    await ns.ip(['addr', 'add', `${v4}/24`, 'dev', 'veth0']);
-    await ns.ip(['-6', 'addr', 'add', `${v6}/64`, 'dev', 'veth0', 'nodad']);
-    await ns.ip(['link', 'set', 'veth0', 'up']);
-    await ns.ip(['link', 'set', 'lo', 'up']);
-  }
-  return [nsA, nsB];
-}
 
 const UNDERLAYS = [
   { label: 'an IPv4 underlay', six: false, a: A_IP, b: B_IP },
@@ -64,7 +40,7 @@ for (const variant of VARIANTS) {
 
       beforeAll(async () => {
         requireBuild();
-        [nsA, nsB] = await twoNodes(runPrefix());
+        [nsA, nsB] = await twoNodes6(runPrefix());
         a = node(nsA, A_SUBNET6, A_IP, A_IP6);
         b = node(nsB, B_SUBNET6, B_IP, B_IP6);
         await Promise.all([a.call('start'), b.call('start')]);

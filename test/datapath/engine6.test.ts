@@ -3,7 +3,8 @@
 // and over an IPv6 one. Namespaces get their IPv6 addresses inside them only (nodad). Like
 // engine.test.ts it drives test/support/fixtures/engine-node.mjs, which imports dist/ (build first).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Netns, runPrefix } from '../testbed/netns.js';
+import { type Netns, runPrefix } from '../testbed/netns.js';
+import { A_IP, A_IP6, A_SUBNET6, A_TUNNEL6, B_IP, B_IP6, B_SUBNET6, B_TUNNEL6, MTU, NET6, PORT, twoNodes6 } from '../support/pair6.js';
 import { tcpTransfer } from '../testbed/tcp.js';
 import type { FixtureDriver } from '../support/driver.js';
 import { requireBuild, run, spawnEngine, stats, stopEngines, VARIANTS, type Variant } from '../support/engine-fixture.js';
@@ -11,19 +12,7 @@ import { PADN6, udp6Packet } from '../support/packets6.js';
 import { sendDatagrams, UdpListener } from '../support/udp.js';
 import { waitFor } from '../support/wait.js';
 
-const A_IP = '192.168.77.2';
-const B_IP = '192.168.77.3';
-const A_IP6 = 'fd77::2';
-const B_IP6 = 'fd77::3';
-const NET6 = 'fd10::/32';
-const A_SUBNET6 = 'fd10:0:1::/64';
-const B_SUBNET6 = 'fd10:0:2::/64';
-const A_TUNNEL6 = 'fd10:0:1::';
-const B_TUNNEL6 = 'fd10:0:2::';
-const PORT = 8285;
 const LISTEN_PORT = 9999;
-const MTU = 1452; // fits an IPv6 underlay (1500 - 48)
-
 
 interface Node6 {
   subnet: string;
@@ -38,21 +27,6 @@ function engineNode(ns: Netns, v: Variant, n: Node6): FixtureDriver {
     network6: NET6, localSubnet6: n.subnet6, ...(n.bindIPv6 ? { bindIPv6: n.bindIPv6 } : {}),
   });
 }
-
-async function twoNodes(prefix: string): Promise<[Netns, Netns]> {
-  const nsA = await Netns.create(`${prefix}-a`);
-  const nsB = await Netns.create(`${prefix}-b`);
-  await nsA.ip(['link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth0', 'netns', nsB.name]);
-  for (const [ns, v4, v6] of [[nsA, A_IP, A_IP6], [nsB, B_IP, B_IP6]] as const) {
-    await ns.sysctl('net.ipv6.conf.all.disable_ipv6', '0');
-    await ns.ip(['addr', 'add', `${v4}/24`, 'dev', 'veth0']);
-    await ns.ip(['-6', 'addr', 'add', `${v6}/64`, 'dev', 'veth0', 'nodad']);
-    await ns.ip(['link', 'set', 'veth0', 'up']);
-    await ns.ip(['link', 'set', 'lo', 'up']);
-  }
-  return [nsA, nsB];
-}
-
 
 /** Udp6InDatagrams of the namespace: moves only when a datagram arrived over IPv6. */
 async function udp6In(ns: Netns): Promise<number> {
@@ -70,7 +44,7 @@ for (const variant of VARIANTS) {
 
     beforeAll(async () => {
       requireBuild();
-      [nsA, nsB] = await twoNodes(runPrefix());
+      [nsA, nsB] = await twoNodes6(runPrefix());
       a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP });
       b = engineNode(nsB, variant, { subnet: '10.244.2.0/24', subnet6: B_SUBNET6, bindIP: B_IP });
       await Promise.all([a.call('start'), b.call('start')]);
@@ -188,7 +162,7 @@ for (const variant of VARIANTS) {
 
     beforeAll(async () => {
       requireBuild();
-      [nsA, nsB] = await twoNodes(runPrefix());
+      [nsA, nsB] = await twoNodes6(runPrefix());
       // A has both underlays; B has only an IPv6 one (its peers know it by its PublicIPv6).
       a = engineNode(nsA, variant, { subnet: '10.244.1.0/24', subnet6: A_SUBNET6, bindIP: A_IP, bindIPv6: A_IP6 });
       b = engineNode(nsB, variant, { subnet: '10.244.2.0/24', subnet6: B_SUBNET6, bindIP: '0.0.0.0', bindIPv6: B_IP6 });

@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { expect } from 'vitest';
+import { KubeLeaseStore, type KubeLeaseStoreOptions } from '../../src/lease/kube/store.js';
 import type { Logger } from '../../src/log.js';
-import type { JsonObject } from '../testbed/fake-apiserver.js';
+import type { FakeApiServer, JsonObject } from '../testbed/fake-apiserver.js';
 import type { Netns } from '../testbed/netns.js';
 import { sendOneDatagram, sourceReceiver, type UdpFamily } from '../support/udp-source.js';
 import { waitFor } from '../support/wait.js';
@@ -18,6 +19,27 @@ export function quietLogger(): Logger {
 }
 
 /** A node as the controller manager leaves it: podCIDR(s) set, no flannel annotations yet. */
+/** Short timeouts and retries, so the store's waits and failures show within a test. */
+export const FAST_TIMING = { acquireTimeoutMs: 600, retryIntervalMs: 50, patchTimeoutMs: 600, backoffMinMs: 20, backoffMaxMs: 100, resyncMs: 0 };
+
+/**
+ * A store for node n1 against `api` with the net-conf.json at `netConfigPath`, recorded in `stores`
+ * so the suite's afterEach closes it.
+ */
+export function kubeStore(api: FakeApiServer, netConfigPath: string, stores: KubeLeaseStore[], extra: Partial<KubeLeaseStoreOptions> = {}): KubeLeaseStore {
+  const s = new KubeLeaseStore(
+    { apiUrl: api.url, annotationPrefix: 'flannel.alpha.coreos.com', netConfigPath, setNodeNetworkUnavailable: false, env: { NODE_NAME: 'n1' }, timing: FAST_TIMING, ...extra },
+    quietLogger(),
+  );
+  stores.push(s);
+  return s;
+}
+
+/** A node's annotations as the fake API server holds them. */
+export function nodeAnnotations(api: FakeApiServer, name: string): Record<string, string> {
+  return ((api.getNode(name)!.metadata as JsonObject).annotations ?? {}) as Record<string, string>;
+}
+
 export function bareNode(name: string, podCIDR?: string | string[], extra: JsonObject = {}): JsonObject {
   const spec: JsonObject = {};
   if (Array.isArray(podCIDR)) {

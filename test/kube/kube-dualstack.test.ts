@@ -6,23 +6,17 @@ import { KubeLeaseStore, type KubeLeaseStoreOptions } from '../../src/lease/kube
 import { formatSubnet } from '../../src/net/cidr.js';
 import { formatSubnet6 } from '../../src/net/ip6.js';
 import { FakeApiServer, type JsonObject } from '../testbed/fake-apiserver.js';
-import { PREFIX, bareNode, managedNode, netConf, quietLogger } from './helpers.js';
+import { PREFIX, bareNode, kubeStore, nodeAnnotations, managedNode, netConf } from './helpers.js';
 
-const FAST = { acquireTimeoutMs: 600, retryIntervalMs: 50, patchTimeoutMs: 600, backoffMinMs: 20, backoffMaxMs: 100, resyncMs: 0 };
 let api: FakeApiServer;
 let dual: ReturnType<typeof netConf>;
 let v4only: ReturnType<typeof netConf>;
 const stores: KubeLeaseStore[] = [];
 
 function store(path: string, extra: Partial<KubeLeaseStoreOptions> = {}): KubeLeaseStore {
-  const s = new KubeLeaseStore(
-    { apiUrl: api.url, annotationPrefix: 'flannel.alpha.coreos.com', netConfigPath: path, setNodeNetworkUnavailable: false, env: { NODE_NAME: 'n1' }, timing: FAST, ...extra },
-    quietLogger(),
-  );
-  stores.push(s);
-  return s;
+  return kubeStore(api, path, stores, extra);
 }
-const annotations = (name: string) => ((api.getNode(name)!.metadata as JsonObject).annotations ?? {}) as Record<string, string>;
+const annotations = (name: string) => nodeAnnotations(api, name);
 
 beforeAll(() => {
   dual = netConf({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: 'fc00::/48', Backend: { Type: 'udp' } });

@@ -7,22 +7,16 @@ import { KubeLeaseStore, type KubeLeaseStoreOptions } from '../../src/lease/kube
 import { formatSubnet6 } from '../../src/net/ip6.js';
 import type { LeaseUpdate } from '../../src/lease/types.js';
 import { FakeApiServer, type JsonObject } from '../testbed/fake-apiserver.js';
-import { PREFIX, bareNode, netConf, quietLogger, until } from './helpers.js';
+import { PREFIX, bareNode, kubeStore, nodeAnnotations, netConf, until } from './helpers.js';
 
-const FAST = { acquireTimeoutMs: 600, retryIntervalMs: 50, patchTimeoutMs: 600, backoffMinMs: 20, backoffMaxMs: 100, resyncMs: 0 };
 let api: FakeApiServer;
 let v6only: ReturnType<typeof netConf>;
 const stores: KubeLeaseStore[] = [];
 
 function store(path: string, extra: Partial<KubeLeaseStoreOptions> = {}): KubeLeaseStore {
-  const s = new KubeLeaseStore(
-    { apiUrl: api.url, annotationPrefix: 'flannel.alpha.coreos.com', netConfigPath: path, setNodeNetworkUnavailable: false, env: { NODE_NAME: 'n1' }, timing: FAST, ...extra },
-    quietLogger(),
-  );
-  stores.push(s);
-  return s;
+  return kubeStore(api, path, stores, extra);
 }
-const annotations = (name: string) => ((api.getNode(name)!.metadata as JsonObject).annotations ?? {}) as Record<string, string>;
+const annotations = (name: string) => nodeAnnotations(api, name);
 
 /** A node felt already manages on an IPv6-only overlay: only an IPv6 podCIDR, PublicIP 0.0.0.0. */
 function managedNode6(name: string, podCIDR6: string, publicIPv6: string): JsonObject {

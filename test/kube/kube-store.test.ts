@@ -8,10 +8,8 @@ import { KubeLeaseStore, kubeAnnotations, type KubeLeaseStoreOptions } from '../
 import { PermanentError, type Lease, type LeaseUpdate, type Watcher } from '../../src/lease/types.js';
 import { formatSubnet } from '../../src/net/cidr.js';
 import { FakeApiServer, type JsonObject } from '../testbed/fake-apiserver.js';
-import { PREFIX, bareNode, managedNode, netConf, quietLogger, until } from './helpers.js';
+import { FAST_TIMING, PREFIX, bareNode, kubeStore, managedNode, netConf, until } from './helpers.js';
 import { within } from '../support/wait.js';
-
-const FAST = { acquireTimeoutMs: 600, retryIntervalMs: 50, patchTimeoutMs: 600, backoffMinMs: 20, backoffMaxMs: 100, resyncMs: 0 };
 
 let api: FakeApiServer;
 let conf: ReturnType<typeof netConf>;
@@ -19,20 +17,8 @@ const stores: KubeLeaseStore[] = [];
 const watchers: Watcher[] = [];
 
 function store(extra: Partial<KubeLeaseStoreOptions> = {}): KubeLeaseStore {
-  const s = new KubeLeaseStore(
-    {
-      apiUrl: api.url,
-      annotationPrefix: 'flannel.alpha.coreos.com',
-      netConfigPath: conf.path,
-      setNodeNetworkUnavailable: true,
-      env: { NODE_NAME: 'n1' },
-      timing: FAST,
-      ...extra,
-    },
-    quietLogger(),
-  );
-  stores.push(s);
-  return s;
+  // This suite checks the NetworkUnavailable condition too.
+  return kubeStore(api, conf.path, stores, { setNodeNetworkUnavailable: true, ...extra });
 }
 
 function annotations(name: string): Record<string, string> {
@@ -162,7 +148,7 @@ describe('acquire', () => {
   });
   it('waits for a pod CIDR assigned while it polls', async () => {
     api.addNode(bareNode('n1'));
-    const s = store({ timing: { ...FAST, acquireTimeoutMs: 20_000 } });
+    const s = store({ timing: { ...FAST_TIMING, acquireTimeoutMs: 20_000 } });
     const pending = s.acquire('192.168.77.11');
     await until('a GET of the node', () => api.requests.some((r) => r.url === '/api/v1/nodes/n1'));
     api.updateNode('n1', { spec: { podCIDR: '10.244.4.0/24', podCIDRs: ['10.244.4.0/24'] } });
@@ -411,7 +397,7 @@ describe('list and watch', () => {
   });
 
   it('follows bookmarks and re-delivers its lease set on the resync period', async () => {
-    const s = store({ timing: { ...FAST, resyncMs: 100 } });
+    const s = store({ timing: { ...FAST_TIMING, resyncMs: 100 } });
     const { updates } = watchAll(s);
     await until('the watch stream', () => api.watchCount() === 1);
     api.updateNode('plain', { metadata: { labels: { x: 'y' } } }); // not a lease: no event, rv moves
