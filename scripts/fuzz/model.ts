@@ -163,16 +163,24 @@ export interface RefTunRead extends RefEncap {
   units: number;
 }
 
+/** The virtio_net_hdr fields the engine reads (host byte order, as the kernel writes them); the
+ *  caller has checked that the buffer holds VNET_HDR_LEN bytes. */
+function readVnetHeader(buf: Uint8Array): { flags: number; gsoType: number; gsoSize: number; csumStart: number; csumOffset: number } {
+  const le = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return {
+    flags: buf[0]!,
+    gsoType: buf[1]! & ~VNET_GSO_ECN,
+    gsoSize: le.getUint16(4, true),
+    csumStart: le.getUint16(6, true),
+    csumOffset: le.getUint16(8, true),
+  };
+}
+
 /** Encap of one TUN read with its virtio_net_hdr (native engine; fields in host byte order, as the
  *  kernel writes them): the header's checks, then a super-packet judged by its largest segment. */
 export function refEncapTunRead(buf: Uint8Array, rs: RouteSet, mtu: number): RefTunRead {
   if (buf.length < VNET_HDR_LEN) return { verdict: 'truncated', icmp: '', units: 1 };
-  const le = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const flags = buf[0]!;
-  const gsoType = buf[1]! & ~VNET_GSO_ECN;
-  const gsoSize = le.getUint16(4, true);
-  const csumStart = le.getUint16(6, true);
-  const csumOffset = le.getUint16(8, true);
+  const { flags, gsoType, gsoSize, csumStart, csumOffset } = readVnetHeader(buf);
   const p = VNET_HDR_LEN;
   const len = buf.length - p;
   const gso = gsoType !== 0;
@@ -414,12 +422,7 @@ export function refEncapTunRead6(buf: Uint8Array, rs: RouteSet6, mtu: number): R
   const p = VNET_HDR_LEN;
   const len = buf.length - p;
   if (len >= 20 && buf[p]! >> 4 === 4) throw new Error('IPv6 model: an IPv4 packet (the IPv4 rules judge those)');
-  const le = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const flags = buf[0]!;
-  const gsoType = buf[1]! & ~VNET_GSO_ECN;
-  const gsoSize = le.getUint16(4, true);
-  const csumStart = le.getUint16(6, true);
-  const csumOffset = le.getUint16(8, true);
+  const { flags, gsoType, gsoSize, csumStart, csumOffset } = readVnetHeader(buf);
   const malformed = { verdict: 'malformed' as Verdict, ...none };
   if (gsoType === 0) {
     const v = refValidate6(buf, p, len);
